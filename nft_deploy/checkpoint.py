@@ -1,0 +1,95 @@
+"""Checkpoints that load without running code: a state dict plus plain metadata.
+
+Format (a dict saved with ``torch.save``; everything loads under ``torch.load(weights_only=True)``):
+``format`` ("nft-deploy-checkpoint"), ``version`` (1), ``arch`` {"name", "kwargs"}, ``state_dict``
+(backbone only: no IRS heads), ``profile`` (the profile JSON as a dict), ``method`` {"name", params...},
+``metrics`` (floats), ``data`` (data set name), ``input_shape`` (one sample's shape).
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from nft_deploy.errors import CheckpointError
+
+CHECKPOINT_FORMAT = "nft-deploy-checkpoint"
+CHECKPOINT_VERSION = 1
+
+
+def atomic_write(path: str | Path, write) -> None:
+    """Call ``write(tmp_path)`` then rename onto ``path``: no half-written file on failure."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def save_checkpoint(path: str | Path, *, model: torch.nn.Module, arch: dict[str, Any], profile: dict | None,
+                    method: dict[str, Any], metrics: dict[str, Any] | None = None, data: str | None = None,
+                    input_shape: tuple[int, ...] | None = None) -> Path:
+    """Write a weights-only checkpoint atomically; ``arch`` is {"name": ..., "kwargs": {...}}."""
+    ckpt = {
+        "format": CHECKPOINT_FORMAT,
+        "version": CHECKPOINT_VERSION,
+        "arch": {"name": arch["name"], "kwargs": dict(arch.get("kwargs", {}))},
+        "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+        "profile": profile,
+        "method": dict(method),
+        "metrics": dict(metrics or {}),
+        "data": data,
+        "input_shape": list(input_shape) if input_shape is not None else None,
+    }
+    atomic_write(path, lambda tmp: torch.save(ckpt, tmp))
+    return Path(path)
+
+
+def load_checkpoint(path: str | Path) -> dict[str, Any]:
+    """Load our checkpoint format safely (``weights_only=True``); clear errors for anything else."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"{path}: no such file")
+    ckpt = load_weights_only(path)
+    if not isinstance(ckpt, dict) or ckpt.get("format") != CHECKPOINT_FORMAT:
+        raise CheckpointError(f"{path}: not an nft-deploy checkpoint (no 'format': '{CHECKPOINT_FORMAT}'); "
+                              "for a plain state dict pass --model NAME")
+    if ckpt.get("version") != CHECKPOINT_VERSION:
+        raise CheckpointError(f"{path}: version: checkpoint version {ckpt.get('version')!r} is not supported "
+                              f"(this nft-deploy reads version {CHECKPOINT_VERSION})")
+    return ckpt
+
+
+def load_weights_only(path: str | Path) -> Any:
+    """``torch.load(weights_only=True)`` with one-line errors; never unpickles arbitrary objects."""
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as e:
+        raise CheckpointError(f"{path}: holds Python objects that a weights-only load refuses (a pickled "
+                              f"module?); re-save a state dict, or pass --trust-checkpoint if you trust the "
+                              f"file ({str(e).splitlines()[0]})") from None
+    except (RuntimeError, EOFError, OSError, ValueError) as e:
+        raise CheckpointError(f"{path}: not a torch checkpoint ({str(e).splitlines()[0]})") from None
+
+
+def build_from_checkpoint(ckpt: dict[str, Any]) -> torch.nn.Module:
+    """The built-in model a checkpoint describes, with its weights, in eval mode."""
+    from nft_deploy.models import build_model
+
+    arch = ckpt["arch"]
+    model = build_model(arch["name"], **arch.get("kwargs", {}))
+    try:
+        model.load_state_dict(ckpt["state_dict"])
+    except RuntimeError as e:
+        raise CheckpointError(f"state_dict does not match model {arch['name']!r}: {str(e).splitlines()[0]}") from None
+    return model.eval()

