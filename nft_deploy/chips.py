@@ -5,15 +5,17 @@ with programming variation, a graph input ``nft.chip/<layer>`` (standard normals
 shape) and, when the profile has stuck-at faults, ``nft.stuck/<layer>`` (the normalised weight change
 ``ChipDraw.stuck_delta``). The graph computes ``scale * (q + std_map(q) * chip + stuck)`` itself.
 
-Chip ``i`` of a run with seed ``s`` draws from ``np.random.default_rng(SeedSequence(s, spawn_key=(i,)))``
-(identical to ``SeedSequence(s).spawn(n)[i]``), so a chip's numbers never depend on how chips are
-sharded across workers. Within a chip, layers draw in ``DeployedLayer`` order (the order of the
-``nft.layers`` metadata: graph order), each with ``NoiseModel.draw_chip``.
+Layer ``L`` of chip ``i`` in a run with seed ``s`` draws with ``NoiseModel.draw_chip`` from
+``np.random.default_rng(SeedSequence(s, spawn_key=(i, crc32(L))))``: chip ``i``'s seed sequence is
+``SeedSequence(s).spawn(n)[i]``, and each layer gets its own child keyed by its name. So a chip's numbers
+depend neither on how chips are sharded across workers nor on the order in which layers are listed, and
+the torch model and its ONNX export (same layer names) see the same chip.
 """
 
 from __future__ import annotations
 
 import json
+import zlib
 from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass
 
@@ -26,7 +28,7 @@ CHIP_INPUT_PREFIX = "nft.chip/"
 STUCK_INPUT_PREFIX = "nft.stuck/"
 # metadata_props keys of a deployed model
 META_PROFILE = "nft.profile"  # the profile JSON
-META_LAYERS = "nft.layers"  # JSON list of DeployedLayer dicts, in draw order
+META_LAYERS = "nft.layers"  # JSON list of DeployedLayer dicts, in graph order
 META_SKIPPED = "nft.skipped"  # JSON list of {"node", "op_type", "reason"}
 META_VERSION = "nft.version"  # nft-deploy version that wrote the model
 META_SOURCE_SHA256 = "nft.source_sha256"  # hash of the file the model was exported from
@@ -69,21 +71,21 @@ def layers_from_json(text: str) -> list[DeployedLayer]:
     return [DeployedLayer.from_dict(d) for d in json.loads(text)]
 
 
-def chip_rng(seed: int, chip: int) -> np.random.Generator:
-    """The generator of chip ``chip`` in a run seeded ``seed`` (independent of sharding)."""
-    return np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(chip,)))
+def layer_rng(seed: int, chip: int, layer: str) -> np.random.Generator:
+    """The generator of ``layer`` on chip ``chip`` in a run seeded ``seed``."""
+    key = zlib.crc32(layer.encode("utf-8"))
+    return np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(chip, key)))
 
 
 def draw_chip(layers: Iterable[DeployedLayer], profile: DeviceProfile, weights: Mapping[str, np.ndarray],
               seed: int, chip: int) -> dict[str, ChipDraw]:
     """All layers' draws for one chip, keyed by layer name. ``weights`` maps weight name -> array
     (needed only for stuck-at faults)."""
-    rng = chip_rng(seed, chip)
     draws = {}
     for lay in layers:
         nm = NoiseModel.for_layer(profile, lay.name)
         w = weights.get(lay.weight) if nm.has_stuck_at else None
-        draws[lay.name] = nm.draw_chip(lay.shape, rng, w, lay.out_axis)
+        draws[lay.name] = nm.draw_chip(lay.shape, layer_rng(seed, chip, lay.name), w, lay.out_axis)
     return draws
 
 
