@@ -27,7 +27,7 @@ def list_cmd():
                      f"std(W)/max|W|={nm.weight_std:.4f}", p.description.split('. ')[0]))
     widths = [max(len(r[i]) for r in rows) for i in range(5)]
     for r in rows:
-        click.echo("  ".join(c.ljust(w) for c, w in zip(r[:5], widths)) + "  " + r[5])
+        click.echo("  ".join(c.ljust(w) for c, w in zip(r[:5], widths, strict=True)) + "  " + r[5])
 
 
 @profiles.command("show")
