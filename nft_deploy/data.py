@@ -16,7 +16,8 @@ import numpy as np
 from nft_deploy.errors import DataError
 
 BUILTIN_DATASETS = ("mnist-5k", "fashion-mnist")
-FASHION_MNIST_DIR = Path(os.environ.get("NFT_FASHION_MNIST_DIR", "/usr/share/datasets/fashion-mnist"))
+FASHION_MNIST_DIR = Path("/usr/share/datasets/fashion-mnist")  # where the Debian package puts it
+FASHION_MNIST_ENV = "NFT_FASHION_MNIST_DIR"  # overrides FASHION_MNIST_DIR; read at load time
 SPLIT_SEED = 20230524  # fixed: the held-out set must not move with the training seed
 MNIST5K_TEST = 1000
 
@@ -71,21 +72,43 @@ def _mnist_5k() -> Dataset:
 
 
 def _read_idx(path: Path) -> np.ndarray:
-    with gzip.open(path, "rb") as f:
-        data = f.read()
+    """A gzipped IDX file of unsigned bytes (magic 0x00 0x00 0x08 ndim, big-endian dims, data)."""
+    try:
+        with gzip.open(path, "rb") as f:
+            data = f.read()
+    except (OSError, EOFError) as e:
+        raise DataError(f"{path}: not a readable gzip file ({e})") from None
+    if len(data) < 4 or data[:3] != b"\x00\x00\x08" or len(data) < 4 + 4 * data[3]:
+        raise DataError(f"{path}: not an IDX file of unsigned bytes (bad magic number or header)")
     ndim = data[3]
     dims = [int.from_bytes(data[4 + 4 * i: 8 + 4 * i], "big") for i in range(ndim)]
+    body = len(data) - 4 - 4 * ndim
+    if body != int(np.prod(dims)):
+        raise DataError(f"{path}: header says shape {tuple(dims)} ({int(np.prod(dims))} bytes) but the file "
+                        f"holds {body} bytes")
     return np.frombuffer(data, np.uint8, offset=4 + 4 * ndim).reshape(dims)
 
 
+def fashion_mnist_dir() -> Path:
+    """Folder of the Fashion-MNIST IDX files: ``$NFT_FASHION_MNIST_DIR`` or the Debian package's folder."""
+    env = os.environ.get(FASHION_MNIST_ENV)
+    return Path(env) if env else FASHION_MNIST_DIR
+
+
 def _fashion_mnist() -> Dataset:
-    files = {k: FASHION_MNIST_DIR / f"{k}-idx{3 if 'images' in k else 1}-ubyte.gz"
+    root = fashion_mnist_dir()
+    files = {k: root / f"{k}-idx{3 if 'images' in k else 1}-ubyte.gz"
              for k in ("train-images", "train-labels", "t10k-images", "t10k-labels")}
     missing = [str(p) for p in files.values() if not p.is_file()]
     if missing:
         raise DataError(f"fashion-mnist: {missing[0]} not found; install the Debian package: "
                         "apt-get install -y dataset-fashion-mnist (or set NFT_FASHION_MNIST_DIR)")
     a = {k: _read_idx(p) for k, p in files.items()}
+    for part in ("train", "t10k"):
+        im, lab = a[f"{part}-images"], a[f"{part}-labels"]
+        if im.ndim != 3 or im.shape[1:] != (28, 28) or lab.ndim != 1 or len(lab) != len(im):
+            raise DataError(f"fashion-mnist: {files[part + '-images']}: expected N x 28 x 28 images and N "
+                            f"labels, got images {im.shape} and labels {lab.shape}")
     to_x = lambda im: (im.reshape(-1, 1, 28, 28) / 255.0).astype(np.float32)  # noqa: E731
     return Dataset("fashion-mnist", to_x(a["train-images"]), a["train-labels"].astype(np.int64),
                    to_x(a["t10k-images"]), a["t10k-labels"].astype(np.int64), 10)
@@ -96,17 +119,24 @@ def _npz(path: Path) -> Dataset:
         raise DataError(f"{path}: no such file")
     try:
         z = np.load(path, allow_pickle=False)
-    except (ValueError, OSError) as e:
+    except (ValueError, OSError, EOFError) as e:
         raise DataError(f"{path}: not a readable .npz file ({e})") from None
+    if not isinstance(z, np.lib.npyio.NpzFile):
+        raise DataError(f"{path}: a single array (.npy), not a .npz archive; save with np.savez(path, x=..., y=...)")
+    with z:
+        return _npz_dataset(path, z)
+
+
+def _npz_dataset(path: Path, z) -> Dataset:
     keys = set(z.files)
     if not {"x", "y"} <= keys:
         raise DataError(f"{path}: missing key {sorted({'x', 'y'} - keys)[0]!r}; a data .npz holds x, y "
                         f"and optionally x_test, y_test (found: {', '.join(sorted(keys)) or 'nothing'})")
     if ("x_test" in keys) != ("y_test" in keys):
         raise DataError(f"{path}: x_test and y_test must come together")
-    x, y = _check_xy(path, "x", z["x"], "y", z["y"])
+    x, y = _check_xy(path, "x", _array(path, z, "x"), "y", _array(path, z, "y"))
     if "x_test" in keys:
-        xt, yt = _check_xy(path, "x_test", z["x_test"], "y_test", z["y_test"])
+        xt, yt = _check_xy(path, "x_test", _array(path, z, "x_test"), "y_test", _array(path, z, "y_test"))
         if xt.shape[1:] != x.shape[1:]:
             raise DataError(f"{path}: x_test: sample shape {xt.shape[1:]} differs from x {x.shape[1:]}")
     else:  # hold out 20% with the fixed split seed
@@ -115,6 +145,13 @@ def _npz(path: Path) -> Dataset:
         x, y, xt, yt = x[order[:t]], y[order[:t]], x[order[t:]], y[order[t:]]
     num_classes = int(max(y.max(), yt.max())) + 1
     return Dataset(path.stem, x, y, xt, yt, num_classes)
+
+
+def _array(path: Path, z, key: str) -> np.ndarray:
+    try:
+        return z[key]
+    except (ValueError, OSError, EOFError) as e:  # object arrays (pickle refused), truncated members
+        raise DataError(f"{path}: {key}: cannot be read without pickle or is damaged ({e})") from None
 
 
 def _check_xy(path: Path, xk: str, x: np.ndarray, yk: str, y: np.ndarray):

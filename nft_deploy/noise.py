@@ -25,12 +25,21 @@ is ``NoiseModel.weight_std`` and nothing else re-derives it.
 from __future__ import annotations
 
 import math
+import sys
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
 
 from nft_deploy.profiles import DeviceProfile, WeightSpec
+
+if TYPE_CHECKING:  # torch is imported where it is used: the numpy path and the closed forms do not need it
+    import torch
+
+ZERO_SCALE = 1e-30
+"""Scale used for an all-zero layer or channel: safe to divide by (also in float32 and as a QDQ scale), and
+small enough that the noise it carries, ``std * ZERO_SCALE``, is zero for every practical purpose, as the
+closed form ``sigma_W = k * sigma * max|W| = 0`` says."""
 
 
 def cell_std_factor(weights: WeightSpec) -> float:
@@ -116,7 +125,8 @@ class NoiseModel:
     def scale(self, w, out_axis: int = 0):
         """max|W| per layer (shape of a scalar broadcast) or per output channel (keeps dims).
 
-        Zero scales become 1 so that an all-zero layer or channel stays zero instead of dividing by 0.
+        A 1-D (or 0-D) weight has no channel axis to spare and always gets one per-layer scale. Zero scales
+        become ``ZERO_SCALE``: an all-zero layer or channel stays zero (no noise) instead of dividing by 0.
         """
         xp = _xp(w)
         a = xp.abs(w)
@@ -125,7 +135,7 @@ class NoiseModel:
             s = _amax(a, axes)
         else:
             s = _amax(a, tuple(range(w.ndim)))
-        return xp.where(s > 0, s, xp.ones_like(s))
+        return xp.where(s > 0, s, xp.full_like(s, ZERO_SCALE))
 
     def quantize_normalised(self, w):
         """Normalised weight -> programmed level, ``sign(w) * round(|w| L) / L`` (identity if not quantized)."""
@@ -141,15 +151,16 @@ class NoiseModel:
         if sd is None or sd.factor == 1.0:
             return base
         mask = self.state_mask(q)
-        mask = mask.to(q.dtype) if isinstance(mask, torch.Tensor) else mask.astype(q.dtype)
+        mask = mask.to(q.dtype) if _is_torch(mask) else mask.astype(q.dtype)
         return base * (1.0 + (sd.factor - 1.0) * mask)
 
     def state_mask(self, q):
         """True where the state-dependent factor applies (band[0] < |q| < band[1], 0.25..0.75 by default)."""
         sd = self.profile.programming.state_dependent
-        a = _xp(q).abs(q)
+        xp = _xp(q)
+        a = xp.abs(q)
         if sd is None:
-            return a != a  # all False
+            return xp.zeros_like(a, dtype=xp.bool)
         return (a > sd.band[0]) & (a < sd.band[1])
 
     # ------------------------------------------------------------ numpy: deployment
@@ -170,16 +181,25 @@ class NoiseModel:
         return ChipDraw(normal=normal, stuck_delta=delta)
 
     def stuck_delta(self, weight: np.ndarray, uniforms: np.ndarray, out_axis: int = 0) -> np.ndarray:
-        """Normalised weight change from stuck cells; ``uniforms`` has shape (cells, *W.shape)."""
+        """Normalised weight change from stuck cells; ``uniforms`` has shape (cells, *W.shape).
+
+        Cell ``j`` is stuck at 0 where ``u_j < zero_rate``, at full conductance where
+        ``zero_rate <= u_j < zero_rate + full_rate``. A float weight (``quantize: false``) keeps its part
+        below one level in cell 0, so every cell stuck at zero gives exactly 0 in both modes. Programming
+        noise still applies to the whole weight (one normal per weight; an approximation for stuck cells).
+        """
         wspec, st = self.weights, self.profile.stuck_at
         w = weight / self.scale(weight, out_axis)
         q = self.quantize_normalised(w)
         mag = np.round(np.abs(q) * wspec.levels).astype(np.int64)
+        resid = np.abs(q) * wspec.levels - mag  # 0 for quantized weights
         k, cell_max = wspec.bits_per_cell, 2**wspec.bits_per_cell - 1
         sign = np.where(w >= 0, 1.0, -1.0)
         delta = np.zeros_like(w)
         for j in range(wspec.cells):
             g = ((mag >> (j * k)) & cell_max) / cell_max
+            if j == 0:
+                g = g + resid / cell_max
             u = uniforms[j]
             stuck = np.where(u < st.zero_rate, 0.0, np.where(u < st.zero_rate + st.full_rate, 1.0, g))
             delta += (stuck - g) * cell_max * 2 ** (j * k) / wspec.levels
@@ -211,13 +231,16 @@ class NoiseModel:
                 read: bool = True) -> torch.Tensor:
         """A fresh noisy copy of ``weight`` for one training forward.
 
-        Differentiable w.r.t. ``weight`` (straight-through rounding); the scale and the noise carry no
-        gradient. Includes programming variation, stuck-at faults and (``read``) read noise.
+        Differentiable w.r.t. ``weight`` with gradient exactly 1 (straight-through rounding); the scale and
+        the noise carry no gradient. Includes programming variation, stuck-at faults and (``read``) read
+        noise. Same distribution as ``sample_chip`` (plus read noise), different random stream.
         """
-        s = self.scale(weight.detach(), out_axis)
-        w = weight / s
-        q = _ste(w, self.quantize_normalised(w.detach()))
-        std = self.std_map(q.detach())
+        import torch
+
+        w = weight.detach()
+        s = self.scale(w, out_axis)
+        q = self.quantize_normalised(w / s)
+        std = self.std_map(q)
         if self.read_std > 0 and read:
             std = torch.sqrt(std**2 + self.read_std**2)
         noise = torch.randn(weight.shape, generator=generator, dtype=weight.dtype, device=weight.device) * std
@@ -225,12 +248,14 @@ class NoiseModel:
         if self.has_stuck_at:
             g = torch.Generator().manual_seed(int(torch.randint(0, 2**62, (1,), generator=generator)))
             u = torch.rand((self.weights.cells, *weight.shape), generator=g, dtype=torch.float64).numpy()
-            delta = self.stuck_delta(weight.detach().cpu().double().numpy(), u, out_axis)
+            delta = self.stuck_delta(w.cpu().double().numpy(), u, out_axis)
             out = out + torch.as_tensor(delta, dtype=weight.dtype, device=weight.device)
-        return s * out
+        return _ste(weight, s * out)
 
     def apply_chip_torch(self, weight: torch.Tensor, draw: ChipDraw, out_axis: int = 0) -> torch.Tensor:
         """``apply_chip`` in torch (same draw, same numbers), for torch-side Monte Carlo and parity tests."""
+        import torch
+
         s = self.scale(weight.detach(), out_axis)
         q = self.quantize_normalised(weight / s)
         out = q + self.std_map(q) * torch.as_tensor(draw.normal, dtype=weight.dtype, device=weight.device)
@@ -242,24 +267,33 @@ class NoiseModel:
 def quantize_activation(x, bits: int):
     """Signed DAC/ADC quantization with a dynamic range per tensor: ``round(x / m * L) * m / L``,
     ``m = max|x|``, ``L = 2^(bits-1) - 1`` (torch with straight-through gradient, or numpy)."""
+    if bits < 2:
+        raise ValueError(f"quantize_activation: bits must be >= 2 (signed), got {bits}")
     xp = _xp(x)
+    torch_in = _is_torch(x)
     levels = 2 ** (bits - 1) - 1
-    m = _amax(xp.abs(x.detach() if xp is torch else x), tuple(range(x.ndim)))
+    m = _amax(xp.abs(x.detach() if torch_in else x), tuple(range(x.ndim)))
     m = xp.where(m > 0, m, xp.ones_like(m))
     q = xp.round(x / m * levels) * m / levels
-    return _ste(x, q.detach()) if xp is torch else q
+    return _ste(x, q.detach()) if torch_in else q
 
 
 # ---------------------------------------------------------------- small shims
 
 
+def _is_torch(a) -> bool:
+    """True for a torch tensor, without importing torch when nobody has."""
+    torch = sys.modules.get("torch")
+    return torch is not None and isinstance(a, torch.Tensor)
+
+
 def _xp(a):
-    return torch if isinstance(a, torch.Tensor) else np
+    return sys.modules["torch"] if _is_torch(a) else np
 
 
 def _amax(a, axes):
-    if isinstance(a, torch.Tensor):
-        return torch.amax(a, dim=axes, keepdim=True) if axes else a
+    if _is_torch(a):
+        return a.amax(dim=axes, keepdim=True) if axes else a
     return np.amax(a, axis=axes, keepdims=True)
 
 
@@ -268,4 +302,4 @@ def _ste(x: torch.Tensor, q: torch.Tensor) -> torch.Tensor:
     return x + (q - x).detach()
 
 
-__all__ = ["ChipDraw", "NoiseModel", "cell_std_factor", "quantize_activation", "to_cell_range"]
+__all__ = ["ZERO_SCALE", "ChipDraw", "NoiseModel", "cell_std_factor", "quantize_activation", "to_cell_range"]

@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import fnmatch
 import json
+import math
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -162,8 +163,8 @@ class DeviceProfile:
 
     def with_sigma(self, sigma: float) -> DeviceProfile:
         """The same profile with programming sigma replaced (in the profile's unit), overrides included."""
-        if sigma < 0:
-            raise ProfileError(f"{self.name}: programming.sigma: must be >= 0, got {sigma}")
+        if not (isinstance(sigma, (int, float)) and math.isfinite(sigma) and sigma >= 0):
+            raise ProfileError(f"{self.name}: programming.sigma: must be a finite number >= 0, got {sigma!r}")
         overrides = tuple(
             dataclasses.replace(o, programming=dataclasses.replace(o.programming, sigma=sigma))
             if o.programming is not None
@@ -195,7 +196,11 @@ class DeviceProfile:
     @property
     def is_noisy(self) -> bool:
         """True when any programming, read or stuck-at noise is configured (overrides included)."""
-        sections = [self] + [self.for_layer(o.layers) for o in self.mapping.overrides]
+        sections = [self] + [
+            dataclasses.replace(self, **{k: getattr(o, k) for k in ("programming", "read_noise", "stuck_at")
+                                         if getattr(o, k) is not None})
+            for o in self.mapping.overrides
+        ]
         return any(
             s.programming.sigma > 0 or s.read_noise.sigma > 0 or s.stuck_at.zero_rate + s.stuck_at.full_rate > 0
             for s in sections
@@ -231,7 +236,7 @@ class _Reader:
         self.obj, self.seen = obj, set()
 
     def fail(self, path: str, msg: str):
-        raise ProfileError(f"{self.origin}: {path}: {msg}")
+        raise ProfileError(f"{self.origin}: {path or '(top level)'}: {msg}")
 
     def _at(self, key: str) -> str:
         return f"{self.path}.{key}" if self.path else key
@@ -257,9 +262,12 @@ class _Reader:
         if not ok:
             self.fail(path, f"must be {'an' if kind[0] in 'aeio' else 'a'} {kind}, got {_json_type(v)}")
         if kind == "number":
-            v = float(v)
-            if v != v or v in (float("inf"), float("-inf")):
-                self.fail(path, "must be a finite number")
+            try:
+                v = float(v)
+            except OverflowError:  # a huge JSON integer
+                v = math.inf
+            if not math.isfinite(v):
+                self.fail(path, f"must be a finite number, got {self.obj[key]!r:.40}")
         if lo is not None and v < lo:
             self.fail(path, f"must be >= {lo}, got {v}")
         if hi is not None and v > hi:
@@ -310,7 +318,7 @@ def _state(r: _Reader) -> StateDependence:
         band=(float(band[0]), float(band[1])),
         renormalize_fraction=r.get("renormalize_fraction", "number", None, lo=0.0, hi=1.0)
         if "renormalize_fraction" in r.obj
-        else 0.4,
+        else r.seen.add("renormalize_fraction") or 0.4,
     )
     r.done()
     return s
@@ -392,6 +400,13 @@ def _mapping(r: _Reader) -> Mapping:
     return m
 
 
+def _name(r: _Reader) -> str:
+    name = r.get("name", "string")
+    if not name.strip():
+        r.fail("name", "must be a non-empty string")
+    return name
+
+
 def profile_from_dict(obj: Any, origin: str = "<profile>") -> DeviceProfile:
     """Validate a parsed JSON object into a ``DeviceProfile``; ``origin`` names the file in errors."""
     r = _Reader(obj, "", origin)
@@ -404,7 +419,7 @@ def profile_from_dict(obj: Any, origin: str = "<profile>") -> DeviceProfile:
         return default if sub is None else parse(sub)
 
     p = DeviceProfile(
-        name=r.get("name", "string"),
+        name=_name(r),
         description=r.get("description", "string", ""),
         source=r.get("source", "string", ""),
         weights=section("weights", _weights, WeightSpec()),
@@ -445,7 +460,11 @@ def load_profile(name_or_path: str | Path | DeviceProfile) -> DeviceProfile:
         path = Path(text_id)
         if not path.is_file():
             raise ProfileError(f"{path}: no such profile file")
-        return _parse(path.read_bytes(), str(path))
+        try:
+            data = path.read_bytes()
+        except OSError as e:
+            raise ProfileError(f"{path}: cannot read the profile file ({e.strerror or e})") from None
+        return _parse(data, str(path))
     if text_id not in list_profiles():
         raise ProfileError(
             f"{text_id}: unknown profile; built-in profiles: {', '.join(list_profiles())} (or give a path to a .json file)"
@@ -457,6 +476,6 @@ def load_profile(name_or_path: str | Path | DeviceProfile) -> DeviceProfile:
 def _parse(data: bytes, origin: str) -> DeviceProfile:
     try:
         obj = json.loads(data)
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise ProfileError(f"{origin}: not valid JSON ({e})") from None
+    except (ValueError, RecursionError) as e:  # JSONDecodeError, UnicodeDecodeError, too many digits, nesting
+        raise ProfileError(f"{origin}: not valid JSON ({str(e).splitlines()[0] if str(e) else type(e).__name__})") from None
     return profile_from_dict(obj, origin)
