@@ -251,6 +251,8 @@ class _Reader:
         v = self.obj[key]
         if v is None and default is None:
             return None
+        if kind == "int" and isinstance(v, float) and v.is_integer():
+            v = int(v)  # JSON has one number type: 8.0 is the integer 8 (as in JSON Schema)
         ok = {
             "int": isinstance(v, int) and not isinstance(v, bool),
             "number": isinstance(v, (int, float)) and not isinstance(v, bool),
