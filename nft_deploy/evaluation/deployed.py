@@ -1,0 +1,219 @@
+"""A CIM-deployed ONNX model as the evaluator sees it: graph, chip inputs, profile, I/O shapes.
+
+Accepts a deployed ``.onnx`` (metadata ``nft.layers`` / ``nft.profile``), a float ``.onnx`` plus a
+profile (deployed on the fly by ``nft_deploy.export.insert_device_nodes``) or a checkpoint (exported by
+``nft_deploy.export.export_model``, with its stored profile unless one is given). Also builds the two
+graph variants the runner needs: the clean graph (read noise off) and the fold template (chip inputs
+turned into initializers so ONNX Runtime folds each chip's noisy weights into constants).
+"""
+
+from __future__ import annotations
+
+import zlib
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import onnx
+from onnx import numpy_helper
+
+from nft_deploy.chips import META_LAYERS, META_PROFILE, DeployedLayer, layers_from_json
+from nft_deploy.errors import EvaluationError, NftDeployError
+from nft_deploy.profiles import DeviceProfile, load_profile, profile_from_dict
+
+RANDOM_OPS = ("RandomNormalLike", "RandomNormal", "RandomUniformLike", "RandomUniform")
+CHECKPOINT_SUFFIXES = (".pt", ".pth", ".ckpt")
+
+
+@dataclass
+class DeployedModel:
+    """A deployed graph with everything needed to program chips onto it."""
+
+    name: str
+    """What reports call the model (the path as given)."""
+    proto: onnx.ModelProto
+    layers: list[DeployedLayer]
+    profile: DeviceProfile
+    input_name: str
+    input_shape: tuple[int | None, ...]
+    """Shape of one sample (None for symbolic dims)."""
+    output_name: str
+    num_classes: int | None
+    """Static size of the output's last dim, or None when symbolic."""
+    weights: dict[str, np.ndarray]
+    """Initializers of the mapped weights (stuck-at draws need them)."""
+
+    @property
+    def chip_inputs(self) -> list[str]:
+        return [n for lay in self.layers for n in (lay.chip_input, lay.stuck_input) if n]
+
+    @property
+    def has_read_noise(self) -> bool:
+        return any(n.op_type in RANDOM_OPS for n in self.proto.graph.node)
+
+    @property
+    def has_conv(self) -> bool:
+        return any(lay.op_type in ("Conv", "ConvTranspose") for lay in self.layers)
+
+
+def load_deployed(source: str | Path | onnx.ModelProto | DeployedModel,
+                  profile: str | Path | DeviceProfile | None = None) -> DeployedModel:
+    """Load (and if needed deploy) a model for Monte Carlo evaluation."""
+    if isinstance(source, DeployedModel):
+        return source
+    if isinstance(source, onnx.ModelProto):
+        return _from_proto(source, "<model>", profile)
+    path = Path(source)
+    if not path.is_file():
+        raise EvaluationError(f"{path}: no such model file")
+    if path.suffix in CHECKPOINT_SUFFIXES:
+        return _from_checkpoint(path, profile)
+    try:
+        proto = onnx.load(str(path))
+    except Exception as e:  # protobuf raises DecodeError and friends; all mean "not ONNX"
+        raise EvaluationError(f"{path}: not an ONNX model (expected a .onnx file or a checkpoint "
+                              f"{'/'.join(CHECKPOINT_SUFFIXES)}; {type(e).__name__})") from None
+    if not proto.graph.node:
+        raise EvaluationError(f"{path}: not an ONNX model (no graph nodes)")
+    return _from_proto(proto, str(path), profile)
+
+
+def _from_proto(proto: onnx.ModelProto, name: str, profile) -> DeployedModel:
+    meta = {p.key: p.value for p in proto.metadata_props}
+    if META_LAYERS in meta:
+        if profile is not None:
+            raise EvaluationError(f"{name}: --profile: the model is already deployed (profile "
+                                  f"{_meta_profile(meta, name).name!r}); --profile applies only to float models "
+                                  "and checkpoints; use --sigma to change programming variation")
+        return _describe(proto, name, layers_from_json(meta[META_LAYERS]), _meta_profile(meta, name))
+    if profile is None:
+        raise EvaluationError(f"{name}: not a CIM-deployed model (no {META_LAYERS} metadata); pass --profile "
+                              "NAME to deploy it on the fly, or export it with `nft-deploy export`")
+    insert_device_nodes = _export_attr(name, "insert_device_nodes")
+    deployed, _report = insert_device_nodes(proto, load_profile(profile))
+    return _from_proto(deployed, name, None)
+
+
+def _from_checkpoint(path: Path, profile) -> DeployedModel:
+    export_model = _export_attr(str(path), "export_model")
+    if profile is None:
+        from nft_deploy.checkpoint import load_checkpoint
+
+        stored = load_checkpoint(path).get("profile")
+        if stored is None:
+            raise EvaluationError(f"{path}: the checkpoint stores no device profile; pass --profile NAME")
+        profile = profile_from_dict(stored, f"{path}:profile")
+    out = export_model(str(path), profile=load_profile(profile))
+    proto = out if isinstance(out, onnx.ModelProto) else onnx.load(str(getattr(out, "path", out)))
+    return _from_proto(proto, str(path), None)
+
+
+def _export_attr(name: str, attr: str):
+    try:
+        from nft_deploy import export
+    except ImportError:
+        raise EvaluationError(f"{name}: deploying on the fly needs nft_deploy.export, which is not "
+                              "available; evaluate an exported *.cim.onnx instead") from None
+    return getattr(export, attr)
+
+
+def _meta_profile(meta: dict[str, str], name: str) -> DeviceProfile:
+    import json
+
+    if META_PROFILE not in meta:
+        raise EvaluationError(f"{name}: metadata {META_PROFILE} is missing; re-export the model")
+    try:
+        return profile_from_dict(json.loads(meta[META_PROFILE]), f"{name}:{META_PROFILE}")
+    except json.JSONDecodeError as e:
+        raise EvaluationError(f"{name}: metadata {META_PROFILE} is not valid JSON ({e})") from None
+    except NftDeployError:
+        raise
+
+
+def _describe(proto: onnx.ModelProto, name: str, layers: list[DeployedLayer], profile: DeviceProfile):
+    g = proto.graph
+    inits = {i.name for i in g.initializer}
+    chip_names = {n for lay in layers for n in (lay.chip_input, lay.stuck_input) if n}
+    data_inputs = [i for i in g.input if i.name not in inits and i.name not in chip_names]
+    missing = chip_names - {i.name for i in g.input}
+    if missing:
+        raise EvaluationError(f"{name}: {META_LAYERS} names graph input {sorted(missing)[0]!r}, which the graph "
+                              "does not have; re-export the model")
+    if len(data_inputs) != 1 or len(g.output) < 1:
+        raise EvaluationError(f"{name}: expected one data input and at least one output, found inputs "
+                              f"{[i.name for i in data_inputs]}")
+    inp, out = data_inputs[0], g.output[0]
+    wanted = {lay.weight for lay in layers}
+    weights = {i.name: numpy_helper.to_array(i) for i in g.initializer if i.name in wanted}
+    out_dims = _dims(out)
+    return DeployedModel(name=name, proto=proto, layers=layers, profile=profile, input_name=inp.name,
+                         input_shape=tuple(_dims(inp)[1:]), output_name=out.name,
+                         num_classes=out_dims[-1] if out_dims else None, weights=weights)
+
+
+def _dims(value_info) -> list[int | None]:
+    t = value_info.type.tensor_type
+    if not t.HasField("shape"):
+        return []
+    return [d.dim_value if d.HasField("dim_value") else None for d in t.shape.dim]
+
+
+# ---------------------------------------------------------------- graph variants
+
+
+def clean_proto(proto: onnx.ModelProto) -> onnx.ModelProto:
+    """A copy with read noise off: every random node replaced by zeros of its shape.
+
+    (A zero ``scale`` is not an option: ONNX Runtime asserts that a normal's std is positive.)
+    """
+    out = onnx.ModelProto()
+    out.CopyFrom(proto)
+    nodes = []
+    for node in out.graph.node:
+        if node.op_type in RANDOM_OPS and node.op_type.endswith("Like"):
+            node = onnx.helper.make_node("Sub", [node.input[0], node.input[0]], list(node.output), name=node.name)
+        elif node.op_type in RANDOM_OPS:
+            attrs = {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
+            zeros = np.zeros(attrs["shape"], onnx.helper.tensor_dtype_to_np_dtype(attrs.get("dtype", 1)))
+            node = onnx.helper.make_node("Constant", [], list(node.output), name=node.name,
+                                         value=numpy_helper.from_array(zeros))
+        nodes.append(node)
+    del out.graph.node[:]
+    out.graph.node.extend(nodes)
+    return out
+
+
+def fold_template(proto: onnx.ModelProto, names: list[str]) -> onnx.ModelProto:
+    """A copy whose graph inputs ``names`` are initializers (zeros, filled per chip by ``fill_template``)."""
+    out = onnx.ModelProto()
+    out.CopyFrom(proto)
+    g = out.graph
+    for vi in [i for i in g.input if i.name in names]:
+        shape = [d.dim_value for d in vi.type.tensor_type.shape.dim]
+        g.input.remove(vi)
+        g.initializer.append(numpy_helper.from_array(np.zeros(shape, np.float32), vi.name))
+    return out
+
+
+def fill_template(template: onnx.ModelProto, feeds: dict[str, np.ndarray],
+                  read_seed: np.random.SeedSequence | None) -> bytes:
+    """Serialised template with this chip's feeds as initializer values and reseeded random nodes."""
+    for init in template.graph.initializer:
+        if init.name in feeds:
+            init.raw_data = np.ascontiguousarray(feeds[init.name], np.float32).tobytes()
+    if read_seed is not None:
+        for i, node in enumerate(template.graph.node):
+            if node.op_type in RANDOM_OPS:
+                key = zlib.crc32(f"{i}/{node.name}".encode())
+                seq = np.random.SeedSequence(read_seed.entropy, spawn_key=(*read_seed.spawn_key, key))
+                seed = int(seq.generate_state(1)[0] % 2**24)
+                _set_float_attr(node, "seed", float(seed))
+    return template.SerializeToString()
+
+
+def _set_float_attr(node: onnx.NodeProto, name: str, value: float) -> None:
+    for a in node.attribute:
+        if a.name == name:
+            a.f = value
+            return
+    node.attribute.append(onnx.helper.make_attribute(name, float(value)))

@@ -1,0 +1,341 @@
+"""Monte Carlo over programmed chips in ONNX Runtime: sessions, streamed batches, per-chip aggregation.
+
+One chip = one programmed instance: ``chips.draw_chip(layers, profile, weights, seed, chip)`` fed through
+``chips.chip_feeds`` and held fixed over the whole evaluation set; read noise (random nodes in the
+graph) is redrawn per inference, from a per-chip seed. Two ways to run a chip, same numbers:
+
+- ``fold``: the chip's feeds become initializers of a fresh session, so ONNX Runtime folds the noisy
+  weights into constants when it builds the session (weight pre-packing, NCHWc conv kernels stay on);
+- ``feed``: one session for all chips, the draws fed as graph inputs (no per-chip build cost).
+
+``auto`` folds models with mapped convolutions or read noise and feeds the rest (see
+benchmarks/results/evaluate.md). Memory is flat in the number of chips: each chip reduces to a few
+scalars plus shared fixed-point sums (``metrics.MeanProbSum``, ``metrics.BinSum``). ``workers`` runs
+chip shards in separate processes (``threads`` intra-op threads each); results do not depend on it.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import zlib
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import dataclass, field
+
+import numpy as np
+import onnxruntime as ort
+
+from nft_deploy.chips import DeployedLayer, chip_feeds, draw_chip
+from nft_deploy.data import Dataset, batches, load_data
+from nft_deploy.errors import EvaluationError
+from nft_deploy.evaluation import metrics as M
+from nft_deploy.evaluation.deployed import (
+    DeployedModel,
+    clean_proto,
+    fill_template,
+    fold_template,
+    load_deployed,
+)
+from nft_deploy.evaluation.progress import chip_progress
+from nft_deploy.evaluation.results import ChipMetrics, CleanMetrics, EvaluationResult
+from nft_deploy.profiles import DeviceProfile
+
+STRATEGIES = ("auto", "fold", "feed")
+READ_NOISE_KEY = zlib.crc32(b"nft.read")
+
+
+@dataclass(frozen=True)
+class EvalConfig:
+    """How to run the Monte Carlo; every field is a CLI flag of the same name."""
+
+    chips: int = 200
+    """Number of programmed chips (>= 1)."""
+    seed: int = 0
+    """Run seed; chip i draws from SeedSequence(seed, spawn_key=(i, crc32(layer)))."""
+    sigma: float | None = None
+    """Programming sigma to evaluate (profile unit); None: the one the model was exported with."""
+    batch_size: int = 256
+    workers: int = 1
+    """Worker processes (chip shards)."""
+    threads: int | None = None
+    """Intra-op threads per session; None: cores // workers."""
+    strategy: str = "auto"
+    """fold | feed | auto (see the module docstring)."""
+    limit: int | None = None
+    """Evaluate only the first ``limit`` samples."""
+    quiet: bool = False
+    """No progress bar."""
+    n_bins: int = M.N_BINS
+    """Confidence bins of ECE and the reliability diagram."""
+
+    def __post_init__(self):
+        for flag, v, lo in (("--chips", self.chips, 1), ("--batch-size", self.batch_size, 1),
+                            ("--workers", self.workers, 1), ("--threads", self.threads, 1),
+                            ("--limit", self.limit, 1), ("--bins", self.n_bins, 1), ("--seed", self.seed, 0)):
+            if v is not None and (not isinstance(v, (int, np.integer)) or v < lo):
+                raise EvaluationError(f"{flag}: must be an integer >= {lo}, got {v!r}")
+        if self.sigma is not None and not self.sigma >= 0:
+            raise EvaluationError(f"--sigma: must be >= 0, got {self.sigma}")
+        if self.strategy not in STRATEGIES:
+            raise EvaluationError(f"--strategy: must be one of {', '.join(STRATEGIES)}; got {self.strategy!r}")
+
+
+@dataclass
+class _Job:
+    """Everything a worker needs to run chips (picklable; sent once per worker)."""
+
+    model_bytes: bytes
+    chip_inputs: list[str]
+    layers: list[DeployedLayer]
+    profile: DeviceProfile
+    weights: dict[str, np.ndarray]
+    input_name: str
+    output_name: str
+    x: np.ndarray
+    y: np.ndarray
+    clean_pred: np.ndarray
+    num_classes: int
+    seed: int
+    sigma_scale: float
+    strategy: str
+    batch_size: int
+    threads: int
+    n_bins: int
+    read_noise: bool
+
+
+@dataclass
+class _Shard:
+    """The reduced results of some chips."""
+
+    chips: list[ChipMetrics] = field(default_factory=list)
+    probs: M.MeanProbSum | None = None
+    bins: M.BinSum | None = None
+
+
+def make_session(model_bytes: bytes, threads: int) -> ort.InferenceSession:
+    """A CPU session with all graph optimizations (constant folding included) and ``threads`` threads."""
+    so = ort.SessionOptions()
+    so.intra_op_num_threads = threads
+    so.inter_op_num_threads = 1
+    so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    so.log_severity_level = 3
+    return ort.InferenceSession(model_bytes, so, providers=["CPUExecutionProvider"])
+
+
+def choose_strategy(model: DeployedModel, requested: str) -> str:
+    """``fold`` or ``feed`` for this model (``auto``: fold when convs are mapped or read noise is on)."""
+    if requested == "feed" and model.has_read_noise:
+        raise EvaluationError(f"{model.name}: --strategy feed: the model has read-noise nodes, which need a "
+                              "seeded session per chip; use --strategy fold or auto")
+    if requested != "auto":
+        return requested
+    if model.has_read_noise or (model.has_conv and model.chip_inputs):
+        return "fold"
+    return "feed"
+
+
+def sigma_scale(model: DeployedModel, sigma: float | None) -> tuple[float, float]:
+    """(sigma evaluated, factor applied to the chip normals) for ``--sigma``."""
+    exported = model.profile.programming.sigma
+    if sigma is None:
+        return exported, 1.0
+    if not any(lay.chip_input for lay in model.layers):
+        raise EvaluationError(f"{model.name}: --sigma: the model has no chip inputs (nft.chip/*), so programming "
+                              f"variation cannot be rescaled; re-export it with a profile whose programming.sigma > 0 "
+                              f"(it was exported with {model.profile.name!r}, sigma {exported})")
+    if exported == 0:
+        raise EvaluationError(f"{model.name}: --sigma: the model was exported with programming sigma 0, so there "
+                              "is no scale to rescale; re-export it with a profile whose programming.sigma > 0")
+    return sigma, sigma / exported
+
+
+# ---------------------------------------------------------------- one process's chips
+
+
+class _ChipRunner:
+    """Runs chips of one job in this process, reusing what can be reused."""
+
+    def __init__(self, job: _Job):
+        self.job = job
+        if job.strategy == "fold":
+            from onnx import ModelProto
+
+            proto = ModelProto()
+            proto.ParseFromString(job.model_bytes)
+            self.template = fold_template(proto, job.chip_inputs)
+        else:
+            self.session = make_session(job.model_bytes, job.threads)
+
+    def run(self, chip: int, probs: M.MeanProbSum) -> M.ChipAccumulator:
+        j = self.job
+        feeds = chip_feeds(j.layers, draw_chip(j.layers, j.profile, j.weights, j.seed, chip), j.sigma_scale)
+        if j.strategy == "fold":
+            read = np.random.SeedSequence(j.seed, spawn_key=(chip, READ_NOISE_KEY)) if j.read_noise else None
+            session, feeds = make_session(fill_template(self.template, feeds, read), j.threads), {}
+        else:
+            session = self.session
+        acc = M.ChipAccumulator(chip, j.n_bins)
+        for idx in batches(len(j.y), j.batch_size):
+            logits = session.run([j.output_name], {j.input_name: j.x[idx], **feeds})[0]
+            p = M.softmax(logits.reshape(len(idx), -1))
+            acc.update(p, j.y[idx], j.clean_pred[idx])
+            probs.add(idx, p)
+        probs.chips += 1
+        return acc
+
+
+def _run_shard(job: _Job, chips: list[int], advance=None) -> _Shard:
+    runner = _ChipRunner(job)
+    shard = _Shard(probs=M.MeanProbSum(len(job.y), job.num_classes), bins=M.BinSum(job.n_bins))
+    for chip in chips:
+        acc = runner.run(chip, shard.probs)
+        shard.chips.append(acc.finish())
+        shard.bins.add_chip(acc)
+        if advance is not None:
+            advance(1)
+    return shard
+
+
+_WORKER_JOB: list[_Job] = []  # set once per worker process by _init_worker; empty in the parent
+
+
+def _init_worker(job: _Job) -> None:
+    _WORKER_JOB.append(job)
+
+
+def _worker_shard(chips: list[int]) -> _Shard:
+    return _run_shard(_WORKER_JOB[0], chips)
+
+
+def _run_all(job: _Job, chips: int, workers: int, quiet: bool, label: str) -> list[_Shard]:
+    with chip_progress(chips, label, quiet) as advance:
+        if workers == 1:
+            return [_run_shard(job, list(range(chips)), advance)]
+        n_chunks = min(chips, workers * 4)
+        chunks = [c.tolist() for c in np.array_split(np.arange(chips), n_chunks)]
+        # fork: workers inherit the job without re-importing the caller's __main__ (spawn would need a
+        # `if __name__ == "__main__"` guard in every user script); no ORT session is alive at this point.
+        methods = multiprocessing.get_all_start_methods()
+        ctx = multiprocessing.get_context("fork" if "fork" in methods else "spawn")
+        shards = []
+        with ProcessPoolExecutor(workers, mp_context=ctx, initializer=_init_worker, initargs=(job,)) as ex:
+            futures = {ex.submit(_worker_shard, c): len(c) for c in chunks}
+            for f in as_completed(futures):
+                shards.append(f.result())
+                advance(futures[f])
+        return shards
+
+
+# ---------------------------------------------------------------- the run
+
+
+def clean_pass(model: DeployedModel, x: np.ndarray, y: np.ndarray, batch_size: int, threads: int,
+               n_bins: int = M.N_BINS) -> tuple[CleanMetrics, np.ndarray, int]:
+    """Noise-free metrics (chip/stuck inputs zero, read noise off): (metrics, predictions, classes)."""
+    template = fold_template(clean_proto(model.proto), model.chip_inputs)
+    session = make_session(template.SerializeToString(), threads)
+    acc, preds, classes = M.ChipAccumulator(-1, n_bins), [], None
+    for idx in batches(len(y), batch_size):
+        logits = session.run([model.output_name], {model.input_name: x[idx]})[0].reshape(len(idx), -1)
+        if classes is None:
+            classes = logits.shape[1]
+            check_labels(model, y, classes)
+        preds.append(acc.update(M.softmax(logits), y[idx]))
+    c = acc.finish()
+    return CleanMetrics(c.accuracy, c.confidence, c.entropy, c.ece), np.concatenate(preds), classes
+
+
+def check_input(model: DeployedModel, x: np.ndarray, data_name: str) -> None:
+    """The data's sample shape must fit the model's input (symbolic dims match anything)."""
+    want, got = model.input_shape, tuple(x.shape[1:])
+    if len(want) != len(got) or any(w is not None and w != g for w, g in zip(want, got, strict=True)):
+        shown = tuple("?" if w is None else w for w in want)
+        raise EvaluationError(f"--data {data_name}: samples have shape {got}, but {model.name} input "
+                              f"{model.input_name!r} expects {shown}")
+
+
+def check_labels(model: DeployedModel, y: np.ndarray, classes: int) -> None:
+    if len(y) and (y.min() < 0 or y.max() >= classes):
+        bad = int(y.min() if y.min() < 0 else y.max())
+        raise EvaluationError(f"labels: {bad} is out of range for {model.name}, which has {classes} outputs "
+                              f"(labels must be in [0, {classes - 1}])")
+
+
+def run_monte_carlo(model: DeployedModel, x: np.ndarray, y: np.ndarray, config: EvalConfig,
+                    data_name: str = "<data>") -> EvaluationResult:
+    """Clean pass, then ``config.chips`` chips; the summary of all of it."""
+    check_input(model, x, data_name)
+    sigma, scale = sigma_scale(model, config.sigma)
+    strategy = choose_strategy(model, config.strategy)
+    threads = config.threads or max(1, (os.cpu_count() or 1) // config.workers)
+    clean, clean_pred, classes = clean_pass(model, x, y, config.batch_size, threads, config.n_bins)
+    job = _Job(model_bytes=model.proto.SerializeToString(), chip_inputs=model.chip_inputs, layers=model.layers,
+               profile=model.profile, weights=model.weights, input_name=model.input_name,
+               output_name=model.output_name, x=np.ascontiguousarray(x, np.float32), y=y, clean_pred=clean_pred,
+               num_classes=classes, seed=config.seed, sigma_scale=scale, strategy=strategy,
+               batch_size=config.batch_size, threads=threads, n_bins=config.n_bins, read_noise=model.has_read_noise)
+    shards = _run_all(job, config.chips, config.workers, config.quiet, f"{model.name} ({data_name})")
+    return summarize(model, data_name, config, sigma, strategy, clean, shards, classes)
+
+
+def summarize(model: DeployedModel, data_name: str, config: EvalConfig, sigma: float, strategy: str,
+              clean: CleanMetrics, shards: list[_Shard], classes: int) -> EvaluationResult:
+    probs, bins = shards[0].probs, shards[0].bins
+    for s in shards[1:]:
+        probs.merge(s.probs)
+        bins.merge(s.bins)
+    chips = sorted((c for s in shards for c in s.chips), key=lambda c: c.chip)
+    acc = M.accuracy_stats([c.accuracy for c in chips])
+    expected_entropy = float(np.mean([c.entropy for c in chips]))
+    ekl, predictive = M.ekl_from_sums(probs.mean(), expected_entropy)
+    confidence = float(np.mean([c.confidence for c in chips]))
+    return EvaluationResult(
+        model=model.name, data=data_name, samples=int(probs.total.shape[0]), num_classes=classes,
+        chips=len(chips), seed=config.seed, profile=model.profile.name, sigma=sigma,
+        sigma_unit=model.profile.programming.unit, strategy=strategy, clean=clean, accuracy=acc,
+        accuracy_drop=clean.accuracy - acc.mean, confidence=confidence, confidence_drop=clean.confidence - confidence,
+        ekl=ekl, predictive_entropy=predictive, expected_entropy=expected_entropy,
+        flip_rate=float(np.mean([c.flip_rate for c in chips])), ece=float(np.mean([c.ece for c in chips])),
+        reliability=bins.reliability(), per_chip=chips)
+
+
+# ---------------------------------------------------------------- the library entry point
+
+
+def resolve_data(data: str | Dataset | tuple[np.ndarray, np.ndarray], limit: int | None = None):
+    """(name, x_test, y_test) from a data set name/path, a ``Dataset`` or an ``(x, y)`` pair."""
+    if isinstance(data, tuple):
+        name, x, y = "<arrays>", np.asarray(data[0], np.float32), np.asarray(data[1])
+    else:
+        ds = data if isinstance(data, Dataset) else load_data(str(data))
+        name, x, y = ds.name if isinstance(data, Dataset) else str(data), ds.x_test, ds.y_test
+    if len(x) != len(y):
+        raise EvaluationError(f"--data {name}: {len(y)} labels for {len(x)} samples")
+    if not np.issubdtype(y.dtype, np.integer):
+        raise EvaluationError(f"--data {name}: labels must be integers, got {y.dtype}")
+    if len(y) == 0:
+        raise EvaluationError(f"--data {name}: no test samples")
+    return name, x[:limit], y[:limit].astype(np.int64)
+
+
+def make_config(config: EvalConfig | None, overrides: dict) -> EvalConfig:
+    """``config`` with keyword overrides applied (each a field of ``EvalConfig``)."""
+    import dataclasses
+
+    base = config or EvalConfig()
+    known = {f.name for f in dataclasses.fields(EvalConfig)}
+    unknown = sorted(set(overrides) - known)
+    if unknown:
+        raise TypeError(f"unknown evaluation option {unknown[0]!r}; options: {', '.join(sorted(known))}")
+    return dataclasses.replace(base, **overrides)
+
+
+def evaluate(model, data, config: EvalConfig | None = None, *, profile=None, **overrides) -> EvaluationResult:
+    """Monte Carlo evaluation of ``model`` (deployed .onnx; float .onnx or checkpoint with ``profile``) on
+    the test split of ``data``; keyword overrides set ``EvalConfig`` fields (``chips=200, seed=0``...)."""
+    config = make_config(config, overrides)
+    deployed = load_deployed(model, profile)
+    name, x, y = resolve_data(data, config.limit)
+    return run_monte_carlo(deployed, x, y, config, data_name=name)
