@@ -1,0 +1,162 @@
+"""IRS (Intermediate Representation Snapshot): training-only heads on intermediate layers.
+
+Forward hooks on the named modules of any model hand each activation, unchanged, to a snapshot head
+(AdaptiveAvgPool -> Linear(hidden) -> ReLU -> Linear(classes)) whose own weights are noisy too. The heads
+live in this object, never in the backbone: the saved state dict and the exported graph are the
+backbone alone, and ``close()`` removes the hooks.
+
+Default layers and pool sizes follow the notes (VGG-8: block1 6x6, pool1 4x4, pool2 3x3; ResNet-18: stem,
+layer1 6x6, layer2 4x4, layer3 3x3, the stem's 6x6 is our choice); LeNet-5 (pool1 4x4, pool2 2x2) and
+user modules (4x4 per head) are ours.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import ClassVar
+
+import torch
+from torch import nn
+
+from nft_deploy.errors import ConfigError
+from nft_deploy.models import IRS_LAYERS
+from nft_deploy.training.losses import default_gammas, feedback_loss
+from nft_deploy.training.noisy import NoisyModel
+
+IRS_POOL = {"lenet5": (4, 2), "vgg8": (6, 4, 3), "resnet18": (6, 6, 4, 3)}
+IRS_BETA = {"lenet5": 1e-2, "vgg8": 1e-2, "resnet18": 1e-1}  # notes s.4, MNIST values; LeNet-5 is ours
+DEFAULT_POOL, DEFAULT_BETA = 4, 1e-2
+
+
+class SnapshotHead(nn.Module):
+    """AdaptiveAvgPool -> Linear(hidden) -> ReLU -> Linear(classes) on one activation."""
+
+    def __init__(self, shape: tuple[int, ...], pool: int, hidden: int, num_classes: int):
+        super().__init__()
+        spatial = len(shape) - 1  # shape excludes the batch: (C,), (C, L) or (C, H, W)
+        self.pool = {0: nn.Identity(), 1: nn.AdaptiveAvgPool1d(pool), 2: nn.AdaptiveAvgPool2d(pool)}.get(spatial)
+        if self.pool is None:
+            raise ConfigError(f"--irs-layers: activation of shape {tuple(shape)} is not supported (1-3 dims per sample)")
+        features = shape[0] * pool**spatial
+        self.fc1 = nn.Linear(features, hidden)
+        self.fc2 = nn.Linear(hidden, num_classes)
+
+    def forward(self, h: torch.Tensor) -> torch.Tensor:
+        h = torch.flatten(self.pool(h), 1)
+        return self.fc2(torch.relu(self.fc1(h)))
+
+
+@dataclass(eq=False)
+class IRS:
+    """Snapshot heads attached by forward hooks; feedback loss ``CE((z - beta sum gamma_n h_n)/(N+1))``."""
+
+    layers: tuple[str, ...]
+    pools: tuple[int, ...]
+    beta: float
+    gammas: tuple[float, ...]
+    heads: nn.ModuleList
+    hidden: int = 512
+    name: ClassVar[str] = "irs"
+    noisy: ClassVar[bool] = True
+    _head_nets: list[NoisyModel] = field(default_factory=list, repr=False)
+    _handles: list = field(default_factory=list, repr=False)
+    _outputs: dict[int, torch.Tensor] = field(default_factory=dict, repr=False)
+    _active: bool = False
+
+    @classmethod
+    def from_config(cls, config, net: NoisyModel, sample_x: torch.Tensor, num_classes: int,
+                    model_name: str | None) -> IRS:
+        """Heads sized from one probe forward of ``sample_x``, hooked onto ``net.model``."""
+        layers = config.irs_layers or IRS_LAYERS.get(model_name or "")
+        modules = dict(net.model.named_modules())
+        if not layers:
+            raise ConfigError("--irs-layers: required for a model that is not built in; module paths available: "
+                              + _names(modules))
+        for lay in layers:
+            if lay not in modules or lay == "":
+                raise ConfigError(f"--irs-layers: no module {lay!r} in the model; available: {_names(modules)}")
+        n = len(layers)
+        pools = tuple(config.irs_pool or IRS_POOL.get(model_name or "", (DEFAULT_POOL,) * n))
+        if len(pools) != n:
+            raise ConfigError(f"--irs-pool: {len(pools)} pool sizes for {n} IRS layers; give one per layer")
+        gammas = tuple(config.gammas or default_gammas(n))
+        if len(gammas) != n:
+            raise ConfigError(f"--gammas: {len(gammas)} values for {n} IRS layers; give one per layer")
+        beta = config.beta if config.beta is not None else IRS_BETA.get(model_name or "", DEFAULT_BETA)
+        shapes = _probe_shapes(net.model, [modules[lay] for lay in layers], sample_x)
+        heads = nn.ModuleList(SnapshotHead(s, p, config.irs_hidden, num_classes) for s, p in zip(shapes, pools, strict=True))
+        heads.to(sample_x.device)
+        irs = cls(tuple(layers), pools, beta, gammas, heads, config.irs_hidden)
+        irs._head_nets = [NoisyModel(h, net.profile, net.generator) for h in heads]
+        irs._handles = [modules[lay].register_forward_hook(irs._hook(i)) for i, lay in enumerate(layers)]
+        return irs
+
+    def _hook(self, i: int):
+        def hook(module, inputs, output):
+            if self._active:
+                self._outputs[i] = self._head_nets[i].noisy(output)
+            return None  # the backbone activation passes on unchanged
+
+        return hook
+
+    def snapshots(self, net: NoisyModel, x: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        """Backbone logits under one noise draw and the heads' outputs, shallowest first."""
+        self._outputs, self._active = {}, True
+        try:
+            z = net.noisy(x)
+        finally:
+            self._active = False
+        missing = [self.layers[i] for i in range(len(self.layers)) if i not in self._outputs]
+        if missing:
+            raise ConfigError(f"--irs-layers: module {missing[0]!r} is never called in the model's forward")
+        return z, [self._outputs[i] for i in range(len(self.layers))]
+
+    def loss(self, net, x, y):
+        z, h = self.snapshots(net, x)
+        return feedback_loss(z, h, y, self.beta, self.gammas)
+
+    def params(self) -> dict:
+        return {"beta": self.beta, "gammas": list(self.gammas), "layers": list(self.layers),
+                "pools": list(self.pools), "hidden": self.hidden}
+
+    def parameters(self) -> list[nn.Parameter]:
+        return list(self.heads.parameters())
+
+    def close(self) -> None:
+        """Detach the heads: remove every hook from the backbone."""
+        for h in self._handles:
+            h.remove()
+        self._handles = []
+
+
+def _probe_shapes(model: nn.Module, modules: list[nn.Module], x: torch.Tensor) -> list[tuple[int, ...]]:
+    shapes: dict[int, tuple[int, ...]] = {}
+
+    def recorder(k):
+        def hook(module, inputs, output):
+            shapes.setdefault(k, tuple(output.shape[1:]))  # returns None: the output is untouched
+
+        return hook
+
+    handles = [m.register_forward_hook(recorder(k)) for k, m in enumerate(modules)]
+    was_training = model.training
+    try:
+        model.eval()
+        with torch.no_grad():
+            model(x[:2])
+    finally:
+        model.train(was_training)
+        for h in handles:
+            h.remove()
+    for k, m in enumerate(modules):
+        if k not in shapes:
+            raise ConfigError(f"--irs-layers: module {type(m).__name__} #{k + 1} is never called in the model's forward")
+    return [shapes[k] for k in range(len(modules))]
+
+
+def _names(modules: dict) -> str:
+    names = [n for n in modules if n]
+    return ", ".join(names[:30]) + (f", ... ({len(names)} in all)" if len(names) > 30 else "")
+
+
+__all__ = ["IRS", "IRS_BETA", "IRS_POOL", "SnapshotHead"]

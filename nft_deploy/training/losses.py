@@ -1,0 +1,58 @@
+"""The loss formulas of the NFT methods, as pure functions of logits (pinned by hand-computed tests)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+def default_gammas(n: int) -> tuple[float, ...]:
+    """gamma_n = 10^-(n-1): the first (most perturbed / shallowest) feedback output weighs most."""
+    return tuple(10.0 ** -i for i in range(n))
+
+
+def default_offsets(n: int) -> tuple[float, ...]:
+    """OVF sigma offsets 0.05 * (N - n + 1): 0.15, 0.10, 0.05 for the reference N = 3."""
+    return tuple(round(0.05 * (n - i), 10) for i in range(n))
+
+
+def feedback_loss(z: torch.Tensor, feedback: torch.Tensor | Sequence[torch.Tensor], y: torch.Tensor,
+                  beta: float, gammas: Sequence[float]) -> torch.Tensor:
+    """NFT's negative-feedback loss, ``CE((z - beta * sum_n gamma_n o_n) / (N + 1), y)``.
+
+    ``z`` (batch, classes) is the backbone output; ``feedback`` holds the N outputs ``o_n`` (OVF's extra
+    forwards or IRS heads). The ``/(N + 1)`` acts as a softmax temperature (see the ``temperature``
+    ablation).
+    """
+    outs = list(feedback)
+    if len(outs) != len(gammas):
+        raise ValueError(f"{len(outs)} feedback outputs but {len(gammas)} gammas")
+    fb = sum(g * o for g, o in zip(gammas, outs, strict=True))
+    return F.cross_entropy((z - beta * fb) / (len(outs) + 1), y)
+
+
+def orthogonality_penalty(weights: Sequence[torch.Tensor]) -> torch.Tensor:
+    """CorrectNet's regulariser ``sum ||W^T W - I||_F^2``, each weight reshaped to (out, fan_in)."""
+    total = torch.zeros(())
+    for w in weights:
+        m = w.reshape(w.shape[0], -1)
+        gram = m.t() @ m
+        eye = torch.eye(gram.shape[0], dtype=gram.dtype, device=gram.device)
+        total = total.to(gram.device) + ((gram - eye) ** 2).sum()
+    return total
+
+
+def accuracy(logits: torch.Tensor, y: torch.Tensor) -> float:
+    """Top-1 accuracy (fraction)."""
+    return float((logits.argmax(1) == y).float().mean())
+
+
+def layer_weights(layers) -> list[nn.Parameter]:
+    """The weight parameters of mapped layers."""
+    return [lay.module.weight for lay in layers]
+
+
+__all__ = ["accuracy", "default_gammas", "default_offsets", "feedback_loss", "orthogonality_penalty"]

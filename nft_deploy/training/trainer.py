@@ -1,0 +1,203 @@
+"""``train(config)``: one training run, from data and a model to a checkpoint and a JSON log.
+
+Built-in models take ``in_channels``, ``num_classes`` and ``input_size`` from the data set (MNIST stays
+28x28, so VGG-8's three pools leave a 3x3 map). Everything random is seeded from ``config.seed``: model
+and head init (a forked global RNG), shuffling (numpy), training noise (one ``torch.Generator``) and the
+per-epoch noisy evaluation (its own generator, so evaluating never shifts the training noise).
+"""
+
+from __future__ import annotations
+
+import inspect
+import json
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+from torch.func import functional_call
+
+from nft_deploy.checkpoint import atomic_write, save_checkpoint
+from nft_deploy.data import Dataset, batches, load_data
+from nft_deploy.errors import ConfigError, DataError
+from nft_deploy.models import MODELS, build_model
+from nft_deploy.training.config import TrainConfig
+from nft_deploy.training.methods import Method, make_method
+from nft_deploy.training.montecarlo import torch_monte_carlo
+from nft_deploy.training.noisy import NoisyModel
+from nft_deploy.training.progress import Progress
+
+
+@dataclass(frozen=True)
+class EpochMetrics:
+    """One line of the training log."""
+
+    epoch: int
+    loss: float
+    clean_acc: float
+    """Test accuracy with float weights, no device."""
+    noisy_acc: float
+    """Test accuracy under one fresh noise draw, fixed across the test set."""
+    seconds: float
+    """Wall time of the epoch's training steps (evaluation excluded)."""
+    step_ms: float
+    """Mean wall time of one optimiser step."""
+    lr: float
+
+    def line(self) -> str:
+        return (f"epoch {self.epoch:3d}  loss {self.loss:.4f}  clean {100 * self.clean_acc:6.2f}%  "
+                f"noisy {100 * self.noisy_acc:6.2f}%  {self.seconds:.1f}s")
+
+
+@dataclass
+class TrainResult:
+    """A trained backbone (eval mode, no heads) and what training measured."""
+
+    model: nn.Module
+    history: list[EpochMetrics]
+    metrics: dict[str, float]
+    checkpoint: Path | None
+    log: Path | None
+    method: dict = field(default_factory=dict)
+
+
+def train(config: TrainConfig, *, data: Dataset | None = None, model: nn.Module | None = None,
+          on_epoch: Callable[[EpochMetrics], None] | None = None) -> TrainResult:
+    """Train ``model`` (or the built-in ``config.model``) with ``config.method`` against the device profile.
+
+    A user module works for every method (IRS needs ``config.irs_layers``). ``on_epoch`` is called
+    with each epoch's metrics (the CLI prints them).
+    """
+    config.validate()
+    profile = config.resolved_profile()
+    device = _device(config.device)
+    data = data if data is not None else load_data(config.data, limit_train=config.limit_train,
+                                                    limit_test=config.limit_test)
+    arch, model_name = _arch(config, data, model)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(config.seed)
+        if model is None:
+            model = build_model(model_name, **arch["kwargs"])
+        model.to(device).train()
+        net = NoisyModel(model, profile, torch.Generator(device=device).manual_seed(config.seed))
+        sample = torch.as_tensor(data.x_train[:2], device=device)
+        method = make_method(config, net, sample, data.num_classes, model_name)
+    try:
+        history = _fit(config, net, method, data, device, on_epoch)
+    finally:
+        method.close()
+    model.eval()
+    metrics = _final_metrics(history)
+    if config.mc_chips:
+        mc = torch_monte_carlo(model, profile, data.x_test, data.y_test, chips=config.mc_chips, seed=config.seed)
+        metrics.update(mc_mean=mc.mean, mc_std=mc.std, mc_chips=float(mc.chips))
+    method_info = {"name": method.name, **method.params()}
+    ckpt = None
+    if config.output is not None:
+        ckpt = save_checkpoint(config.output, model=model, arch=arch, profile=profile.to_dict(), method=method_info,
+                               metrics=metrics, data=data.name, input_shape=data.input_shape)
+    log = _write_log(config, profile.to_dict(), method_info, history, metrics, data)
+    return TrainResult(model, history, metrics, ckpt, log, method_info)
+
+
+def _fit(config, net: NoisyModel, method: Method, data: Dataset, device, on_epoch) -> list[EpochMetrics]:
+    params = list(net.model.parameters()) + method.parameters()
+    opt = torch.optim.Adam(params, lr=config.lr)
+    sched = (torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=config.epochs)
+             if config.schedule == "cosine" else None)
+    rng = np.random.default_rng(config.seed)
+    xtr, ytr = torch.as_tensor(data.x_train), torch.as_tensor(data.y_train)
+    n_steps = -(-len(ytr) // config.batch_size)
+    history = []
+    with Progress(enabled=config.progress) as bar:
+        for epoch in range(1, config.epochs + 1):
+            net.model.train()
+            total, seen, t0 = 0.0, 0, time.perf_counter()
+            task = bar.task(f"epoch {epoch}/{config.epochs}", n_steps)
+            for idx in batches(len(ytr), config.batch_size, rng):
+                x, y = xtr[idx].to(device), ytr[idx].to(device)
+                loss = method.loss(net, x, y)
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+                total, seen = total + loss.item() * len(idx), seen + len(idx)
+                bar.advance(task)
+            seconds = time.perf_counter() - t0
+            lr = opt.param_groups[0]["lr"]
+            if sched is not None:
+                sched.step()
+            clean, noisy = evaluate(net, data, seed=config.seed * 100_003 + epoch, batch_size=max(256, config.batch_size))
+            m = EpochMetrics(epoch, total / seen, clean, noisy, seconds, 1000 * seconds / n_steps, lr)
+            history.append(m)
+            if on_epoch is not None:
+                on_epoch(m)
+    return history
+
+
+@torch.no_grad()
+def evaluate(net: NoisyModel, data: Dataset, *, seed: int, batch_size: int = 512) -> tuple[float, float]:
+    """Test accuracy clean and under one fresh noise draw (seeded, fixed across the test set)."""
+    model = net.model
+    model.eval()
+    dev = next(model.parameters()).device
+    gen = torch.Generator(device=dev).manual_seed(seed)
+    noisy_w = net.sample_weights(generator=gen)
+    x, y = torch.as_tensor(data.x_test), torch.as_tensor(data.y_test)
+    clean = noisy = 0
+    for i in range(0, len(y), batch_size):
+        xb, yb = x[i: i + batch_size].to(dev), y[i: i + batch_size].to(dev)
+        clean += int((model(xb).argmax(1) == yb).sum())
+        noisy += int((functional_call(model, noisy_w, (xb,)).argmax(1) == yb).sum())
+    model.train()
+    return clean / len(y), noisy / len(y)
+
+
+def _arch(config: TrainConfig, data: Dataset, model: nn.Module | None) -> tuple[dict, str | None]:
+    """Checkpoint ``arch`` entry and the built-in model name (None for a user module)."""
+    shape = data.input_shape
+    if model is not None:
+        kwargs = {"in_channels": shape[0], "num_classes": data.num_classes,
+                  "input_size": shape[-1] if len(shape) > 1 else None, "width": config.width}
+        return {"name": type(model).__name__, "kwargs": kwargs}, None
+    if config.model not in MODELS:
+        build_model(config.model)  # raises the ConfigError listing the valid names
+    if len(shape) != 3 or shape[1] != shape[2]:
+        raise DataError(f"{data.name}: samples of shape {shape}; the built-in model {config.model!r} needs square "
+                        "images (C, H, H); pass your own nn.Module for other shapes")
+    width = config.width
+    if width is None:
+        width = inspect.signature(MODELS[config.model]).parameters["width"].default
+    kwargs = {"in_channels": shape[0], "num_classes": data.num_classes, "input_size": shape[1], "width": width}
+    return {"name": config.model, "kwargs": kwargs}, config.model
+
+
+def _device(name: str) -> torch.device:
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise ConfigError(f"--device: {name!r} requested but CUDA is not available; use --device cpu")
+    return torch.device(name)
+
+
+def _final_metrics(history: list[EpochMetrics]) -> dict[str, float]:
+    last = history[-1]
+    return {"loss": last.loss, "clean_acc": last.clean_acc, "noisy_acc": last.noisy_acc,
+            "epochs": float(len(history)), "seconds_per_epoch": float(np.mean([h.seconds for h in history])),
+            "step_ms": float(np.mean([h.step_ms for h in history]))}
+
+
+def _write_log(config, profile: dict, method: dict, history, metrics, data: Dataset) -> Path | None:
+    path = config.log_path()
+    if path is None:
+        return None
+    doc = {"config": config.to_dict(), "profile": profile, "method": method, "data": data.name,
+           "history": [asdict(h) for h in history], "metrics": metrics, "python": sys.version.split()[0],
+           "torch": torch.__version__}
+    text = json.dumps(doc, indent=2) + "\n"
+    atomic_write(path, lambda tmp: Path(tmp).write_text(text))
+    return path
+
+
+__all__ = ["EpochMetrics", "TrainResult", "evaluate", "train"]
