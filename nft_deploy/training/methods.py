@@ -144,7 +144,7 @@ def make_method(config: TrainConfig, net: NoisyModel, sample_x: torch.Tensor, nu
     if name == "plain":
         return Plain()
     if name == "noise_injection":
-        return NoiseInjection(draws=config.draws, batched=config.batched)
+        return NoiseInjection(draws=config.draws, batched=config.use_vmap)
     if name == "temperature":
         return Temperature(temperature=config.temperature or float(n + 1))
     if name == "correctnet":
@@ -152,7 +152,7 @@ def make_method(config: TrainConfig, net: NoisyModel, sample_x: torch.Tensor, nu
     if name == "ovf":
         return OVF(beta=1e-3 if config.beta is None else config.beta,
                    offsets=tuple(config.ovf_offsets or default_offsets(n)),
-                   gammas=tuple(config.gammas or default_gammas(n)), batched=config.batched)
+                   gammas=tuple(config.gammas or default_gammas(n)), batched=config.use_vmap)
     return IRS.from_config(config, net, sample_x, num_classes, model_name)
 
 

@@ -73,6 +73,8 @@ def train(config: TrainConfig, *, data: Dataset | None = None, model: nn.Module 
     with each epoch's metrics (the CLI prints them).
     """
     config.validate()
+    if model is None and config.model not in MODELS:
+        build_model(config.model)  # raises the ConfigError listing the valid names
     profile = config.resolved_profile()
     device = _device(config.device)
     data = data if data is not None else load_data(config.data, limit_train=config.limit_train,
@@ -163,8 +165,6 @@ def _arch(config: TrainConfig, data: Dataset, model: nn.Module | None) -> tuple[
         kwargs = {"in_channels": shape[0], "num_classes": data.num_classes,
                   "input_size": shape[-1] if len(shape) > 1 else None, "width": config.width}
         return {"name": type(model).__name__, "kwargs": kwargs}, None
-    if config.model not in MODELS:
-        build_model(config.model)  # raises the ConfigError listing the valid names
     if len(shape) != 3 or shape[1] != shape[2]:
         raise DataError(f"{data.name}: samples of shape {shape}; the built-in model {config.model!r} needs square "
                         "images (C, H, H); pass your own nn.Module for other shapes")
