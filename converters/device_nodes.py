@@ -1,0 +1,150 @@
+"""The nodes that turn one float weight into the weight a programmed chip holds, and the DAC/ADC nodes.
+
+Per layer: ``deployed = scale * q + (scale * std_map) * CHIP + scale * STUCK + scale * read_std * N``
+with ``q`` rounded in-graph from the float initializer, ``CHIP``/``STUCK`` graph inputs (one draw per
+programmed chip) and ``N`` a seeded ``RandomNormalLike`` (redrawn per inference). ``scale`` and
+``std_map`` are constants from ``NoiseModel``; nothing here re-derives the noise maths. Only standard
+ONNX ops on initializers and chip inputs, so ORT can constant-fold a chip once its inputs are fixed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import onnx_graphsurgeon as gs
+
+from nft_deploy.chips import CHIP_INPUT_PREFIX, STUCK_INPUT_PREFIX
+from nft_deploy.errors import ExportError
+from nft_deploy.noise import NoiseModel
+
+DEPLOYED_SUFFIX = "/weight"  # the deployed weight tensor is named f"nft/{layer}/weight"
+
+
+@dataclass(frozen=True)
+class DeployedWeight:
+    """What ``build_deployed_weight`` added for one layer."""
+
+    tensor: gs.Tensor
+    """The tensor the mapped nodes read instead of the float initializer (the initializer itself when
+    the layer is ideal)."""
+    chip_input: str | None
+    stuck_input: str | None
+    nodes: int
+    """Number of nodes inserted."""
+
+
+class Emitter:
+    """Appends nodes to a graph under one name prefix; every output is a fresh float32 variable."""
+
+    def __init__(self, graph: gs.Graph, prefix: str):
+        self.graph, self.prefix, self.count = graph, prefix, 0
+        self._consts: dict[str, gs.Constant] = {}
+
+    def const(self, name: str, values: np.ndarray) -> gs.Constant:
+        """A named constant, created once per name (later calls with the same name reuse it)."""
+        if name not in self._consts:
+            self._consts[name] = gs.Constant(f"{self.prefix}/{name}", np.ascontiguousarray(values))
+        return self._consts[name]
+
+    def op(self, op_type: str, inputs: list, name: str, attrs: dict | None = None, dtype=np.float32,
+           output: gs.Variable | None = None) -> gs.Variable:
+        out = output if output is not None else gs.Variable(f"{self.prefix}/{name}", dtype=dtype)
+        self.graph.nodes.append(gs.Node(op_type, f"{self.prefix}/{name}", attrs or {}, list(inputs), [out]))
+        self.count += 1
+        return out
+
+
+def build_deployed_weight(graph: gs.Graph, layer: str, weight: gs.Constant, out_axis: int, nm: NoiseModel,
+                          read_seed: float, opset: int) -> DeployedWeight:
+    """Insert the quantization, variation, stuck-at and read-noise nodes of one layer."""
+    w64 = np.asarray(weight.values, np.float64)
+    scale = nm.scale(w64, out_axis)
+    q = nm.quantize_normalised(w64 / scale)
+    em = Emitter(graph, f"nft/{layer}")
+    terms = [_quantized(em, weight, scale, out_axis, nm, opset)]
+    chip_name = stuck_name = None
+    if nm.weight_std > 0:
+        chip_name = CHIP_INPUT_PREFIX + layer
+        chip = gs.Variable(chip_name, dtype=np.float32, shape=list(weight.shape))
+        graph.inputs.append(chip)
+        std = nm.std_map(q)
+        std = std.flat[0:1].reshape(()) if np.all(std == std.flat[0]) else std  # uniform: scalar
+        terms.append(em.op("Mul", [chip, em.const("abs_std", (scale * std).astype(np.float32))], "variation"))
+    if nm.has_stuck_at:
+        stuck_name = STUCK_INPUT_PREFIX + layer
+        stuck = gs.Variable(stuck_name, dtype=np.float32, shape=list(weight.shape))
+        graph.inputs.append(stuck)
+        terms.append(em.op("Mul", [stuck, em.const("scale", scale.astype(np.float32))], "stuck"))
+    if nm.read_std > 0:
+        normal = em.op("RandomNormalLike", [weight], "read_normal",
+                       {"dtype": 1, "mean": 0.0, "scale": 1.0, "seed": float(read_seed)})
+        terms.append(em.op("Mul", [normal, em.const("read_std", (scale * nm.read_std).astype(np.float32))], "read"))
+    out = terms[0]
+    for i, t in enumerate(terms[1:]):
+        out = em.op("Add", [out, t], f"sum{i}")
+    if em.count and out is not weight:
+        out.name = f"nft/{layer}{DEPLOYED_SUFFIX}"
+    return DeployedWeight(tensor=out, chip_input=chip_name, stuck_input=stuck_name, nodes=em.count)
+
+
+def _quantized(em: Emitter, weight: gs.Constant, scale: np.ndarray, out_axis: int, nm: NoiseModel,
+               opset: int) -> gs.Tensor:
+    """``scale * q``: the programmed levels (the float initializer itself without quantization)."""
+    spec = nm.weights
+    if not spec.quantize:
+        return weight
+    levels = float(spec.levels)
+    if spec.quant_style == "qdq":
+        return _qdq(em, weight, scale, out_axis, spec.levels, opset)
+    s32 = scale.astype(np.float32)
+    x = em.op("Div", [weight, em.const("scale", s32)], "normalised")
+    x = em.op("Mul", [x, em.const("levels", np.array(levels, np.float32))], "scaled")
+    x = em.op("Round", [x], "round")
+    x = em.op("Clip", [x, em.const("lo", np.array(-levels, np.float32)), em.const("hi", np.array(levels, np.float32))],
+              "clip")
+    return em.op("Mul", [x, em.const("step", (scale / levels).astype(np.float32))], "quantized")
+
+
+def _qdq(em: Emitter, weight: gs.Constant, scale: np.ndarray, out_axis: int, levels: int, opset: int) -> gs.Tensor:
+    """QuantizeLinear/DequantizeLinear with zero point 0 and step ``scale / L`` (int8, or int16 from opset 21)."""
+    if levels <= 127:
+        zdtype = np.int8
+    elif levels <= 32767 and opset >= 21:
+        zdtype = np.int16
+    else:
+        raise ExportError(f"weights.quant_style: 'qdq' with {int(np.log2(levels + 1))}-bit weights needs int16 "
+                          f"QuantizeLinear (ONNX opset >= 21, the model has {opset}); export with --opset 21 "
+                          f"or use quant_style 'round_clip'")
+    step = (scale / levels).astype(np.float32)
+    attrs = {}
+    if step.size > 1:
+        step, attrs = step.reshape(-1), {"axis": out_axis}
+    else:
+        step = step.reshape(())
+    step_c, zero_c = em.const("step", step), em.const("zero", np.zeros(step.shape, zdtype))
+    q = em.op("QuantizeLinear", [weight, step_c, zero_c], "quantize", attrs, dtype=zdtype)
+    return em.op("DequantizeLinear", [q, step_c, zero_c], "quantized", attrs)
+
+
+def insert_io_quantization(em: Emitter, node: gs.Node, data_input: int, input_bits: int | None,
+                           output_bits: int | None) -> None:
+    """Input DAC on the node's activation, output ADC on its output, as ``quantize_activation`` defines."""
+    if input_bits:
+        node.inputs[data_input] = _quantize_activation(em, node.inputs[data_input], input_bits, "dac")
+    if output_bits:
+        out = node.outputs[0]
+        raw = gs.Variable(f"{em.prefix}/adc_in", dtype=out.dtype, shape=out.shape)
+        node.outputs[0] = raw
+        _quantize_activation(em, raw, output_bits, "adc", output=out)
+
+
+def _quantize_activation(em: Emitter, x: gs.Tensor, bits: int, tag: str, output: gs.Variable | None = None):
+    """``round(x / m * L) * m / L`` with ``m = max|x|`` over the whole tensor (1 where m = 0), ``L = 2^(b-1)-1``."""
+    levels = em.const(f"{tag}_levels", np.array(2.0 ** (bits - 1) - 1, np.float32))
+    m = em.op("ReduceMax", [em.op("Abs", [x], f"{tag}_abs")], f"{tag}_max", {"keepdims": 0})
+    pos = em.op("Greater", [m, em.const(f"{tag}_zero", np.array(0.0, np.float32))], f"{tag}_pos", dtype=np.bool_)
+    m = em.op("Where", [pos, m, em.const(f"{tag}_one", np.array(1.0, np.float32))], f"{tag}_range")
+    y = em.op("Round", [em.op("Mul", [em.op("Div", [x, m], f"{tag}_norm"), levels], f"{tag}_scaled")], f"{tag}_round")
+    y = em.op("Mul", [y, m], f"{tag}_rescaled")
+    return em.op("Div", [y, levels], f"{tag}_out", output=output)
