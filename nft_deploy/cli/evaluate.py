@@ -1,0 +1,144 @@
+"""``nft-deploy evaluate | compare | check | sweep``: thin click layers over nft_deploy.evaluation."""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+CHIP_HELP = """
+One chip = one programmed instance of the model: one numpy draw per mapped layer, seeded by
+SeedSequence(SEED) spawned per chip (and keyed by layer name), fixed across the whole test set; read
+noise is redrawn for every inference. Chip i is the same chip for every model with the same layer
+names, whatever --workers is. --sigma rescales the programming variation of the exported model
+without re-exporting. Clean accuracy is the same deployed graph with all device noise off
+(weight quantization and converters, if the profile has them, stay on).
+"""
+
+
+def _eval_options(fn):
+    """Options shared by evaluate, compare, check and sweep (they map onto EvalConfig)."""
+    options = [
+        click.option("--data", required=True, help="mnist-5k, fashion-mnist, or a .npz (x, y[, x_test, y_test]); "
+                     "its test split is used."),
+        click.option("--chips", default=200, show_default=True, type=int, help="Monte Carlo chips (>= 1)."),
+        click.option("--seed", default=0, show_default=True, type=int, help="Run seed (chip draws)."),
+        click.option("--profile", default=None, help="Device profile (name or .json) to deploy a float .onnx or a "
+                     "checkpoint on the fly (checkpoints default to their stored profile)."),
+        click.option("--sigma", default=None, type=float, help="Programming sigma to evaluate (profile unit); "
+                     "default: the exported one."),
+        click.option("--batch-size", default=256, show_default=True, type=int),
+        click.option("--workers", default=1, show_default=True, type=int, help="Worker processes (chip shards)."),
+        click.option("--threads", default=None, type=int, help="ONNX Runtime threads per worker [cores / workers]."),
+        click.option("--strategy", default="auto", show_default=True, type=click.Choice(["auto", "fold", "feed"]),
+                     help="fold: a session per chip with noisy weights folded to constants; feed: one session, "
+                     "draws fed as inputs."),
+        click.option("--limit", default=None, type=int, help="Use only the first N test samples."),
+        click.option("--quiet", is_flag=True, help="No progress bar."),
+        click.option("--json", "json_path", default=None, type=click.Path(dir_okay=False), help="Write JSON here."),
+        click.option("--markdown", "md_path", default=None, type=click.Path(dir_okay=False),
+                     help="Write a Markdown report here."),
+        click.option("--plots", "plots_dir", default=None, type=click.Path(file_okay=False),
+                     help="Write PNG plots into this folder."),
+    ]
+    for opt in reversed(options):
+        fn = opt(fn)
+    return fn
+
+
+def _config(kw: dict):
+    from nft_deploy.evaluation.runner import EvalConfig
+
+    names = ("chips", "seed", "sigma", "batch_size", "workers", "threads", "strategy", "limit", "quiet")
+    return EvalConfig(**{k: kw.pop(k) for k in names})
+
+
+def _outputs(result, kw: dict, show_table: bool = True) -> None:
+    from nft_deploy.evaluation import print_report, write_json, write_markdown, write_plots
+
+    if show_table:
+        print_report(result)
+    if kw.get("json_path"):
+        write_json(result, kw["json_path"])
+    if kw.get("md_path"):
+        write_markdown(result, kw["md_path"])
+    if kw.get("plots_dir"):
+        for p in write_plots(result, kw["plots_dir"]):
+            click.echo(f"wrote {p}", err=True)
+
+
+def _doc(text: str):
+    def deco(fn):
+        fn.__doc__ = text + "\n" + CHIP_HELP
+        return fn
+
+    return deco
+
+
+@click.command()
+@click.argument("model", type=click.Path())
+@_eval_options
+@click.option("--sweep", "sweep_spec", default=None, help="Sweep programming sigma START:STOP:STEP (e.g. 0:0.4:0.05) "
+              "or a comma list; reports accuracy vs sigma with CI bands.")
+@_doc("Monte Carlo accuracy, confidence and uncertainty of MODEL on noisy chips.\n\nMODEL: a CIM-deployed "
+      ".onnx, a float .onnx with --profile, or a checkpoint (.pt).")
+def evaluate(model, data, profile, sweep_spec, **kw):
+    config = _config(kw)
+    if sweep_spec is not None:
+        from nft_deploy.evaluation.sweep import sweep as run_sweep
+
+        result = run_sweep([model], data, sweep_spec, config, profile=profile)
+    else:
+        from nft_deploy.evaluation.runner import evaluate as run_evaluate
+
+        result = run_evaluate(model, data, config, profile=profile)
+    _outputs(result, kw)
+
+
+@click.command()
+@click.argument("models", nargs=-1, required=True, type=click.Path())
+@_eval_options
+@_doc("Evaluate several MODELS on the same chips and data; deltas and paired CIs against the first.")
+def compare(models, data, profile, **kw):
+    from nft_deploy.evaluation.compare import compare as run_compare
+
+    _outputs(run_compare(list(models), data, _config(kw), profile=profile), kw)
+
+
+@click.command()
+@click.argument("models", nargs=-1, required=True, type=click.Path())
+@_eval_options
+@click.option("--sigmas", "sigma_spec", required=True, help="START:STOP:STEP (stop included) or a comma list.")
+@_doc("Accuracy of every model at every programming sigma: one table, one plot.")
+def sweep(models, data, profile, sigma_spec, **kw):
+    from nft_deploy.evaluation.sweep import sweep as run_sweep
+
+    _outputs(run_sweep(list(models), data, sigma_spec, _config(kw), profile=profile), kw)
+
+
+@click.command()
+@click.argument("model", type=click.Path())
+@_eval_options
+@click.option("--min-accuracy", type=float, default=None, help="Minimum accuracy (fraction, e.g. 0.95): of the "
+              "mean over chips, or of the --percentile-th chip.")
+@click.option("--percentile", type=float, default=None, help="Apply --min-accuracy to this percentile of chips (5: "
+              "95% of chips must reach it).")
+@click.option("--max-drop", type=float, default=None, help="Maximum clean minus mean accuracy (fraction).")
+@click.option("--min-confidence", type=float, default=None, help="Minimum mean max-softmax confidence.")
+@click.option("--junit", "junit_path", default=None, type=click.Path(dir_okay=False), help="Write JUnit XML here.")
+@_doc("Gate MODEL on robustness thresholds: PASSED/FAILED lines, exit 0 when all pass, 1 otherwise.")
+def check(model, data, profile, min_accuracy, percentile, max_drop, min_confidence, junit_path, **kw):
+    from nft_deploy.evaluation.check import Thresholds, write_junit
+    from nft_deploy.evaluation.check import check as run_check
+
+    thresholds = Thresholds(min_accuracy=min_accuracy, percentile=percentile, max_drop=max_drop,
+                            min_confidence=min_confidence)
+    result = run_check(model, data, thresholds, _config(kw), profile=profile)
+    _outputs(result.evaluation, kw, show_table=False)
+    if junit_path:
+        write_junit(result, junit_path)
+    click.echo(result.text())
+    sys.exit(0 if result.passed else 1)
+
+
+__all__ = ["check", "compare", "evaluate", "sweep"]

@@ -1,0 +1,186 @@
+"""Human-facing reports of results: a rich terminal table, Markdown, and PNG plots (matplotlib, headless).
+
+Works on the plain result objects only (``EvaluationResult``, ``CompareResult``, ``SweepResult``).
+Plots: ``accuracy_hist.png`` (per-chip accuracy), ``reliability.png`` (pooled reliability diagram),
+``accuracy_vs_sigma.png`` (sweeps: mean with a 95% CI band and the 5th percentile).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from rich.console import Console
+from rich.table import Table
+
+from nft_deploy.checkpoint import atomic_write
+from nft_deploy.evaluation.results import CompareResult, EvaluationResult, SweepResult
+
+
+def _pct(v: float) -> str:
+    return f"{100 * v:.2f}"
+
+
+def _rows(r: EvaluationResult) -> list[tuple[str, str]]:
+    a = r.accuracy
+    return [
+        ("clean accuracy %", _pct(r.clean.accuracy)),
+        (f"accuracy % (mean over {r.chips} chips)", _pct(a.mean)),
+        ("  std (ddof=1)", _pct(a.std)),
+        ("  95% CI", f"[{_pct(a.ci95.low)}, {_pct(a.ci95.high)}]"),
+        ("  99% CI", f"[{_pct(a.ci99.low)}, {_pct(a.ci99.high)}]"),
+        ("  min / p1 / p5 / p50", f"{_pct(a.min)} / {_pct(a.p1)} / {_pct(a.p5)} / {_pct(a.p50)}"),
+        ("  drop from clean", _pct(r.accuracy_drop)),
+        ("confidence (clean -> chips)", f"{r.clean.confidence:.4f} -> {r.confidence:.4f}"),
+        ("EKL x1e-2 (nats)", f"{100 * r.ekl:.3f}"),
+        ("predictive entropy (nats)", f"{r.predictive_entropy:.4f}"),
+        ("flip rate vs clean %", _pct(r.flip_rate)),
+        ("ECE (clean -> chips)", f"{r.clean.ece:.4f} -> {r.ece:.4f}"),
+    ]
+
+
+def _header(r: EvaluationResult) -> str:
+    return (f"{r.data}, {r.samples} samples, {r.chips} chips, seed {r.seed}, profile {r.profile}, "
+            f"sigma {r.sigma:g} ({r.sigma_unit}), strategy {r.strategy}")
+
+
+def _compare_rows(c: CompareResult) -> tuple[list[str], list[list[str]]]:
+    names = [r.model for r in c.results]
+    rows = [[label] + [dict(_rows(r))[label] for r in c.results] for label, _ in _rows(c.results[0])]
+    for label, fn in (("delta accuracy % (paired)", lambda d: f"{100 * d.accuracy.mean:+.2f}"),
+                      ("  95% CI (paired)", lambda d: f"[{100 * d.accuracy.ci95.low:+.2f}, {100 * d.accuracy.ci95.high:+.2f}]"),
+                      ("delta confidence", lambda d: f"{d.confidence:+.4f}"),
+                      ("delta EKL x1e-2", lambda d: f"{100 * d.ekl:+.3f}")):
+        rows.append([label, "baseline"] + [fn(d) for d in c.deltas])
+    return names, rows
+
+
+def _sweep_rows(s: SweepResult) -> tuple[list[str], list[list[str]]]:
+    cols = ["model", "sigma", "accuracy %", "95% CI", "p5 %", "confidence", "EKL x1e-2"]
+    rows = []
+    for row in s.results:
+        for r in row:
+            a = r.accuracy
+            rows.append([r.model, f"{r.sigma:g}", _pct(a.mean), f"[{_pct(a.ci95.low)}, {_pct(a.ci95.high)}]",
+                         _pct(a.p5), f"{r.confidence:.4f}", f"{100 * r.ekl:.3f}"])
+    return cols, rows
+
+
+def table(result) -> Table:
+    """A rich table of any result."""
+    if isinstance(result, EvaluationResult):
+        t = Table(title=result.model, caption=_header(result))
+        t.add_column("metric")
+        t.add_column("value", justify="right")
+        for row in _rows(result):
+            t.add_row(*row)
+        return t
+    if isinstance(result, CompareResult):
+        names, rows = _compare_rows(result)
+        t = Table(title="compare (first model = baseline)", caption=_header(result.results[0]))
+        cols = ["metric"] + names
+    else:
+        cols, rows = _sweep_rows(result)
+        t = Table(title="sweep: accuracy vs programming sigma")
+    for i, c in enumerate(cols):
+        t.add_column(c, justify="left" if i == 0 else "right")
+    for row in rows:
+        t.add_row(*row)
+    return t
+
+
+def print_report(result, console: Console | None = None) -> None:
+    (console or Console()).print(table(result))
+
+
+def markdown(result) -> str:
+    """A Markdown report of any result."""
+    if isinstance(result, EvaluationResult):
+        head, cols, rows = f"# {result.model}\n\n{_header(result)}\n", ["metric", "value"], [list(r) for r in _rows(result)]
+    elif isinstance(result, CompareResult):
+        (names, rows), head = _compare_rows(result), f"# compare (first model = baseline)\n\n{_header(result.results[0])}\n"
+        cols = ["metric"] + names
+    else:
+        (cols, rows), head = _sweep_rows(result), "# sweep: accuracy vs programming sigma\n"
+    lines = [head, "| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+    lines += ["| " + " | ".join(r) + " |" for r in rows]
+    return "\n".join(lines) + "\n"
+
+
+def write_markdown(result, path: str | Path) -> Path:
+    text = markdown(result)
+    atomic_write(path, lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))
+    return Path(path)
+
+
+# ---------------------------------------------------------------- plots
+
+
+def _save(fig, path: Path) -> Path:
+    atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=120, bbox_inches="tight"))
+    return path
+
+
+def accuracy_histogram(results: list[EvaluationResult], path: Path) -> Path:
+    """Histogram of per-chip accuracy per model, with the clean accuracy and the 5th percentile marked."""
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(6, 4))
+    ax = fig.add_subplot()
+    for i, r in enumerate(results):
+        color = f"C{i}"
+        ax.hist([100 * c.accuracy for c in r.per_chip], bins=30, alpha=0.5, color=color, label=Path(r.model).name)
+        ax.axvline(100 * r.clean.accuracy, color=color, ls="--", lw=1)
+        ax.axvline(100 * r.accuracy.p5, color=color, ls=":", lw=1)
+    ax.set(xlabel="accuracy per chip (%)  [dashed: clean, dotted: 5th percentile]", ylabel="chips",
+           title=f"{results[0].chips} chips, sigma {results[0].sigma:g}")
+    ax.legend(fontsize=8)
+    return _save(fig, path)
+
+
+def reliability_diagram(results: list[EvaluationResult], path: Path) -> Path:
+    """Accuracy against confidence per bin, pooled over chips; the diagonal is perfect calibration."""
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(5, 5))
+    ax = fig.add_subplot()
+    ax.plot([0, 1], [0, 1], color="gray", lw=1, ls="--")
+    for i, r in enumerate(results):
+        rel = r.reliability
+        pts = [(c, a) for c, a, n in zip(rel.confidence, rel.accuracy, rel.count, strict=True) if n > 0]
+        ax.plot([p[0] for p in pts], [p[1] for p in pts], "o-", color=f"C{i}", label=f"{Path(r.model).name} (ECE {r.ece:.3f})")
+    ax.set(xlabel="confidence (max softmax)", ylabel="accuracy", xlim=(0, 1), ylim=(0, 1), title="reliability over chips")
+    ax.legend(fontsize=8)
+    return _save(fig, path)
+
+
+def sigma_curve(sweep: SweepResult, path: Path) -> Path:
+    """Mean accuracy vs sigma with its 95% CI band (shaded) and the 5th percentile (dotted), per model."""
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(6, 4))
+    ax = fig.add_subplot()
+    for i, row in enumerate(sweep.results):
+        s = sweep.sigmas
+        ax.plot(s, [100 * r.accuracy.mean for r in row], "o-", color=f"C{i}", label=Path(sweep.models[i]).name)
+        ax.fill_between(s, [100 * r.accuracy.ci95.low for r in row], [100 * r.accuracy.ci95.high for r in row],
+                        color=f"C{i}", alpha=0.25)
+        ax.plot(s, [100 * r.accuracy.p5 for r in row], ":", color=f"C{i}")
+    unit = sweep.results[0][0].sigma_unit if sweep.results and sweep.results[0] else ""
+    ax.set(xlabel=f"programming sigma ({unit})", ylabel="accuracy (%)",
+           title="mean accuracy, 95% CI band, 5th percentile (dotted)")
+    ax.legend(fontsize=8)
+    return _save(fig, path)
+
+
+def write_plots(result, folder: str | Path) -> list[Path]:
+    """All plots that fit ``result`` into ``folder``; returns their paths."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    if isinstance(result, SweepResult):
+        last = [row[-1] for row in result.results]
+        return [sigma_curve(result, folder / "accuracy_vs_sigma.png"),
+                accuracy_histogram(last, folder / "accuracy_hist.png"),
+                reliability_diagram(last, folder / "reliability.png")]
+    results = result.results if isinstance(result, CompareResult) else [result]
+    return [accuracy_histogram(results, folder / "accuracy_hist.png"),
+            reliability_diagram(results, folder / "reliability.png")]
