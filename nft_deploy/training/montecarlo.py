@@ -107,7 +107,7 @@ def torch_monte_carlo(model: nn.Module, profile: DeviceProfile | str, x, y, *, c
     accs, all_logits = np.empty(chips), []
     for i in range(chips):
         logits = _logits(model, chip_weights(model, prof, layers, seed, i), xt, batch_size)
-        accs[i] = float((torch.as_tensor(logits).argmax(1).to(yt.device) == yt).float().mean())
+        accs[i] = int((torch.as_tensor(logits).argmax(1).to(yt.device) == yt).sum()) / len(yt)
         if keep_logits:
             all_logits.append(logits)
         if progress is not None:
