@@ -67,6 +67,12 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
     if ckpt.get("version") != CHECKPOINT_VERSION:
         raise CheckpointError(f"{path}: version: checkpoint version {ckpt.get('version')!r} is not supported "
                               f"(this nft-deploy reads version {CHECKPOINT_VERSION})")
+    arch = ckpt.get("arch")
+    if not (isinstance(arch, dict) and isinstance(arch.get("name"), str) and isinstance(arch.get("kwargs", {}), dict)):
+        raise CheckpointError(f"{path}: arch: must be {{'name': str, 'kwargs': dict}}, got {arch!r:.80}")
+    state = ckpt.get("state_dict")
+    if not (isinstance(state, dict) and all(isinstance(v, torch.Tensor) for v in state.values())):
+        raise CheckpointError(f"{path}: state_dict: must be a dict of tensors")
     return ckpt
 
 
@@ -75,11 +81,24 @@ def load_weights_only(path: str | Path) -> Any:
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
+        first = (str(e).splitlines() or [""])[0]
+        if "weights only load failed" not in first.lower() or "Unsupported global" not in str(e):
+            raise CheckpointError(f"{path}: not a torch checkpoint, or one a weights-only load refuses "
+                                  f"({_refused_reason(str(e)) if 'weights only' in first.lower() else first})") from None
         raise CheckpointError(f"{path}: holds Python objects that a weights-only load refuses (a pickled "
                               f"module?); re-save a state dict, or pass --trust-checkpoint if you trust the "
-                              f"file ({str(e).splitlines()[0]})") from None
-    except (RuntimeError, EOFError, OSError, ValueError) as e:
-        raise CheckpointError(f"{path}: not a torch checkpoint ({str(e).splitlines()[0]})") from None
+                              f"file ({_refused_reason(str(e))})") from None
+    except Exception as e:  # noqa: BLE001 - torch raises many types (KeyError, UnicodeDecodeError...) on junk
+        first = (str(e).splitlines() or [""])[0] or type(e).__name__
+        raise CheckpointError(f"{path}: not a torch checkpoint ({first})") from None
+
+
+def _refused_reason(text: str) -> str:
+    """The line of torch's long weights-only message that names what was refused."""
+    for line in text.splitlines():
+        if "Unsupported global" in line or "Unsupported operand" in line:
+            return line.strip()[:200]
+    return "weights_only=True"
 
 
 def build_from_checkpoint(ckpt: dict[str, Any]) -> torch.nn.Module:
@@ -87,7 +106,10 @@ def build_from_checkpoint(ckpt: dict[str, Any]) -> torch.nn.Module:
     from nft_deploy.models import build_model
 
     arch = ckpt["arch"]
-    model = build_model(arch["name"], **arch.get("kwargs", {}))
+    try:
+        model = build_model(arch["name"], **arch.get("kwargs", {}))
+    except TypeError as e:
+        raise CheckpointError(f"arch.kwargs: {arch.get('kwargs')!r} do not fit model {arch['name']!r} ({e})") from None
     try:
         model.load_state_dict(ckpt["state_dict"])
     except RuntimeError as e:
