@@ -89,32 +89,45 @@ def _from_proto(proto: onnx.ModelProto, name: str, profile) -> DeployedModel:
     if profile is None:
         raise EvaluationError(f"{name}: not a CIM-deployed model (no {META_LAYERS} metadata); pass --profile "
                               "NAME to deploy it on the fly, or export it with `nft-deploy export`")
-    insert_device_nodes = _export_attr(name, "insert_device_nodes")
-    deployed, _report = insert_device_nodes(proto, load_profile(profile))
+    deployed, _report = _insert_device_nodes(proto, load_profile(profile))
     return _from_proto(deployed, name, None)
 
 
 def _from_checkpoint(path: Path, profile) -> DeployedModel:
-    export_model = _export_attr(str(path), "export_model")
-    if profile is None:
-        from nft_deploy.checkpoint import load_checkpoint
+    from nft_deploy.checkpoint import build_from_checkpoint, load_checkpoint
 
-        stored = load_checkpoint(path).get("profile")
-        if stored is None:
+    ckpt = load_checkpoint(path)
+    if profile is None:
+        if ckpt.get("profile") is None:
             raise EvaluationError(f"{path}: the checkpoint stores no device profile; pass --profile NAME")
-        profile = profile_from_dict(stored, f"{path}:profile")
-    out = export_model(str(path), profile=load_profile(profile))
-    proto = out if isinstance(out, onnx.ModelProto) else onnx.load(str(getattr(out, "path", out)))
+        profile = profile_from_dict(ckpt["profile"], f"{path}:profile")
+    profile = load_profile(profile)
+    try:
+        from nft_deploy.export import export_model
+    except ImportError:  # the export module is optional here: the converters do the same two steps
+        import torch
+
+        from nft_deploy.converters.torch_to_onnx import torch_to_onnx
+
+        if not ckpt.get("input_shape"):
+            raise EvaluationError(f"{path}: input_shape: missing; cannot export the checkpoint") from None
+        sample = torch.zeros((2, *ckpt["input_shape"]))
+        proto = torch_to_onnx(build_from_checkpoint(ckpt), sample).model
+        return _from_proto(_insert_device_nodes(proto, profile)[0], str(path), None)
+    out = export_model(str(path), profile=profile)
+    proto = out if isinstance(out, onnx.ModelProto) else getattr(out, "model", None)
+    if not isinstance(proto, onnx.ModelProto):
+        proto = onnx.load(str(getattr(out, "path", out)))
     return _from_proto(proto, str(path), None)
 
 
-def _export_attr(name: str, attr: str):
+def _insert_device_nodes(proto: onnx.ModelProto, profile: DeviceProfile):
+    """``nft_deploy.export.insert_device_nodes`` when present, else the graph pass it wraps."""
     try:
-        from nft_deploy import export
+        from nft_deploy.export import insert_device_nodes
     except ImportError:
-        raise EvaluationError(f"{name}: deploying on the fly needs nft_deploy.export, which is not "
-                              "available; evaluate an exported *.cim.onnx instead") from None
-    return getattr(export, attr)
+        from nft_deploy.converters.graph_pass import run_pass as insert_device_nodes
+    return insert_device_nodes(proto, profile)
 
 
 def _meta_profile(meta: dict[str, str], name: str) -> DeviceProfile:

@@ -228,6 +228,18 @@ def _run_all(job: _Job, chips: int, workers: int, quiet: bool, label: str) -> li
         return shards
 
 
+def chip_logits(model: DeployedModel, x: np.ndarray, chip: int, seed: int = 0, sigma: float | None = None,
+                batch_size: int = 256) -> np.ndarray:
+    """Logits (samples, classes) of one chip, exactly as the Monte Carlo computes them (parity checks)."""
+    _, scale = sigma_scale(model, sigma)
+    feeds = chip_feeds(model.layers, draw_chip(model.layers, model.profile, model.weights, seed, chip), scale)
+    read = np.random.SeedSequence(seed, spawn_key=(chip, READ_NOISE_KEY)) if model.has_read_noise else None
+    template = fold_template(model.proto, model.chip_inputs)
+    session = make_session(fill_template(template, feeds, read), 1)
+    return np.concatenate([session.run([model.output_name], {model.input_name: x[idx]})[0]
+                           for idx in batches(len(x), batch_size)])
+
+
 # ---------------------------------------------------------------- the run
 
 
