@@ -25,7 +25,7 @@ from nft_deploy.converters.device_nodes import (
 from nft_deploy.converters.handlers import HANDLERS, REFUSED, Decline, WeightSite
 from nft_deploy.converters.report import PassReport, RewrittenNode, SkippedNode
 
-from nft_deploy.chips import META_PROFILE, META_SOURCE_SHA256, META_VERSION, DeployedLayer
+from nft_deploy.chips import META_LAYERS, META_PROFILE, META_SOURCE_SHA256, META_VERSION, DeployedLayer
 from nft_deploy.errors import ExportError
 from nft_deploy.noise import NoiseModel
 from nft_deploy.profiles import DeviceProfile
@@ -50,6 +50,9 @@ def run_pass(model: onnx.ModelProto, profile: DeviceProfile, config: PassConfig 
              ) -> tuple[onnx.ModelProto, PassReport]:
     """Insert quantization, variation, stuck-at, read-noise and DAC/ADC nodes for ``profile``."""
     start = time.perf_counter()
+    if any(p.key == META_LAYERS for p in model.metadata_props):
+        raise ExportError("the model is already CIM-deployed (it has nft.layers metadata); export the float model "
+                          "(--no-device) instead")
     graph = gs.import_onnx(model)
     opset = _default_opset(model)
     _lift_constant_nodes(graph)

@@ -100,8 +100,8 @@ def missing_weight_names(module: torch.nn.Module, model: onnx.ModelProto) -> lis
     names = {i.name for i in model.graph.initializer}
     kinds = (torch.nn.Conv1d, torch.nn.Conv2d, torch.nn.Conv3d, torch.nn.Linear, torch.nn.ConvTranspose1d,
              torch.nn.ConvTranspose2d, torch.nn.ConvTranspose3d)
-    return [f"{path}.weight" for path, m in module.named_modules() if isinstance(m, kinds)
-            and f"{path}.weight" not in names]
+    wanted = [f"{path}.weight" if path else "weight" for path, m in module.named_modules() if isinstance(m, kinds)]
+    return [w for w in wanted if w not in names]
 
 
 @contextlib.contextmanager

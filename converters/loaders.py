@@ -1,0 +1,169 @@
+"""What a user can hand to ``export``: our checkpoint, a plain state dict (with a model name), a
+TorchScript file, an existing ``.onnx`` model, or, only when trusted, a pickled ``nn.Module``.
+
+Loading never runs code from the file unless ``trust_checkpoint`` is set: checkpoints and state dicts
+load with ``torch.load(weights_only=True)``; TorchScript is loaded by ``torch.jit.load`` (TorchScript,
+not pickled Python); ``.onnx`` is parsed as protobuf.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import pickle
+import warnings
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import onnx
+import torch
+
+from nft_deploy.checkpoint import CHECKPOINT_FORMAT, load_checkpoint, load_weights_only
+from nft_deploy.errors import CheckpointError, ExportError
+
+SOURCE_KINDS = ("checkpoint", "state_dict", "torchscript", "onnx", "pickled_module", "module")
+DEFAULT_INPUT_SIZE = {"lenet5": 28, "vgg8": 32, "resnet18": 32}
+_EXPECTED = "expected an nft-deploy checkpoint, a state dict (with --model NAME), a TorchScript file or a .onnx model"
+
+
+@dataclass
+class LoadedSource:
+    """A model ready for export: a torch module (with one sample's input shape) or an ONNX model."""
+
+    kind: str
+    """One of SOURCE_KINDS."""
+    sha256: str
+    """Hash of the source file (of the serialized model for in-memory sources)."""
+    module: torch.nn.Module | None = None
+    onnx_model: onnx.ModelProto | None = None
+    input_shape: tuple[int, ...] | None = None
+    """One sample's shape (no batch dimension), e.g. (1, 28, 28)."""
+    path: Path | None = None
+
+
+def load_source(source: str | Path | torch.nn.Module | onnx.ModelProto, *, model: str | None = None,
+                model_kwargs: dict[str, Any] | None = None, trust_checkpoint: bool = False,
+                input_shape: tuple[int, ...] | None = None) -> LoadedSource:
+    """Load ``source`` without running its code (see the module doc); errors name the file and the flag."""
+    if isinstance(source, onnx.ModelProto):
+        return LoadedSource("onnx", _hash_bytes(source.SerializeToString()), onnx_model=source)
+    if isinstance(source, torch.nn.Module):
+        if input_shape is None:
+            raise ExportError("input_shape: required to export an in-memory torch module (one sample, e.g. (1, 28, 28))")
+        return LoadedSource("module", _hash_module(source), module=source.eval(), input_shape=tuple(input_shape))
+    path = Path(source)
+    if not path.is_file():
+        raise CheckpointError(f"{path}: no such file")
+    sha = _hash_file(path)
+    if path.suffix.lower() == ".onnx":
+        return LoadedSource("onnx", sha, onnx_model=_load_onnx(path), path=path)
+    head = path.read_bytes()[:4]
+    if head[:2] != b"PK" and head[:1] != b"\x80":
+        raise CheckpointError(f"{path}: not a checkpoint (neither a torch archive nor a pickle); {_EXPECTED}")
+    if head[:2] == b"PK" and _is_torchscript(path):
+        module = torch.jit.load(str(path), map_location="cpu").eval()
+        return LoadedSource("torchscript", sha, module=module, input_shape=_need_shape(path, input_shape), path=path)
+    obj = _load_torch(path, trust_checkpoint)
+    if isinstance(obj, torch.nn.Module):
+        return LoadedSource("pickled_module", sha, module=obj.eval(), input_shape=_need_shape(path, input_shape),
+                            path=path)
+    if isinstance(obj, dict) and obj.get("format") == CHECKPOINT_FORMAT:
+        return _from_checkpoint(path, sha, input_shape)
+    state = obj.get("state_dict", obj) if isinstance(obj, dict) else None
+    if isinstance(state, dict) and state and all(isinstance(v, torch.Tensor) for v in state.values()):
+        return _from_state_dict(path, sha, state, model, model_kwargs or {}, input_shape)
+    raise CheckpointError(f"{path}: not a checkpoint (holds a {type(obj).__name__}); {_EXPECTED}")
+
+
+def _load_torch(path: Path, trust: bool) -> Any:
+    """Weights-only load; a pickled module loads only when trusted, with a warning."""
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError:
+        if not trust:
+            return load_weights_only(path)  # raises the one-line error naming --trust-checkpoint
+    except Exception:  # noqa: BLE001  - any other failure: the one-line error of load_weights_only
+        return load_weights_only(path)
+    warnings.warn(f"{path}: loading a pickled object with --trust-checkpoint runs code from the file",
+                  stacklevel=3)
+    try:
+        return torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as e:  # noqa: BLE001
+        raise CheckpointError(f"{path}: cannot unpickle ({type(e).__name__}: {str(e).splitlines()[0]})") from None
+
+
+def _from_checkpoint(path: Path, sha: str, input_shape: tuple[int, ...] | None) -> LoadedSource:
+    from nft_deploy.checkpoint import build_from_checkpoint
+
+    ckpt = load_checkpoint(path)
+    module = build_from_checkpoint(ckpt)
+    shape = input_shape or ckpt.get("input_shape") or _shape_from_arch(ckpt["arch"]["name"], ckpt["arch"]["kwargs"])
+    return LoadedSource("checkpoint", sha, module=module, input_shape=tuple(shape), path=path)
+
+
+def _from_state_dict(path: Path, sha: str, state: dict, model: str | None, kwargs: dict,
+                     input_shape: tuple[int, ...] | None) -> LoadedSource:
+    from nft_deploy.models import build_model
+
+    if model is None:
+        raise CheckpointError(f"{path}: a plain state dict; pass --model NAME (lenet5, vgg8, resnet18) and its "
+                              f"arguments (--width, --in-channels, --num-classes, --input-size)")
+    module = build_model(model, **kwargs)
+    try:
+        module.load_state_dict(state)
+    except RuntimeError as e:
+        raise CheckpointError(f"{path}: state dict does not match --model {model} {kwargs or ''}: "
+                              f"{str(e).splitlines()[1 if len(str(e).splitlines()) > 1 else 0].strip()}") from None
+    return LoadedSource("state_dict", sha, module=module.eval(),
+                        input_shape=tuple(input_shape or _shape_from_arch(model, kwargs)), path=path)
+
+
+def _shape_from_arch(name: str, kwargs: dict) -> tuple[int, int, int]:
+    size = kwargs.get("input_size", DEFAULT_INPUT_SIZE.get(name, 32))
+    return (kwargs.get("in_channels", 1), size, size)
+
+
+def _need_shape(path: Path, input_shape: tuple[int, ...] | None) -> tuple[int, ...]:
+    if input_shape is None:
+        raise ExportError(f"{path}: --input-shape is required for a TorchScript or pickled module "
+                          f"(one sample, e.g. 1,28,28)")
+    return tuple(input_shape)
+
+
+def _is_torchscript(path: Path) -> bool:
+    try:
+        with zipfile.ZipFile(path) as z:
+            return any(n.endswith("/constants.pkl") or "/code/" in n for n in z.namelist())
+    except zipfile.BadZipFile:
+        return False
+
+
+def _load_onnx(path: Path) -> onnx.ModelProto:
+    try:
+        model = onnx.load(str(path))
+    except Exception as e:  # noqa: BLE001  - protobuf raises several types for a bad file
+        raise ExportError(f"{path}: not a valid ONNX model ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})") from None
+    if not model.graph.node:
+        raise ExportError(f"{path}: not a valid ONNX model (empty graph)")
+    return model
+
+
+def _hash_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _hash_bytes(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def _hash_module(module: torch.nn.Module) -> str:
+    h = hashlib.sha256()
+    for k, v in module.state_dict().items():
+        h.update(k.encode())
+        h.update(v.detach().cpu().contiguous().numpy().tobytes())
+    return h.hexdigest()
