@@ -85,6 +85,8 @@ def draw_chip(layers: Iterable[DeployedLayer], profile: DeviceProfile, weights: 
     for lay in layers:
         nm = NoiseModel.for_layer(profile, lay.name)
         w = weights.get(lay.weight) if nm.has_stuck_at else None
+        if nm.has_stuck_at and w is None:
+            raise ValueError(f"draw_chip: layer {lay.name!r} has stuck-at faults; pass its weight {lay.weight!r}")
         draws[lay.name] = nm.draw_chip(lay.shape, layer_rng(seed, chip, lay.name), w, lay.out_axis)
     return draws
 

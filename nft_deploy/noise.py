@@ -135,7 +135,8 @@ class NoiseModel:
             s = _amax(a, axes)
         else:
             s = _amax(a, tuple(range(w.ndim)))
-        return xp.where(s > 0, s, xp.full_like(s, ZERO_SCALE))
+        floor = max(ZERO_SCALE, float(xp.finfo(s.dtype).tiny)) if _is_float(s) else ZERO_SCALE  # float16: 6e-5
+        return xp.where(s > 0, s, xp.full_like(s, floor))
 
     def quantize_normalised(self, w):
         """Normalised weight -> programmed level, ``sign(w) * round(|w| L) / L`` (identity if not quantized)."""
@@ -285,6 +286,10 @@ def _is_torch(a) -> bool:
     """True for a torch tensor, without importing torch when nobody has."""
     torch = sys.modules.get("torch")
     return torch is not None and isinstance(a, torch.Tensor)
+
+
+def _is_float(a) -> bool:
+    return a.dtype.is_floating_point if _is_torch(a) else np.issubdtype(a.dtype, np.floating)
 
 
 def _xp(a):

@@ -108,3 +108,10 @@ def test_deployed_layers_round_trip_through_json():
     back = layers_from_json(text)
     assert back == LAYERS and all(isinstance(lay.shape, tuple) for lay in back)
 
+
+
+def test_stuck_at_layer_without_its_weight_is_named_in_the_error():
+    import pytest
+
+    with pytest.raises(ValueError, match="'fc.0'.*'fc.0.weight'"):
+        draw_chip(LAYERS[1:2], load_profile("rram_4bit"), {}, seed=0, chip=0)

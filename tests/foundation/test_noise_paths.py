@@ -179,6 +179,12 @@ def test_all_zero_layer_and_zero_channel_carry_no_noise():
     assert np.abs(noisy[1]).max() < 1e-20 and np.abs(noisy[0] - w[0]).max() > 1e-3
 
 
+def test_zero_layer_in_half_precision_stays_finite_and_zero():
+    nm = NoiseModel(profile(sigma=0.4))
+    out = nm.perturb(torch.zeros(4, 4, dtype=torch.float16), torch.Generator().manual_seed(0))
+    assert torch.isfinite(out).all() and out.abs().max().item() < 1e-3
+
+
 def test_one_dimensional_weight_gets_one_per_layer_scale_even_per_channel():
     nm = NoiseModel(profile(scale="per_channel"))
     w = np.array([0.5, -2.0, 1.0])
