@@ -58,6 +58,7 @@ def run_pass(model: onnx.ModelProto, profile: DeviceProfile, config: PassConfig 
     _lift_constant_nodes(graph)
     if _needs_folding(graph):
         graph.fold_constants()
+        graph.nodes = [n for n in graph.nodes if n.outputs]  # folded nodes lose their outputs
     report = PassReport()
     deployed: dict[str, DeployedWeight] = {}
     for node in list(graph.nodes):
@@ -142,7 +143,7 @@ def _lift_constant_nodes(graph: gs.Graph) -> None:
                     if t is out:
                         consumer.inputs[i] = const
             node.outputs.clear()
-    graph.cleanup(remove_unused_graph_inputs=False)
+    graph.nodes = [n for n in graph.nodes if n.op != "Constant" or n.outputs]
 
 
 def _needs_folding(graph: gs.Graph) -> bool:
