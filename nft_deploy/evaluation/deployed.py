@@ -2,7 +2,8 @@
 
 Accepts a deployed ``.onnx`` (metadata ``nft.layers`` / ``nft.profile``), a float ``.onnx`` plus a
 profile (deployed on the fly by ``nft_deploy.export.insert_device_nodes``) or a checkpoint (exported by
-``nft_deploy.export.export_model``, with its stored profile unless one is given). Also builds the two
+``nft_deploy.export.export_model``, exactly as ``nft-deploy export`` would, with its stored profile unless
+one is given). Also builds the two
 graph variants the runner needs: the clean graph (read noise off) and the fold template (chip inputs
 turned into initializers so ONNX Runtime folds each chip's noisy weights into constants).
 """
@@ -94,39 +95,24 @@ def _from_proto(proto: onnx.ModelProto, name: str, profile) -> DeployedModel:
 
 
 def _from_checkpoint(path: Path, profile) -> DeployedModel:
-    from nft_deploy.checkpoint import build_from_checkpoint, load_checkpoint
+    import tempfile
 
-    ckpt = load_checkpoint(path)
+    from nft_deploy.checkpoint import load_checkpoint
+    from nft_deploy.export import export_model
+
     if profile is None:
-        if ckpt.get("profile") is None:
+        stored = load_checkpoint(path).get("profile")
+        if stored is None:
             raise EvaluationError(f"{path}: the checkpoint stores no device profile; pass --profile NAME")
-        profile = profile_from_dict(ckpt["profile"], f"{path}:profile")
-    profile = load_profile(profile)
-    try:
-        from nft_deploy.export import export_model
-    except ImportError:  # the export module is optional here: the converters do the same two steps
-        import torch
-
-        from nft_deploy.converters.torch_to_onnx import torch_to_onnx
-
-        if not ckpt.get("input_shape"):
-            raise EvaluationError(f"{path}: input_shape: missing; cannot export the checkpoint") from None
-        sample = torch.zeros((2, *ckpt["input_shape"]))
-        proto = torch_to_onnx(build_from_checkpoint(ckpt), sample).model
-        return _from_proto(_insert_device_nodes(proto, profile)[0], str(path), None)
-    out = export_model(str(path), profile=profile)
-    proto = out if isinstance(out, onnx.ModelProto) else getattr(out, "model", None)
-    if not isinstance(proto, onnx.ModelProto):
-        proto = onnx.load(str(getattr(out, "path", out)))
-    return _from_proto(proto, str(path), None)
+        profile = profile_from_dict(stored, f"{path}:profile")
+    with tempfile.TemporaryDirectory() as tmp:  # export_model writes a file; keep it out of the user's folder
+        result = export_model(str(path), profile=load_profile(profile), output=Path(tmp) / "model.cim.onnx")
+    return _from_proto(result.model, str(path), None)
 
 
 def _insert_device_nodes(proto: onnx.ModelProto, profile: DeviceProfile):
-    """``nft_deploy.export.insert_device_nodes`` when present, else the graph pass it wraps."""
-    try:
-        from nft_deploy.export import insert_device_nodes
-    except ImportError:
-        from nft_deploy.converters.graph_pass import run_pass as insert_device_nodes
+    from nft_deploy.export import insert_device_nodes
+
     return insert_device_nodes(proto, profile)
 
 
