@@ -271,9 +271,9 @@ class _Reader:
             if not math.isfinite(v):
                 self.fail(path, f"must be a finite number, got {self.obj[key]!r:.40}")
         if lo is not None and v < lo:
-            self.fail(path, f"must be >= {lo}, got {v}")
+            self.fail(path, f"must be >= {lo}, got {str(v)[:40]}")
         if hi is not None and v > hi:
-            self.fail(path, f"must be <= {hi}, got {v}")
+            self.fail(path, f"must be <= {hi}, got {str(v)[:40]}")
         if choices is not None and v not in choices:
             self.fail(path, f"must be one of {', '.join(map(repr, choices))}; got {v!r}")
         return v

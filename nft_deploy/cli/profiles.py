@@ -23,11 +23,16 @@ def list_cmd():
         nm = NoiseModel(p)
         rows.append((name, f"M={p.weights.bits} K={p.weights.bits_per_cell}",
                      f"{'q' if p.weights.quantize else 'float'}",
-                     f"sigma={p.programming.sigma:g} {p.programming.unit}",
+                     f"sigma={p.programming.sigma:g} {p.programming.unit}" + _state_note(p),
                      f"std(W)/max|W|={nm.weight_std:.4f}", p.description.split('. ')[0]))
     widths = [max(len(r[i]) for r in rows) for i in range(5)]
     for r in rows:
         click.echo("  ".join(c.ljust(w) for c, w in zip(r[:5], widths, strict=True)) + "  " + r[5])
+
+
+def _state_note(p) -> str:
+    sd = p.programming.state_dependent
+    return "" if sd is None else f" s={sd.factor:g}"
 
 
 @profiles.command("show")
@@ -37,7 +42,9 @@ def show_cmd(name):
     p = load_profile(name)
     click.echo(p.to_json(), nl=False)
     nm = NoiseModel(p)
-    click.echo(f"# effective programming std per weight: {nm.weight_std:.6f} x max|W|"
+    sd = p.programming.state_dependent
+    in_band = f" ({nm.weight_std * sd.factor:.6f} for {sd.band[0]:g} < |w|/max|W| < {sd.band[1]:g})" if sd else ""
+    click.echo(f"# effective programming std per weight: {nm.weight_std:.6f} x max|W|{in_band}"
                f"; read noise: {nm.read_std:.6f} x max|W|; cells per weight: {p.weights.cells}")
 
 

@@ -93,3 +93,11 @@ def test_real_process_prints_one_error_line_without_traceback_and_exits_1(tmp_pa
                        timeout=60)
     assert p.returncode == 1 and "Traceback" not in p.stderr and len(p.stderr.splitlines()) == 1
     assert p.stderr.startswith("Error: missing_profile: unknown profile")
+
+
+def test_state_dependent_profiles_show_their_factor_and_in_band_std():
+    nm = NoiseModel(load_profile("rram_state_dependent"))
+    line = next(ln for ln in run("profiles", "list").stdout.splitlines() if ln.startswith("rram_state_dependent"))
+    assert "s=4" in line
+    comment = run("profiles", "show", "rram_state_dependent").stdout.splitlines()[-1]
+    assert f"({4 * nm.weight_std:.6f} for 0.25 < |w|/max|W| < 0.75)" in comment
