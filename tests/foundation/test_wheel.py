@@ -42,6 +42,8 @@ def _package_dir(name: str) -> list[Path]:
 
 @pytest.fixture(scope="module")
 def wheel(tmp_path_factory) -> Path:
+    if importlib.util.find_spec("setuptools") is None:  # --no-build-isolation builds with what is installed
+        pytest.fail("setuptools is not installed: add setuptools>=68 to the dev extra in pyproject.toml")
     src = tmp_path_factory.mktemp("src")
     out = tmp_path_factory.mktemp("dist")
     _copy_sources(src)
