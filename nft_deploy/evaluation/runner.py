@@ -276,19 +276,26 @@ def check_labels(model: DeployedModel, y: np.ndarray, classes: int) -> None:
 
 
 def run_monte_carlo(model: DeployedModel, x: np.ndarray, y: np.ndarray, config: EvalConfig,
-                    data_name: str = "<data>") -> EvaluationResult:
-    """Clean pass, then ``config.chips`` chips; the summary of all of it."""
+                    data_name: str = "<data>", timings: dict | None = None) -> EvaluationResult:
+    """Clean pass, then ``config.chips`` chips; the summary of all of it. ``timings``, when given, receives
+    ``clean_s`` and ``chips_s`` (wall seconds; kept out of the result so that its JSON stays reproducible)."""
+    import time
+
+    start = time.perf_counter()
     check_input(model, x, data_name)
     sigma, scale = sigma_scale(model, config.sigma)
     strategy = choose_strategy(model, config.strategy)
     threads = config.threads or max(1, (os.cpu_count() or 1) // config.workers)
     clean, clean_pred, classes = clean_pass(model, x, y, config.batch_size, threads, config.n_bins)
+    clean_done = time.perf_counter()
     job = _Job(model_bytes=model.proto.SerializeToString(), chip_inputs=model.chip_inputs, layers=model.layers,
                profile=model.profile, weights=model.weights, input_name=model.input_name,
                output_name=model.output_name, x=np.ascontiguousarray(x, np.float32), y=y, clean_pred=clean_pred,
                num_classes=classes, seed=config.seed, sigma_scale=scale, strategy=strategy,
                batch_size=config.batch_size, threads=threads, n_bins=config.n_bins, read_noise=model.has_read_noise)
     shards = _run_all(job, config.chips, config.workers, config.quiet, f"{model.name} ({data_name})")
+    if timings is not None:
+        timings.update(clean_s=clean_done - start, chips_s=time.perf_counter() - clean_done)
     return summarize(model, data_name, config, sigma, strategy, clean, shards, classes)
 
 
