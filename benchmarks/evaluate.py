@@ -84,6 +84,7 @@ def bench_model(name: str, kwargs: dict, x: np.ndarray, y: np.ndarray, args) -> 
 def markdown(rows: list[dict], env: dict) -> str:
     lines = ["# Evaluator benchmark", "",
              f"{env['cpu']}, {env['cores']} cores, onnxruntime {env['onnxruntime']}, torch {env['torch']}; "
+             f"load average {env['load_average_1min']['start']:.1f} -> {env['load_average_1min']['end']:.1f}; "
              f"fashion-mnist test images, nft_reference profile, untrained weights. Per-chip cost = time of the chip loop "
              "(worker start-up included) / chips. Targets: per chip <= 1.3x one clean pass, >= 5x faster than PyTorch.", "",
              "| model | params | clean pass s | fold s/chip | feed s/chip | fold 2x1 s/chip | torch s/chip | best "
@@ -105,6 +106,7 @@ def main() -> None:
     ap.add_argument("--batch-size", type=int, default=500)
     ap.add_argument("--models", default="lenet5,vgg8")
     args = ap.parse_args()
+    load_before = os.getloadavg()[0]
     ds = load_data("fashion-mnist")
     x, y = ds.x_test[: args.images], ds.y_test[: args.images]
     rows = []
@@ -112,7 +114,8 @@ def main() -> None:
         rows.append(bench_model(name, MODELS[name], x, y, args))
         print(json.dumps(rows[-1]), flush=True)
     env = {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(), "onnxruntime": ort.__version__,
-           "torch": torch.__version__, "args": vars(args)}
+           "torch": torch.__version__, "args": vars(args),
+           "load_average_1min": {"start": load_before, "end": os.getloadavg()[0]}}
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / "evaluate.json").write_text(json.dumps({"env": env, "results": rows}, indent=2) + "\n")
     (RESULTS / "evaluate.md").write_text(markdown(rows, env))

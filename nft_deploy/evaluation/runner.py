@@ -250,7 +250,12 @@ def clean_pass(model: DeployedModel, x: np.ndarray, y: np.ndarray, batch_size: i
     session = make_session(template.SerializeToString(), threads)
     acc, preds, classes = M.ChipAccumulator(-1, n_bins), [], None
     for idx in batches(len(y), batch_size):
-        logits = session.run([model.output_name], {model.input_name: x[idx]})[0].reshape(len(idx), -1)
+        try:
+            logits = session.run([model.output_name], {model.input_name: x[idx]})[0].reshape(len(idx), -1)
+        except (ort.capi.onnxruntime_pybind11_state.InvalidArgument,
+                ort.capi.onnxruntime_pybind11_state.Fail) as e:  # data the model cannot take
+            raise EvaluationError(f"{model.name}: ONNX Runtime rejected the data (samples of shape "
+                                  f"{tuple(x.shape[1:])}): {str(e).splitlines()[0][:300]}") from None
         if classes is None:
             classes = logits.shape[1]
             check_labels(model, y, classes)
@@ -282,6 +287,7 @@ def run_monte_carlo(model: DeployedModel, x: np.ndarray, y: np.ndarray, config: 
     import time
 
     start = time.perf_counter()
+    x = np.ascontiguousarray(x, np.float32)
     check_input(model, x, data_name)
     sigma, scale = sigma_scale(model, config.sigma)
     strategy = choose_strategy(model, config.strategy)
@@ -290,7 +296,7 @@ def run_monte_carlo(model: DeployedModel, x: np.ndarray, y: np.ndarray, config: 
     clean_done = time.perf_counter()
     job = _Job(model_bytes=model.proto.SerializeToString(), chip_inputs=model.chip_inputs, layers=model.layers,
                profile=model.profile, weights=model.weights, input_name=model.input_name,
-               output_name=model.output_name, x=np.ascontiguousarray(x, np.float32), y=y, clean_pred=clean_pred,
+               output_name=model.output_name, x=x, y=y, clean_pred=clean_pred,
                num_classes=classes, seed=config.seed, sigma_scale=scale, strategy=strategy,
                batch_size=config.batch_size, threads=threads, n_bins=config.n_bins, read_noise=model.has_read_noise)
     shards = _run_all(job, config.chips, config.workers, config.quiet, f"{model.name} ({data_name})")

@@ -127,3 +127,15 @@ def test_hand_deployed_model_round_trips_through_a_file(tiny_cnn):
     assert model.chip_inputs == ["nft.chip/conv", "nft.chip/fc"]
     assert model.input_shape == (1, 6, 6) and model.num_classes == 3
     assert isinstance(onnx.load(path), onnx.ModelProto)
+
+
+def test_data_the_graph_rejects_at_run_time_is_a_clear_error(helpers):
+    from onnx import TensorProto, helper
+
+    from nft_deploy.errors import EvaluationError
+
+    proto = helpers.linear(np.ones((3, 4), np.float32))
+    proto.graph.input[0].CopyFrom(helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", "D"]))  # symbolic
+    model = helpers.deploy(proto, "nft_reference")
+    with pytest.raises(EvaluationError, match=r"ONNX Runtime rejected the data \(samples of shape \(5,\)\)"):
+        evaluate(model, (np.zeros((6, 5), np.float32), np.zeros(6, np.int64)), chips=1, quiet=True)
