@@ -62,7 +62,9 @@ def load_source(source: str | Path | torch.nn.Module | onnx.ModelProto, *, model
     if head[:2] != b"PK" and head[:1] != b"\x80":
         raise CheckpointError(f"{path}: not a checkpoint (neither a torch archive nor a pickle); {_EXPECTED}")
     if head[:2] == b"PK" and _is_torchscript(path):
-        module = torch.jit.load(str(path), map_location="cpu").eval()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)  # TorchScript is deprecated, still a valid input
+            module = torch.jit.load(str(path), map_location="cpu").eval()
         return LoadedSource("torchscript", sha, module=module, input_shape=_need_shape(path, input_shape), path=path)
     obj = _load_torch(path, trust_checkpoint)
     if isinstance(obj, torch.nn.Module):

@@ -1,0 +1,78 @@
+"""torch -> float ONNX: both exporters keep BN unfused and torch names; the batch dimension is dynamic."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from nft_deploy.converters.loaders import load_source
+from nft_deploy.converters.torch_to_onnx import TorchExportConfig, missing_weight_names, torch_to_onnx
+
+from nft_deploy.errors import ExportError
+
+
+class ConvBN(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv = torch.nn.Conv2d(1, 3, 3, padding=1, bias=False)
+        self.bn = torch.nn.BatchNorm2d(3)
+        self.fc = torch.nn.Linear(3 * 6 * 6, 4)
+
+    def forward(self, x):
+        return self.fc(torch.flatten(torch.relu(self.bn(self.conv(x))), 1))
+
+
+def _net():
+    torch.manual_seed(0)
+    net = ConvBN()
+    with torch.no_grad():
+        net.bn.running_mean.uniform_(-1, 1)
+        net.bn.running_var.uniform_(0.5, 2)
+    return net.eval()
+
+
+@pytest.mark.parametrize("exporter", ["dynamo", "torchscript"])
+def test_exporter_keeps_batchnorm_names_and_a_dynamic_batch(exporter, tiny):
+    net = _net()
+    exp = torch_to_onnx(net, torch.rand(2, 1, 6, 6), TorchExportConfig(exporter=exporter))
+    assert exp.exporter == exporter and missing_weight_names(net, exp.model) == []
+    assert tiny.op_counts(exp.model)["BatchNormalization"] == 1
+    np.testing.assert_array_equal(tiny.initializer(exp.model, "conv.weight"), net.conv.weight.detach().numpy())
+    for batch in (1, 5):
+        x = np.random.default_rng(batch).random((batch, 1, 6, 6), dtype=np.float32)
+        (y,) = tiny.run(exp.model, {exp.model.graph.input[0].name: x})
+        with torch.no_grad():
+            np.testing.assert_allclose(y, net(torch.from_numpy(x)).numpy(), atol=1e-5)
+
+
+def test_missing_weight_names_reports_renamed_initializers():
+    net = _net()
+    exp = torch_to_onnx(net, torch.rand(2, 1, 6, 6), TorchExportConfig(exporter="torchscript"))
+    for init in exp.model.graph.initializer:
+        if init.name == "fc.weight":
+            init.name = "onnx::Gemm_5"
+    assert missing_weight_names(net, exp.model) == ["fc.weight"]
+
+
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")
+def test_torchscript_file_loads_and_exports_with_its_input_shape(tmp_path, tiny):
+    path = tmp_path / "net.ts"
+    torch.jit.save(torch.jit.script(_net()), str(path))
+    with pytest.raises(ExportError, match="--input-shape is required"):
+        load_source(path)
+    src = load_source(path, input_shape=(1, 6, 6))
+    assert src.kind == "torchscript"
+    exp = torch_to_onnx(src.module, torch.rand(2, 1, 6, 6))
+    assert exp.exporter == "torchscript" and "conv.weight" in {i.name for i in exp.model.graph.initializer}
+
+
+def test_bad_exporter_name_is_a_user_error():
+    with pytest.raises(ExportError, match="exporter: must be one of"):
+        torch_to_onnx(_net(), torch.rand(2, 1, 6, 6), TorchExportConfig(exporter="jit"))
+
+
+def test_onnx_source_with_garbage_content_is_a_user_error(tmp_path):
+    bad = tmp_path / "bad.onnx"
+    bad.write_bytes(b"\x00\x01garbage")
+    with pytest.raises(ExportError, match="bad.onnx: not a valid ONNX model"):
+        load_source(bad)
