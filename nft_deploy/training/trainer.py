@@ -95,7 +95,10 @@ def train(config: TrainConfig, *, data: Dataset | None = None, model: nn.Module 
     model.eval()
     metrics = _final_metrics(history)
     if config.mc_chips:
-        mc = torch_monte_carlo(model, profile, data.x_test, data.y_test, chips=config.mc_chips, seed=config.seed)
+        with Progress(enabled=config.progress) as bar:
+            task = bar.task("Monte Carlo chips", config.mc_chips)
+            mc = torch_monte_carlo(model, profile, data.x_test, data.y_test, chips=config.mc_chips, seed=config.seed,
+                                   progress=lambda done, total: bar.advance(task))
         metrics.update(mc_mean=mc.mean, mc_std=mc.std, mc_chips=float(mc.chips))
     method_info = {"name": method.name, **method.params()}
     ckpt = None
@@ -129,6 +132,7 @@ def _fit(config, net: NoisyModel, method: Method, data: Dataset, device, on_epoc
                 total, seen = total + loss.item() * len(idx), seen + len(idx)
                 bar.advance(task)
             seconds = time.perf_counter() - t0
+            bar.done(task)
             lr = opt.param_groups[0]["lr"]
             if sched is not None:
                 sched.step()
