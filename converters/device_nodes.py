@@ -60,7 +60,6 @@ def build_deployed_weight(graph: gs.Graph, layer: str, weight: gs.Constant, out_
     """Insert the quantization, variation, stuck-at and read-noise nodes of one layer."""
     w64 = np.asarray(weight.values, np.float64)
     scale = nm.scale(w64, out_axis)
-    q = nm.quantize_normalised(w64 / scale)
     em = Emitter(graph, f"nft/{layer}")
     terms = [_quantized(em, weight, scale, out_axis, nm, opset)]
     chip_name = stuck_name = None
@@ -68,8 +67,7 @@ def build_deployed_weight(graph: gs.Graph, layer: str, weight: gs.Constant, out_
         chip_name = CHIP_INPUT_PREFIX + layer
         chip = gs.Variable(chip_name, dtype=np.float32, shape=list(weight.shape))
         graph.inputs.append(chip)
-        std = nm.std_map(q)
-        std = std.flat[0:1].reshape(()) if np.all(std == std.flat[0]) else std  # uniform: scalar
+        std = _std_map(nm, w64, scale)
         terms.append(em.op("Mul", [chip, em.const("abs_std", (scale * std).astype(np.float32))], "variation"))
     if nm.has_stuck_at:
         stuck_name = STUCK_INPUT_PREFIX + layer
@@ -86,6 +84,15 @@ def build_deployed_weight(graph: gs.Graph, layer: str, weight: gs.Constant, out_
     if em.count and out is not weight:
         out.name = f"nft/{layer}{DEPLOYED_SUFFIX}"
     return DeployedWeight(tensor=out, chip_input=chip_name, stuck_input=stuck_name, nodes=em.count)
+
+
+def _std_map(nm: NoiseModel, w64: np.ndarray, scale: np.ndarray) -> np.ndarray:
+    """``NoiseModel.std_map`` of the programmed levels; a scalar when it is uniform (no state dependence),
+    which keeps the constant small and skips quantizing a large weight in float64."""
+    sd = nm.profile.programming.state_dependent
+    if sd is None or sd.factor == 1.0:
+        return np.asarray(nm.weight_std)
+    return nm.std_map(nm.quantize_normalised(w64 / scale))
 
 
 def _quantized(em: Emitter, weight: gs.Constant, scale: np.ndarray, out_axis: int, nm: NoiseModel,
