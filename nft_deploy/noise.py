@@ -191,20 +191,24 @@ class NoiseModel:
         """
         wspec, st = self.weights, self.profile.stuck_at
         w = weight / self.scale(weight, out_axis)
+        delta = np.zeros(w.size)
+        flat_u = np.reshape(uniforms, (wspec.cells, w.size))
+        hit = np.flatnonzero((flat_u < st.zero_rate + st.full_rate).any(axis=0))  # faults are rare: only those
+        w, u_hit = np.reshape(w, -1)[hit], flat_u[:, hit]
         q = self.quantize_normalised(w)
         mag = np.round(np.abs(q) * wspec.levels).astype(np.int64)
         resid = np.abs(q) * wspec.levels - mag  # 0 for quantized weights
         k, cell_max = wspec.bits_per_cell, 2**wspec.bits_per_cell - 1
-        sign = np.where(w >= 0, 1.0, -1.0)
-        delta = np.zeros_like(w)
+        d = np.zeros_like(w)
         for j in range(wspec.cells):
             g = ((mag >> (j * k)) & cell_max) / cell_max
             if j == 0:
                 g = g + resid / cell_max
-            u = uniforms[j]
+            u = u_hit[j]
             stuck = np.where(u < st.zero_rate, 0.0, np.where(u < st.zero_rate + st.full_rate, 1.0, g))
-            delta += (stuck - g) * cell_max * 2 ** (j * k) / wspec.levels
-        return sign * delta
+            d += (stuck - g) * cell_max * 2 ** (j * k) / wspec.levels
+        delta[hit] = np.where(w >= 0, 1.0, -1.0) * d
+        return delta.reshape(np.shape(weight))
 
     def apply_chip(self, weight: np.ndarray, draw: ChipDraw, out_axis: int = 0) -> np.ndarray:
         """The weight as programmed on one chip (float64): ``scale * (q + std_map(q) * n + stuck_delta)``."""

@@ -95,3 +95,9 @@ def test_stuck_faults_are_fixed_per_chip_seed_and_torch_training_sees_them_too()
         w, type(a)(normal=np.zeros_like(w)))
     ref = np.mean([np.abs(nm.draw_chip(w.shape, np.random.default_rng(s), w).stuck_delta).mean() for s in range(4)])
     assert np.abs(t / np.abs(w).max()).mean() == pytest.approx(ref, rel=0.05)
+
+
+def test_stuck_faults_work_for_scalar_and_one_dimensional_weights():
+    nm = NoiseModel(profile(zero=1.0))
+    for w in (np.float64(0.7), np.array([0.5, -1.0, 0.25])):
+        assert np.all(nm.sample_chip(w, np.random.default_rng(0)) == 0)
