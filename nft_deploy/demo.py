@@ -1,0 +1,95 @@
+"""The main job end to end on built-in data: train, export, evaluate on Monte Carlo chips, compare.
+
+``run_demo`` is what ``make demo`` / ``nft-deploy demo`` run: LeNet-5 on MNIST-5k trained with noise
+injection (the baseline NFT is measured against), OVF and IRS at one sigma of the NFT reference device,
+each exported to a CIM-deployed ONNX model and evaluated by ONNX Runtime on the same chips.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from nft_deploy.errors import ConfigError
+
+DEMO_METHODS = ("noise_injection", "ovf", "irs")
+
+
+@dataclass(frozen=True)
+class DemoConfig:
+    """Options of the demo; the defaults fit in about five minutes on a 2-core CPU."""
+
+    out: Path = Path("runs/demo")
+    """Folder for checkpoints, ONNX models and the report."""
+    model: str = "lenet5"
+    data: str = "mnist-5k"
+    profile: str = "nft_reference"
+    sigma: float = 0.3
+    """Programming sigma used in training and deployment (profile unit)."""
+    methods: tuple[str, ...] = DEMO_METHODS
+    epochs: int = 15
+    chips: int = 100
+    seed: int = 0
+    limit_train: int | None = None
+    """Quick runs: train on the first N images only."""
+    limit_test: int | None = None
+    quiet: bool = False
+    extra: dict = field(default_factory=dict)
+
+
+@dataclass
+class DemoResult:
+    """Where everything went, and the comparison itself."""
+
+    checkpoints: dict[str, Path]
+    models: dict[str, Path]
+    comparison: object
+    report_dir: Path
+    seconds: float
+
+
+def run_demo(config: DemoConfig = DemoConfig()) -> DemoResult:
+    """Train each method, export each model, compare them on the same chips; write the report."""
+    from nft_deploy.evaluation import print_report, write_json, write_markdown, write_plots
+    from nft_deploy.evaluation.compare import compare
+    from nft_deploy.export import export_model
+    from nft_deploy.training import TrainConfig, train
+
+    if config.epochs < 1 or config.chips < 2:
+        raise ConfigError("demo: --epochs must be >= 1 and --chips >= 2")
+    t0 = time.perf_counter()
+    out = Path(config.out)
+    out.mkdir(parents=True, exist_ok=True)
+    checkpoints, models = {}, {}
+    for i, method in enumerate(config.methods, 1):
+        _say(config, f"[{i}/{len(config.methods)}] train {config.model} with {method} "
+                     f"({config.epochs} epochs, sigma {config.sigma} on {config.profile})")
+        ckpt = out / f"{method}.pt"
+        train(TrainConfig(model=config.model, data=config.data, method=method, profile=config.profile,
+                          sigma=config.sigma, epochs=config.epochs, seed=config.seed, output=ckpt,
+                          limit_train=config.limit_train, limit_test=config.limit_test,
+                          progress=not config.quiet))
+        checkpoints[method] = ckpt
+        result = export_model(ckpt, profile=config.profile, sigma=config.sigma, output=out / f"{method}.cim.onnx")
+        models[method] = result.output
+        _say(config, "\n".join(result.summary_lines()) if hasattr(result, "summary_lines") else f"exported {result.output}")
+    _say(config, f"evaluate {len(models)} models on {config.chips} chips (same chips for every model)")
+    comparison = compare([str(p) for p in models.values()], config.data, chips=config.chips, seed=config.seed,
+                         limit=config.limit_test, quiet=config.quiet)
+    report = out / "report"
+    report.mkdir(exist_ok=True)
+    write_json(comparison, report / "compare.json")
+    write_markdown(comparison, report / "compare.md")
+    plots = write_plots(comparison, report / "plots")
+    print_report(comparison)
+    seconds = time.perf_counter() - t0
+    print(f"\nReport: {report}/compare.md, {report}/compare.json, plots: "
+          f"{', '.join(str(p) for p in plots)}  ({seconds:.0f} s)")
+    return DemoResult(checkpoints, models, comparison, report, seconds)
+
+
+def _say(config: DemoConfig, text: str) -> None:
+    if not config.quiet:
+        print(text, file=sys.stderr, flush=True)

@@ -1,0 +1,52 @@
+"""Every example README's commands run, in order, scaled down by NFT_EXAMPLE_QUICK=1: examples cannot rot.
+
+Each examples/NN_name/README.md has ```bash blocks; their commands are run from the root of a copy of the
+repository's examples (so the examples write nothing into the checkout), later examples reusing what
+earlier ones wrote under runs/.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+EXAMPLES = sorted(p for p in (REPO / "examples").glob("[0-9][0-9]_*") if p.is_dir())
+BLOCK = re.compile(r"```bash\n(.*?)```", re.S)
+
+
+def readme_commands(folder: Path) -> list[str]:
+    """The shell commands of an example's README, in order (comments and blank lines dropped)."""
+    text = (folder / "README.md").read_text()
+    lines = [ln.strip() for block in BLOCK.findall(text) for ln in block.splitlines()]
+    return [ln for ln in lines if ln and not ln.startswith("#")]
+
+
+def test_there_are_six_numbered_examples_each_with_commands():
+    assert [p.name[:2] for p in EXAMPLES] == ["01", "02", "03", "04", "05", "06"]
+    for folder in EXAMPLES:
+        assert readme_commands(folder), f"{folder.name}/README.md has no ```bash commands"
+
+
+@pytest.fixture(scope="module")
+def workspace(tmp_path_factory):
+    root = tmp_path_factory.mktemp("examples-run")
+    shutil.copytree(REPO / "examples", root / "examples")
+    return root
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("folder", EXAMPLES, ids=[p.name for p in EXAMPLES])
+def test_example_readme_commands_run(folder, workspace):
+    env = dict(os.environ, NFT_EXAMPLE_QUICK="1", MPLBACKEND="Agg",
+               PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}")
+    for cmd in readme_commands(folder):
+        done = subprocess.run(cmd, shell=True, cwd=workspace, env=env, capture_output=True, text=True,
+                              timeout=600, executable="/bin/bash")
+        assert done.returncode == 0, f"{folder.name}: `{cmd}` exited {done.returncode}\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
