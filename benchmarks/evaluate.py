@@ -1,17 +1,19 @@
 """Benchmark of the ORT Monte Carlo evaluator (run by hand; writes benchmarks/results/evaluate.{md,json}).
 
 LeNet-5 and VGG-8 (width 0.25) on the Fashion-MNIST test set (10,000 images, untrained weights: timing
-only), nft_reference profile, 64 chips, side by side in one run:
+only), nft_reference profile, 64 chips, side by side in one run, as interleaved rounds so that every
+variant sees the same machine load (medians over rounds):
 
 - clean: one ORT pass over the same data (the clean graph, session build included);
-- fold: the evaluator's default for conv nets (workers=1, all cores as intra-op threads), all chips;
-- feed, fold x2 (2 worker processes x 1 thread): the alternatives, on ``--alt-chips`` chips;
-- torch: a plain PyTorch loop drawing the same chips (``training.torch_monte_carlo``), timed on
-  ``--torch-chips`` chips and reported per chip (its cost per chip is constant).
+- fold: the evaluator's default for conv nets (one process, all cores as intra-op threads);
+  ``--chips / --rounds`` chips per round, ``--chips`` in all;
+- fold 2x1: 2 worker processes x 1 thread (2 chips per round); feed: one session, draws fed as
+  inputs (1 chip every other round);
+- torch: a plain PyTorch loop drawing the same chips (``training.torch_monte_carlo``), 1 chip per round.
 
 Targets (issue 5): cost per chip <= 1.3x the clean pass, >= 5x faster than the PyTorch loop.
 
-    .venv/bin/python benchmarks/evaluate.py [--chips 64] [--images 10000] [--torch-chips 8]
+    .venv/bin/python benchmarks/evaluate.py [--chips 64] [--rounds 8] [--images 10000] [--models lenet5,vgg8]
 """
 
 from __future__ import annotations
@@ -39,61 +41,66 @@ RESULTS = Path(__file__).parent / "results"
 MODELS = {"lenet5": {"width": 1.0, "input_size": 28}, "vgg8": {"width": 0.25, "input_size": 28}}
 
 
+def _chips_time(model, x, y, args, chips: int, strategy: str, workers: int) -> float:
+    cfg = EvalConfig(chips=chips, strategy=strategy, workers=workers, batch_size=args.batch_size, quiet=True)
+    timings: dict = {}
+    run_monte_carlo(model, x, y, cfg, data_name="fashion-mnist", timings=timings)
+    return timings["chips_s"] / chips  # worker start-up included
+
+
 def bench_model(name: str, kwargs: dict, x: np.ndarray, y: np.ndarray, args) -> dict:
+    """Interleaved rounds (clean, fold, fold 2x1, torch, feed) so that all see the same machine load;
+    per-chip costs are medians over rounds."""
     torch.manual_seed(0)
     module = build_model(name, **kwargs).eval()
     profile = load_profile("nft_reference")
     proto = export_model(module, profile=profile, input_shape=tuple(x.shape[1:])).model
     model = load_deployed(proto)
     cores = os.cpu_count() or 1
-    out = {"model": name, "kwargs": kwargs, "params": sum(p.numel() for p in module.parameters()),
-           "images": len(y), "chips": args.chips}
-
-    clean_pass(model, x[:500], y[:500], args.batch_size, cores)  # warm-up
-    t = time.perf_counter()
-    clean_pass(model, x, y, args.batch_size, cores)
-    out["clean_s"] = time.perf_counter() - t
-
-    for label, strategy, workers in (("fold", "fold", 1), ("feed", "feed", 1), ("fold_x2", "fold", 2)):
-        if workers > cores:
-            continue
-        chips = args.chips if label == "fold" else args.alt_chips
-        out[f"{label}_chips"] = chips
-        cfg = EvalConfig(chips=chips, strategy=strategy, workers=workers, batch_size=args.batch_size, quiet=True)
-        timings = {}
-        r = run_monte_carlo(model, x, y, cfg, data_name="fashion-mnist", timings=timings)
-        out[f"{label}_s"] = timings["chips_s"]
-        out[f"{label}_per_chip_s"] = timings["chips_s"] / chips  # worker start-up included
-        out[f"{label}_accuracy"] = r.accuracy.mean
-
     torch.set_num_threads(cores)
-    t = time.perf_counter()
-    tm = torch_monte_carlo(module, profile, x, y, chips=args.torch_chips, batch_size=args.batch_size)
-    out["torch_per_chip_s"] = (time.perf_counter() - t) / args.torch_chips
-    out["torch_accuracy_first_chips"] = tm.mean
-
-    best = min((k for k in ("fold", "feed", "fold_x2") if f"{k}_per_chip_s" in out), key=lambda k: out[f"{k}_per_chip_s"])
-    out["best"] = best
-    out["auto_strategy"] = "fold" if model.has_conv else "feed"
-    out["per_chip_vs_clean"] = out[f"{best}_per_chip_s"] / out["clean_s"]
-    out["speedup_vs_torch"] = out["torch_per_chip_s"] / out[f"{best}_per_chip_s"]
-    out["img_chip_per_s"] = len(y) / out[f"{best}_per_chip_s"]
-    return out
+    clean_pass(model, x[:500], y[:500], args.batch_size, cores)  # warm-up
+    t: dict[str, list[float]] = {"clean": [], "fold": [], "fold_x2": [], "torch": [], "feed": []}
+    for r in range(args.rounds):
+        start = time.perf_counter()
+        clean_pass(model, x, y, args.batch_size, cores)
+        t["clean"].append(time.perf_counter() - start)
+        t["fold"].append(_chips_time(model, x, y, args, args.chips // args.rounds, "fold", 1))
+        if cores >= 2:
+            t["fold_x2"].append(_chips_time(model, x, y, args, 2, "fold", 2))
+        start = time.perf_counter()
+        torch_monte_carlo(module, profile, x, y, chips=1, seed=r, batch_size=args.batch_size)
+        t["torch"].append(time.perf_counter() - start)
+        if r % 2 == 0:
+            t["feed"].append(_chips_time(model, x, y, args, 1, "feed", 1))
+        print(f"{name} round {r + 1}/{args.rounds}: " + ", ".join(f"{k} {v[-1]:.3f}s" for k, v in t.items() if v),
+              flush=True)
+    med = {k: float(np.median(v)) for k, v in t.items() if v}
+    best = min(("fold", "fold_x2", "feed"), key=lambda k: med.get(k, float("inf")))
+    return {"model": name, "kwargs": kwargs, "params": sum(p.numel() for p in module.parameters()),
+            "images": len(y), "fold_chips": args.chips // args.rounds * args.rounds, "rounds": args.rounds,
+            "median_s": med, "samples_s": t, "auto_strategy": "fold" if model.has_conv else "feed",
+            "fold_vs_clean": med["fold"] / med["clean"], "best": best, "best_vs_clean": med[best] / med["clean"],
+            "torch_vs_fold": med["torch"] / med["fold"], "torch_vs_best": med["torch"] / med[best],
+            "img_chip_per_s_fold": len(y) / med["fold"]}
 
 
 def markdown(rows: list[dict], env: dict) -> str:
     lines = ["# Evaluator benchmark", "",
-             f"{env['cpu']}, {env['cores']} cores, onnxruntime {env['onnxruntime']}, torch {env['torch']}; "
-             f"load average {env['load_average_1min']['start']:.1f} -> {env['load_average_1min']['end']:.1f}; "
-             f"fashion-mnist test images, nft_reference profile, untrained weights. Per-chip cost = time of the chip loop "
-             "(worker start-up included) / chips. Targets: per chip <= 1.3x one clean pass, >= 5x faster than PyTorch.", "",
-             "| model | params | clean pass s | fold s/chip | feed s/chip | fold 2x1 s/chip | torch s/chip | best "
-             "| best / clean | torch / best | img*chip/s |", "|" + "---|" * 11]
+             f"{env['cpu']}, {env['cores']} cores (shared: load average {env['load_average_1min']['start']:.1f} -> "
+             f"{env['load_average_1min']['end']:.1f}), onnxruntime {env['onnxruntime']}, torch {env['torch']}; "
+             "Fashion-MNIST test images, nft_reference profile, untrained weights. Seconds per chip are medians over "
+             "interleaved rounds (clean pass, fold, fold with 2 workers x 1 thread, the PyTorch loop, feed), so "
+             "every variant sees the same machine load. Targets: per chip <= 1.3x one clean pass, >= 5x faster "
+             "than the PyTorch loop.", "",
+             "| model | params | images | fold chips | clean pass s | fold s/chip | fold 2x1 s/chip | feed s/chip "
+             "| torch s/chip | fold / clean | best / clean | torch / fold | torch / best | img*chip/s (fold) |",
+             "|" + "---|" * 14]
     for r in rows:
-        lines.append(f"| {r['model']} | {r['params']:,} | {r['clean_s']:.3f} | {r['fold_per_chip_s']:.3f} | "
-                     f"{r['feed_per_chip_s']:.3f} | {r.get('fold_x2_per_chip_s', float('nan')):.3f} | "
-                     f"{r['torch_per_chip_s']:.3f} | {r['best']} | {r['per_chip_vs_clean']:.2f}x | "
-                     f"{r['speedup_vs_torch']:.1f}x | {r['img_chip_per_s']:,.0f} |")
+        m = r["median_s"]
+        lines.append(f"| {r['model']} | {r['params']:,} | {r['images']:,} | {r['fold_chips']} | {m['clean']:.3f} | "
+                     f"{m['fold']:.3f} | {m.get('fold_x2', float('nan')):.3f} | {m['feed']:.3f} | {m['torch']:.3f} | "
+                     f"{r['fold_vs_clean']:.2f}x | {r['best_vs_clean']:.2f}x ({r['best']}) | {r['torch_vs_fold']:.1f}x | "
+                     f"{r['torch_vs_best']:.1f}x | {r['img_chip_per_s_fold']:,.0f} |")
     return "\n".join(lines) + "\n"
 
 
@@ -101,8 +108,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--chips", type=int, default=64)
     ap.add_argument("--images", type=int, default=10000)
-    ap.add_argument("--torch-chips", type=int, default=8)
-    ap.add_argument("--alt-chips", type=int, default=8, help="chips for the feed and 2-worker variants")
+    ap.add_argument("--rounds", type=int, default=8, help="interleaved rounds; fold runs chips/rounds chips each")
     ap.add_argument("--batch-size", type=int, default=500)
     ap.add_argument("--models", default="lenet5,vgg8")
     args = ap.parse_args()
@@ -112,7 +118,6 @@ def main() -> None:
     rows = []
     for name in args.models.split(","):
         rows.append(bench_model(name, MODELS[name], x, y, args))
-        print(json.dumps(rows[-1]), flush=True)
     env = {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(), "onnxruntime": ort.__version__,
            "torch": torch.__version__, "args": vars(args),
            "load_average_1min": {"start": load_before, "end": os.getloadavg()[0]}}
