@@ -83,6 +83,10 @@ def _doc(text: str):
 @_doc("Monte Carlo accuracy, confidence and uncertainty of MODEL on noisy chips.\n\nMODEL: a CIM-deployed "
       ".onnx, a float .onnx with --profile, or a checkpoint (.pt).")
 def evaluate(model, data, profile, sweep_spec, **kw):
+    from nft_deploy.errors import EvaluationError
+
+    if sweep_spec is not None and kw["sigma"] is not None:
+        raise EvaluationError("--sigma and --sweep: give one of them (--sweep sets the sigmas)")
     config = _config(kw)
     if sweep_spec is not None:
         from nft_deploy.evaluation.sweep import sweep as run_sweep

@@ -78,7 +78,7 @@ def test_check_exits_0_above_and_1_below_threshold_with_valid_junit(files):
 
 
 @pytest.mark.parametrize("case", ["shape", "labels", "chips0", "not_onnx", "sigma_no_chips", "no_threshold",
-                                  "not_deployed", "missing_file"])
+                                  "not_deployed", "missing_file", "sigma_and_sweep"])
 def test_bad_input_gives_one_line_and_exit_1(files, helpers, case):
     data, model = files / "data.npz", files / "a.cim.onnx"
     x, y = helpers.data()
@@ -101,6 +101,8 @@ def test_bad_input_gives_one_line_and_exit_1(files, helpers, case):
     elif case == "not_deployed":
         onnx.save(helpers.conv(), files / "float.onnx")
         args, want = ["evaluate", files / "float.onnx", "--data", data], "pass --profile"
+    elif case == "sigma_and_sweep":
+        args, want = ["evaluate", model, "--data", data, "--sigma", 0.1, "--sweep", "0:0.2:0.1"], "give one of them"
     else:
         args, want = ["evaluate", files / "nope.onnx", "--data", data], "no such model file"
     r = run(*args, "--json", files / "never.json")
