@@ -86,7 +86,12 @@ def _load_torch(path: Path, trust: bool) -> Any:
         if not trust:
             return load_weights_only(path)  # raises the one-line error naming --trust-checkpoint
     except Exception:  # noqa: BLE001  - any other failure: the one-line error of load_weights_only
-        return load_weights_only(path)
+        try:
+            return load_weights_only(path)
+        except CheckpointError:
+            raise
+        except Exception as e:  # noqa: BLE001  - e.g. KeyError from a corrupt pickle
+            raise CheckpointError(f"{path}: not a torch checkpoint ({type(e).__name__}: {e})") from None
     warnings.warn(f"{path}: loading a pickled object with --trust-checkpoint runs code from the file",
                   stacklevel=3)
     try:
