@@ -28,7 +28,8 @@ def _eval_options(fn):
         click.option("--sigma", default=None, type=float, help="Programming sigma to evaluate (profile unit); "
                      "default: the exported one."),
         click.option("--batch-size", default=256, show_default=True, type=int),
-        click.option("--workers", default=1, show_default=True, type=int, help="Worker processes (chip shards)."),
+        click.option("--workers", default=None, type=int, help="Worker processes (chip shards), 1 thread each "
+                     "by default [one per core]."),
         click.option("--threads", default=None, type=int, help="ONNX Runtime threads per worker [cores / workers]."),
         click.option("--strategy", default="auto", show_default=True, type=click.Choice(["auto", "fold", "feed"]),
                      help="fold: a session per chip with noisy weights folded to constants; feed: one session, "

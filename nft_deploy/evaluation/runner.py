@@ -55,8 +55,9 @@ class EvalConfig:
     sigma: float | None = None
     """Programming sigma to evaluate (profile unit); None: the one the model was exported with."""
     batch_size: int = 256
-    workers: int = 1
-    """Worker processes (chip shards)."""
+    workers: int | None = None
+    """Worker processes (chip shards); None: one per core (at most one per chip) where processes can fork,
+    else 1. N processes x 1 thread beat 1 process x N threads (benchmarks/results/evaluate.md)."""
     threads: int | None = None
     """Intra-op threads per session; None: cores // workers."""
     strategy: str = "auto"
@@ -209,6 +210,15 @@ def _worker_shard(chips: list[int]) -> _Shard:
     return _run_shard(_WORKER_JOB[0], chips)
 
 
+def resolve_workers(workers: int | None, chips: int) -> int:
+    """``workers`` as given, or (None) one per core, at most one per chip, 1 where fork is unavailable."""
+    if workers is not None:
+        return workers
+    if "fork" not in multiprocessing.get_all_start_methods():
+        return 1
+    return max(1, min(os.cpu_count() or 1, chips))
+
+
 def _run_all(job: _Job, chips: int, workers: int, quiet: bool, label: str) -> list[_Shard]:
     with chip_progress(chips, label, quiet) as advance:
         if workers == 1:
@@ -291,7 +301,8 @@ def run_monte_carlo(model: DeployedModel, x: np.ndarray, y: np.ndarray, config: 
     check_input(model, x, data_name)
     sigma, scale = sigma_scale(model, config.sigma)
     strategy = choose_strategy(model, config.strategy)
-    threads = config.threads or max(1, (os.cpu_count() or 1) // config.workers)
+    workers = resolve_workers(config.workers, config.chips)
+    threads = config.threads or max(1, (os.cpu_count() or 1) // workers)
     clean, clean_pred, classes = clean_pass(model, x, y, config.batch_size, threads, config.n_bins)
     clean_done = time.perf_counter()
     job = _Job(model_bytes=model.proto.SerializeToString(), chip_inputs=model.chip_inputs, layers=model.layers,
@@ -299,7 +310,7 @@ def run_monte_carlo(model: DeployedModel, x: np.ndarray, y: np.ndarray, config: 
                output_name=model.output_name, x=x, y=y, clean_pred=clean_pred,
                num_classes=classes, seed=config.seed, sigma_scale=scale, strategy=strategy,
                batch_size=config.batch_size, threads=threads, n_bins=config.n_bins, read_noise=model.has_read_noise)
-    shards = _run_all(job, config.chips, config.workers, config.quiet, f"{model.name} ({data_name})")
+    shards = _run_all(job, config.chips, workers, config.quiet, f"{model.name} ({data_name})")
     if timings is not None:
         timings.update(clean_s=clean_done - start, chips_s=time.perf_counter() - clean_done)
     return summarize(model, data_name, config, sigma, strategy, clean, shards, classes)

@@ -68,8 +68,8 @@ def test_chip_logits_match_an_independent_numpy_forward(helpers):
 
 def test_fold_feed_and_two_workers_give_the_same_json(tiny_cnn):
     path, data = tiny_cnn
-    fold = to_json(evaluate(path, data, chips=8, strategy="fold", quiet=True))
-    feed = to_json(evaluate(path, data, chips=8, strategy="feed", quiet=True))
+    fold = to_json(evaluate(path, data, chips=8, strategy="fold", workers=1, quiet=True))
+    feed = to_json(evaluate(path, data, chips=8, strategy="feed", workers=1, quiet=True))
     workers = to_json(evaluate(path, data, chips=8, strategy="fold", workers=2, threads=1, quiet=True))
     assert fold == feed.replace('"strategy": "feed"', '"strategy": "fold"')
     assert fold == workers
