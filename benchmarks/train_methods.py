@@ -169,7 +169,7 @@ def plot(table: list[dict]) -> None:
     ax.set_xlim(max(0, lo), 100)
     ax.set_xlabel("test accuracy % (LeNet-5, mnist-5k, sigma 0.3)")
     ax.invert_yaxis()
-    ax.legend(loc="lower left", fontsize=8)
+    ax.legend(loc="lower right", fontsize=8, framealpha=0.9)
     fig.tight_layout()
     fig.savefig(RESULTS / "train_methods.png", dpi=120)
     plt.close(fig)
