@@ -16,7 +16,7 @@ from nft_deploy.training import METHOD_NAMES, TrainConfig, train
 from .conftest import TinyNet, tiny_dataset
 
 QUICK = dict(epochs=1, batch_size=32, progress=False)
-MNIST = dict(model="lenet5", width=0.5, data="mnist-5k", limit_train=256, limit_test=128, **QUICK)
+MNIST = dict(model="lenet5", width=0.5, data="mnist-5k", limit_train=64, limit_test=32, **QUICK)
 
 
 @pytest.mark.parametrize("method", METHOD_NAMES)
@@ -101,3 +101,13 @@ def test_vgg8_takes_its_shape_from_the_data():
     data = tiny_dataset(16, 8)
     r = train(TrainConfig(model="vgg8", width=0.0625, method="ovf", **QUICK), data=data)
     assert r.model.fc1.in_features == 32 * 1 * 1  # 8x8 input, three pools -> 1x1
+
+
+@pytest.mark.parametrize("model", ["vgg8", "resnet18"])
+def test_irs_default_layers_of_the_built_in_models_train(model, tmp_path):
+    r = train(TrainConfig(model=model, width=0.0625, method="irs", output=tmp_path / "m.pt", **QUICK),
+              data=tiny_dataset(16, 8))
+    layers = {"vgg8": ["block1", "pool1", "pool2"], "resnet18": ["stem", "layer1", "layer2", "layer3"]}[model]
+    assert r.method["layers"] == layers and len(r.method["gammas"]) == len(layers)
+    saved = torch.load(r.checkpoint, weights_only=True)["state_dict"]
+    assert set(saved) == set(r.model.state_dict()) and not any(k.startswith("heads") for k in saved)
