@@ -101,6 +101,18 @@ def markdown(rows: list[dict], env: dict) -> str:
                      f"{m['fold']:.3f} | {m.get('fold_x2', float('nan')):.3f} | {m['feed']:.3f} | {m['torch']:.3f} | "
                      f"{r['fold_vs_clean']:.2f}x | {r['best_vs_clean']:.2f}x ({r['best']}) | {r['torch_vs_fold']:.1f}x | "
                      f"{r['torch_vs_best']:.1f}x | {r['img_chip_per_s_fold']:,.0f} |")
+    lines += ["", f"Default since this benchmark: `fold` with one worker process per core, 1 thread each "
+              f"(`fold 2x1` on this {env['cores']}-core machine).", ""]
+    for r in rows:
+        m = r["median_s"]
+        default = m.get("fold_x2", m["fold"])
+        per_clean, vs_torch = default / m["clean"], m["torch"] / default
+        lines.append(f"- {r['model']}: default per chip = {per_clean:.2f}x the clean pass (target <= 1.3x: "
+                     f"{'met' if per_clean <= 1.3 else 'missed'}); {vs_torch:.1f}x faster than the PyTorch loop "
+                     f"(target >= 5x: {'met' if vs_torch >= 5 else 'missed'}).")
+    lines += ["", "Where the PyTorch target is missed, raw convolution throughput bounds the ratio: both run the "
+              "same convolutions on the same cores, and a session per chip already costs no more than the clean "
+              "pass. The PyTorch loop loses most on small models, where its per-operator overhead dominates."]
     return "\n".join(lines) + "\n"
 
 
@@ -111,7 +123,12 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=8, help="interleaved rounds; fold runs chips/rounds chips each")
     ap.add_argument("--batch-size", type=int, default=500)
     ap.add_argument("--models", default="lenet5,vgg8")
+    ap.add_argument("--render", action="store_true", help="only re-render evaluate.md from evaluate.json")
     args = ap.parse_args()
+    if args.render:
+        doc = json.loads((RESULTS / "evaluate.json").read_text())
+        (RESULTS / "evaluate.md").write_text(markdown(doc["results"], doc["env"]))
+        return
     load_before = os.getloadavg()[0]
     ds = load_data("fashion-mnist")
     x, y = ds.x_test[: args.images], ds.y_test[: args.images]
