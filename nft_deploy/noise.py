@@ -251,7 +251,8 @@ class NoiseModel:
         noise = torch.randn(weight.shape, generator=generator, dtype=weight.dtype, device=weight.device) * std
         out = q + noise
         if self.has_stuck_at:
-            g = torch.Generator().manual_seed(int(torch.randint(0, 2**62, (1,), generator=generator)))
+            dev = generator.device if generator is not None else None  # a CUDA generator draws on CUDA
+            g = torch.Generator().manual_seed(int(torch.randint(0, 2**62, (1,), generator=generator, device=dev)))
             u = torch.rand((self.weights.cells, *weight.shape), generator=g, dtype=torch.float64).numpy()
             delta = self.stuck_delta(w.cpu().double().numpy(), u, out_axis)
             out = out + torch.as_tensor(delta, dtype=weight.dtype, device=weight.device)

@@ -41,11 +41,17 @@ def _ints(flag: str, text: str | None) -> tuple[int, ...] | None:
 @click.option("--irs-layers", default=None, help="IRS: module paths, comma-separated, shallowest first.")
 @click.option("--irs-pool", default=None, help="IRS: pool size per head, comma-separated.")
 @click.option("--epochs", type=int, default=5, show_default=True)
-@click.option("--batch-size", type=int, default=128, show_default=True)
+@click.option("--batch-size", type=int, default=128, show_default=True,
+              help="Per process: under torchrun one step sees WORLD_SIZE x this many samples.")
 @click.option("--lr", type=float, default=1e-3, show_default=True)
 @click.option("--schedule", default="cosine", show_default=True, help="cosine or constant.")
 @click.option("--seed", type=int, default=0, show_default=True)
-@click.option("--device", default="cpu", show_default=True, help="cpu or cuda.")
+@click.option("--device", default="cpu", show_default=True,
+              help="cpu or cuda (under torchrun each rank uses cuda:LOCAL_RANK).")
+@click.option("--dist-backend", default=None,
+              help="torchrun only: process-group backend (default: nccl on CUDA, gloo on CPU).")
+@click.option("--expect-world-size", type=int, default=None,
+              help="Fail unless torchrun started exactly N processes (WORLD_SIZE; 1 without torchrun).")
 @click.option("--batched/--sequential", default=None,
               help="Run the extra noisy passes batched with vmap or one by one (default: vmap on CUDA only).")
 @click.option("--limit-train", type=int, default=None, help="Use the first N training samples.")
@@ -56,9 +62,12 @@ def _ints(flag: str, text: str | None) -> tuple[int, ...] | None:
               help="After training: torch Monte Carlo over N chips on the test set.")
 @click.option("--quiet", is_flag=True, help="No progress bars and no per-epoch lines.")
 def train(model, width, data, method, profile, sigma, beta, draws, ovf_n, ovf_offsets, gammas, temperature,
-          irs_layers, irs_pool, epochs, batch_size, lr, schedule, seed, device, batched, limit_train, limit_test,
-          output, log_file, mc_chips, quiet):
-    """Train a model for a noisy CIM device (NFT: OVF, IRS, or a baseline) and write a checkpoint."""
+          irs_layers, irs_pool, epochs, batch_size, lr, schedule, seed, device, dist_backend, expect_world_size,
+          batched, limit_train, limit_test, output, log_file, mc_chips, quiet):
+    """Train a model for a noisy CIM device (NFT: OVF, IRS, or a baseline) and write a checkpoint.
+
+    Runs unchanged under torchrun --nproc_per_node N (DistributedDataParallel; rank 0 prints and writes).
+    """
     from nft_deploy.training import TrainConfig
     from nft_deploy.training import train as train_fn
 
@@ -68,10 +77,13 @@ def train(model, width, data, method, profile, sigma, beta, draws, ovf_n, ovf_of
         gammas=_floats("--gammas", gammas), temperature=temperature,
         irs_layers=tuple(s.strip() for s in irs_layers.split(",") if s.strip()) if irs_layers else None,
         irs_pool=_ints("--irs-pool", irs_pool), batched=batched, profile=profile, sigma=sigma, epochs=epochs,
-        batch_size=batch_size, lr=lr, schedule=schedule, seed=seed, device=device, output=output, log=log_file,
+        batch_size=batch_size, lr=lr, schedule=schedule, seed=seed, device=device, dist_backend=dist_backend,
+        expect_world_size=expect_world_size, output=output, log=log_file,
         mc_chips=mc_chips, progress=not quiet,
     )
     result = train_fn(config, on_epoch=None if quiet else lambda m: click.echo(m.line()))
+    if result.rank != 0:
+        return
     mt = result.metrics
     summary = f"clean {100 * mt['clean_acc']:.2f}%  noisy {100 * mt['noisy_acc']:.2f}%"
     if "mc_mean" in mt:

@@ -11,6 +11,8 @@ from typing import Any
 from nft_deploy.errors import ConfigError
 from nft_deploy.profiles import DeviceProfile, load_profile
 
+BACKENDS = ("gloo", "nccl")
+"""torch.distributed backends for torchrun (kept here, free of torch imports)."""
 METHOD_NAMES = ("plain", "noise_injection", "temperature", "correctnet", "ovf", "irs")
 SCHEDULES = ("cosine", "constant")
 
@@ -60,13 +62,18 @@ class TrainConfig:
     """Override of the profile's programming sigma (profile unit)."""
     epochs: int = 5
     batch_size: int = 128
+    """Per process: under torchrun one step averages WORLD_SIZE x batch_size samples."""
     lr: float = 1e-3
     schedule: str = "cosine"
     """Learning-rate schedule over the epochs: cosine (as the reference) or constant."""
     seed: int = 0
     """Seeds model init, shuffling and every noise draw: the same seed gives the same weights."""
     device: str = "cpu"
-    """torch device: cpu or cuda[:i]."""
+    """torch device: cpu or cuda[:i]; under torchrun plain cuda, and each rank uses cuda:LOCAL_RANK."""
+    dist_backend: str | None = None
+    """torchrun only: gloo or nccl; None: nccl on CUDA, gloo on CPU."""
+    expect_world_size: int | None = None
+    """Fail unless the job runs exactly this many processes (WORLD_SIZE; 1 outside torchrun)."""
     output: str | Path | None = None
     """Checkpoint path (``model.pt``); the JSON log goes next to it (``model.train.json``). None: no files."""
     log: str | Path | None = None
@@ -122,6 +129,10 @@ class TrainConfig:
             raise ConfigError(f"--ovf-offsets: must be >= 0 (more variation than at inference), got {self.ovf_offsets}")
         if not (self.device == "cpu" or self.device.startswith("cuda")):
             raise ConfigError(f"--device: {self.device!r}; use cpu or cuda (cuda:N)")
+        if self.dist_backend is not None and self.dist_backend not in BACKENDS:
+            raise ConfigError(f"--dist-backend: {self.dist_backend!r}; choose one of: {', '.join(BACKENDS)}")
+        if self.expect_world_size is not None:
+            _positive("--expect-world-size", self.expect_world_size, integer=True)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready config (the profile by name or path; a DeviceProfile by its name)."""

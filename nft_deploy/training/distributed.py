@@ -1,0 +1,263 @@
+"""Training under ``torchrun``: one process per rank, DistributedDataParallel, files written once.
+
+``torchrun --nproc_per_node N`` sets ``RANK``, ``WORLD_SIZE``, ``LOCAL_RANK``, ``MASTER_ADDR`` and
+``MASTER_PORT``; ``distributed(...)`` reads them, checks them, initialises the process group (gloo on CPU,
+NCCL on CUDA) unless the caller already did, and destroys it on exit only if it created it. Without those
+variables, or with ``WORLD_SIZE=1``, it is a world of one and every method here is a no-op.
+
+What a world of N changes, and nothing else:
+
+- ``--batch-size`` is per rank: one optimiser step sees N x batch_size samples (DDP averages gradients).
+- Each epoch, every rank draws the same permutation from the seed and takes every N-th index from its
+  rank on (padded by wrapping around, so all ranks take the same number of steps).
+- Training noise differs per rank: rank r seeds its generator from (seed, r); rank 0 keeps ``seed``, so a
+  one-process run is unchanged. Model and head init are identical (seeded, and DDP broadcasts them).
+- Batch-norm is plain per rank (batch statistics of the rank's own batch); DDP broadcasts rank 0's running
+  statistics before each forward, and the trainer syncs them before evaluating.
+- Metrics are all-reduced so every rank holds the same numbers; only rank 0 prints, shows progress and
+  writes files (``on_main``), and the other ranks wait for it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from torch import nn
+
+from nft_deploy.errors import ConfigError, NftDeployError
+from nft_deploy.training.config import BACKENDS
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class RankEnv:
+    """Where this process sits in a torchrun job (rank 0 of 1 outside torchrun)."""
+
+    rank: int = 0
+    world_size: int = 1
+    local_rank: int = 0
+    local_world_size: int = 1
+
+
+def _int_var(env: Mapping[str, str], name: str, low: int, high: int | None, why: str) -> int:
+    raw = env.get(name)
+    if raw is None:
+        raise ConfigError(f"{name}: not set, but WORLD_SIZE is ({env['WORLD_SIZE']}); {why}")
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ConfigError(f"{name}: {raw!r} is not an integer; {why}") from None
+    if value < low or (high is not None and value >= high):
+        allowed = f">= {low}" if high is None else f"from {low} to {high - 1}"
+        raise ConfigError(f"{name}: {value} is out of range; allowed {allowed} ({why})")
+    return value
+
+
+def read_env(env: Mapping[str, str] | None = None) -> RankEnv:
+    """The torchrun variables, checked: a bad or partial set is a ConfigError naming the variable."""
+    env = os.environ if env is None else env
+    why = "launch with torchrun --nproc_per_node N, or unset RANK, LOCAL_RANK and WORLD_SIZE"
+    if "WORLD_SIZE" not in env:
+        stray = [k for k in ("RANK", "LOCAL_RANK") if k in env]
+        if stray:
+            raise ConfigError(f"WORLD_SIZE: not set, but {stray[0]} is ({env[stray[0]]}); {why}")
+        return RankEnv()
+    world = _int_var(env, "WORLD_SIZE", 1, None, why)
+    rank = _int_var(env, "RANK", 0, world, why)
+    local_world = _int_var(env, "LOCAL_WORLD_SIZE", 1, world + 1, why) if "LOCAL_WORLD_SIZE" in env else world
+    local = _int_var(env, "LOCAL_RANK", 0, local_world, why)
+    if world > 1 and not dist.is_initialized():
+        for name in ("MASTER_ADDR", "MASTER_PORT"):
+            if not env.get(name):
+                raise ConfigError(f"{name}: not set, but WORLD_SIZE is {world}; {why}")
+    return RankEnv(rank, world, local, local_world)
+
+
+def resolve_backend(requested: str | None, device: str) -> str:
+    """gloo on CPU, NCCL on CUDA; an explicit choice is checked against the device."""
+    cuda = device.startswith("cuda")
+    if requested is None:
+        return "nccl" if cuda and dist.is_nccl_available() else "gloo"
+    if requested not in BACKENDS:
+        raise ConfigError(f"--dist-backend: {requested!r}; choose one of: {', '.join(BACKENDS)}")
+    if requested == "nccl":
+        if not torch.cuda.is_available() or not dist.is_nccl_available():
+            raise ConfigError("--dist-backend: nccl needs CUDA, which this machine (or this torch build) lacks; "
+                              "use gloo")
+        if not cuda:
+            raise ConfigError("--dist-backend: nccl needs --device cuda; use gloo with --device cpu")
+    return requested
+
+
+def resolve_device(name: str, env: RankEnv) -> torch.device:
+    """``cpu``, or the CUDA device of this rank (``cuda`` -> ``cuda:LOCAL_RANK`` under torchrun)."""
+    if not name.startswith("cuda"):
+        return torch.device(name)
+    if not torch.cuda.is_available():
+        raise ConfigError(f"--device: {name!r} requested but CUDA is not available; use --device cpu")
+    if env.world_size > 1:
+        if name != "cuda":
+            raise ConfigError(f"--device: {name!r} under torchrun; give plain 'cuda' (rank uses cuda:LOCAL_RANK)")
+        name = f"cuda:{env.local_rank}"
+    device = torch.device(name)
+    count = torch.cuda.device_count()
+    if device.index is not None and device.index >= count:
+        raise ConfigError(f"--device: {name!r} but this machine has {count} CUDA device(s) (0 to {count - 1})")
+    return device
+
+
+def noise_seed(seed: int, rank: int) -> int:
+    """Seed of rank ``rank``'s training-noise generator: ``seed`` itself on rank 0, mixed with the rank
+    elsewhere (numpy SeedSequence), so ranks never share a noise stream."""
+    if rank == 0:
+        return seed
+    return int(np.random.SeedSequence([seed, rank]).generate_state(1, np.uint64)[0] >> np.uint64(1))
+
+
+def shard(order: np.ndarray, rank: int, world_size: int) -> np.ndarray:
+    """Rank ``rank``'s share of ``order``: every ``world_size``-th entry, padded by wrapping so every rank
+    gets ``ceil(len / world_size)`` entries (equal step counts keep DDP in lockstep)."""
+    if world_size == 1:
+        return order
+    per_rank = -(-len(order) // world_size)
+    padded = np.resize(order, per_rank * world_size)  # np.resize repeats from the start
+    return padded[rank::world_size]
+
+
+@dataclass(frozen=True)
+class Distributed:
+    """The process group of one training run, as the trainer uses it (a world of one: no-ops)."""
+
+    env: RankEnv
+    backend: str
+    device: torch.device
+
+    @property
+    def rank(self) -> int:
+        return self.env.rank
+
+    @property
+    def world_size(self) -> int:
+        return self.env.world_size
+
+    @property
+    def enabled(self) -> bool:
+        return self.env.world_size > 1
+
+    @property
+    def is_main(self) -> bool:
+        return self.env.rank == 0
+
+    def shard(self, order: np.ndarray) -> np.ndarray:
+        return shard(order, self.rank, self.world_size)
+
+    def wrap(self, module: nn.Module, find_unused_parameters: bool = False) -> nn.Module:
+        """``module`` under DistributedDataParallel (its forward must compute the loss), or itself."""
+        if not self.enabled:
+            return module
+        ids = [self.device.index] if self.device.type == "cuda" else None
+        return nn.parallel.DistributedDataParallel(module, device_ids=ids,
+                                                   find_unused_parameters=find_unused_parameters)
+
+    def _reduce(self, values: Sequence[float], op) -> list[float]:
+        if not self.enabled:
+            return [float(v) for v in values]
+        dev = self.device if self.backend == "nccl" else torch.device("cpu")
+        t = torch.tensor([float(v) for v in values], dtype=torch.float64, device=dev)
+        dist.all_reduce(t, op=op)
+        return t.tolist()
+
+    def sum(self, values: Sequence[float]) -> list[float]:
+        """Element-wise sum over ranks (the same list on every rank)."""
+        return self._reduce(values, dist.ReduceOp.SUM)
+
+    def max(self, values: Sequence[float]) -> list[float]:
+        """Element-wise maximum over ranks."""
+        return self._reduce(values, dist.ReduceOp.MAX)
+
+    @torch.no_grad()
+    def sync_buffers(self, module: nn.Module) -> None:
+        """Rank 0's buffers (batch-norm running statistics) on every rank."""
+        if self.enabled:
+            for b in module.buffers():
+                dist.broadcast(b, src=0)
+
+    def broadcast(self, obj: T) -> T:
+        """Rank 0's ``obj`` on every rank (pickled); a collective, so it also waits for rank 0."""
+        if not self.enabled:
+            return obj
+        box = [obj]
+        dist.broadcast_object_list(box, src=0, device=self.device if self.backend == "nccl" else None)
+        return box[0]
+
+    def on_main(self, fn: Callable[[], T]) -> T:
+        """``fn()`` on rank 0 only; every rank returns its result after it finished, or raises its error."""
+        if not self.enabled:
+            return fn()
+        if not self.is_main:
+            ok, value = self.broadcast(None)
+            if not ok:
+                raise value
+            return value
+        try:
+            value = fn()
+        except Exception as e:
+            err = e if isinstance(e, NftDeployError) else RuntimeError(f"rank 0 failed: {type(e).__name__}: {e}")
+            self.broadcast((False, err))
+            raise
+        return self.broadcast((True, value))[1]
+
+
+@contextlib.contextmanager
+def distributed(device: str = "cpu", backend: str | None = None, expect_world_size: int | None = None,
+                env: Mapping[str, str] | None = None) -> Iterator[Distributed]:
+    """The run's ``Distributed``: joins the torchrun job (or an already initialised process group).
+
+    Initialises the process group if needed and destroys it on exit only if it initialised it.
+    """
+    if dist.is_available() and dist.is_initialized():
+        rank_env = _from_group(env)
+        chosen = dist.get_backend()
+    else:
+        rank_env = read_env(env)
+        chosen = resolve_backend(backend, device)
+    if expect_world_size is not None and expect_world_size != rank_env.world_size:
+        raise ConfigError(f"--expect-world-size: {expect_world_size}, but this job has {rank_env.world_size} "
+                          f"process(es) (WORLD_SIZE); launch with torchrun --nproc_per_node {expect_world_size}")
+    dev = resolve_device(device, rank_env)
+    if dev.type == "cuda":
+        torch.cuda.set_device(dev)
+    created = rank_env.world_size > 1 and not dist.is_initialized()
+    if created:
+        dist.init_process_group(chosen, init_method="env://", rank=rank_env.rank, world_size=rank_env.world_size)
+    try:
+        yield Distributed(rank_env, chosen, dev)
+    finally:
+        if created and dist.is_initialized():
+            dist.destroy_process_group()
+
+
+def _from_group(env: Mapping[str, str] | None) -> RankEnv:
+    """Rank and world of a process group the caller initialised (local rank from LOCAL_RANK, else 0)."""
+    env = os.environ if env is None else env
+    world = dist.get_world_size()
+    local = int(env.get("LOCAL_RANK", "0") or 0)
+    local_world = int(env.get("LOCAL_WORLD_SIZE", str(world)) or world)
+    return RankEnv(dist.get_rank(), world, local, local_world)
+
+
+def describe(d: Distributed) -> dict[str, Any]:
+    """JSON-ready summary for the training log."""
+    return {"world_size": d.world_size, "backend": d.backend if d.enabled else None, "device": str(d.device)}
+
+
+__all__ = ["BACKENDS", "Distributed", "RankEnv", "describe", "distributed", "noise_seed", "read_env",
+           "resolve_backend", "resolve_device", "shard"]
