@@ -139,3 +139,22 @@ def test_data_the_graph_rejects_at_run_time_is_a_clear_error(helpers):
     model = helpers.deploy(proto, "nft_reference")
     with pytest.raises(EvaluationError, match=r"ONNX Runtime rejected the data \(samples of shape \(5,\)\)"):
         evaluate(model, (np.zeros((6, 5), np.float32), np.zeros(6, np.int64)), chips=1, quiet=True)
+
+
+def test_memory_stays_flat_in_the_number_of_chips(tiny_cnn):
+    """No per-chip logits are kept: the traced peak for 60 chips is that of 6 chips (numpy allocations)."""
+    import tracemalloc
+
+    path, (x, y) = tiny_cnn
+    x, y = np.repeat(x, 10, axis=0), np.repeat(y, 10)  # 1,200 samples: per-chip logits would be visible
+
+    def peak(chips):
+        tracemalloc.start()
+        evaluate(path, (x, y), chips=chips, workers=1, batch_size=200, quiet=True)
+        _, top = tracemalloc.get_traced_memory()
+        tracemalloc.stop()
+        return top
+
+    peak(2)  # warm-up: imports and caches
+    small, large = peak(6), peak(60)
+    assert large < small * 1.2 + 200_000, (small, large)  # 60 chips' logits alone would add 1.7 MB
