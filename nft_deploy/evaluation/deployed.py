@@ -19,7 +19,7 @@ import onnx
 from onnx import numpy_helper
 
 from nft_deploy.chips import META_LAYERS, META_PROFILE, DeployedLayer, layers_from_json
-from nft_deploy.errors import EvaluationError, NftDeployError
+from nft_deploy.errors import EvaluationError
 from nft_deploy.profiles import DeviceProfile, load_profile, profile_from_dict
 
 RANDOM_OPS = ("RandomNormalLike", "RandomNormal", "RandomUniformLike", "RandomUniform")
@@ -125,8 +125,6 @@ def _meta_profile(meta: dict[str, str], name: str) -> DeviceProfile:
         return profile_from_dict(json.loads(meta[META_PROFILE]), f"{name}:{META_PROFILE}")
     except json.JSONDecodeError as e:
         raise EvaluationError(f"{name}: metadata {META_PROFILE} is not valid JSON ({e})") from None
-    except NftDeployError:
-        raise
 
 
 def _describe(proto: onnx.ModelProto, name: str, layers: list[DeployedLayer], profile: DeviceProfile):
