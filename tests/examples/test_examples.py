@@ -1,8 +1,8 @@
 """Every example README's commands run, in order, scaled down by NFT_EXAMPLE_QUICK=1: examples cannot rot.
 
-Each examples/NN_name/README.md has ```bash blocks; their commands are run from the root of a copy of the
-repository's examples (so the examples write nothing into the checkout), later examples reusing what
-earlier ones wrote under runs/.
+Each examples/NN_name/README.md has ```bash blocks; their commands run from the root of a workspace holding
+a copy of the repository's examples/ and device_profiles/ (so the examples write nothing into the
+checkout), later examples reusing what earlier ones wrote under runs/.
 """
 
 from __future__ import annotations
@@ -38,6 +38,7 @@ def test_there_are_six_numbered_examples_each_with_commands():
 def workspace(tmp_path_factory):
     root = tmp_path_factory.mktemp("examples-run")
     shutil.copytree(REPO / "examples", root / "examples")
+    shutil.copytree(REPO / "device_profiles", root / "device_profiles")  # examples name profiles by path too
     return root
 
 
