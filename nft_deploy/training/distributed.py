@@ -33,6 +33,7 @@ from torch import nn
 
 from nft_deploy.errors import ConfigError, NftDeployError
 from nft_deploy.training.config import BACKENDS
+from nft_deploy.training.noisy import frozen_bn_stats
 
 T = TypeVar("T")
 
@@ -130,6 +131,16 @@ def shard(order: np.ndarray, rank: int, world_size: int) -> np.ndarray:
     per_rank = -(-len(order) // world_size)
     padded = np.resize(order, per_rank * world_size)  # np.resize repeats from the start
     return padded[rank::world_size]
+
+
+def has_unused_parameters(model: nn.Module, x: torch.Tensor) -> bool:
+    """True when a forward of ``x`` leaves a trainable parameter without gradient: DDP must then search
+    for unused parameters every step (``find_unused_parameters``), which costs a graph traversal."""
+    params = [p for p in model.parameters() if p.requires_grad]
+    with frozen_bn_stats(model):
+        out = model(x)
+    grads = torch.autograd.grad(out.float().sum(), params, allow_unused=True)
+    return any(g is None for g in grads)
 
 
 @dataclass(frozen=True)
@@ -238,8 +249,11 @@ def distributed(device: str = "cpu", backend: str | None = None, expect_world_si
     created = rank_env.world_size > 1 and not dist.is_initialized()
     if created:
         dist.init_process_group(chosen, init_method="env://", rank=rank_env.rank, world_size=rank_env.world_size)
+    d = Distributed(rank_env, chosen, dev)
     try:
-        yield Distributed(rank_env, chosen, dev)
+        yield d
+        if created:  # no rank closes its sockets while another still reads its last message
+            dist.barrier(device_ids=[dev.index]) if d.backend == "nccl" else dist.barrier()
     finally:
         if created and dist.is_initialized():
             dist.destroy_process_group()
@@ -259,5 +273,6 @@ def describe(d: Distributed) -> dict[str, Any]:
     return {"world_size": d.world_size, "backend": d.backend if d.enabled else None, "device": str(d.device)}
 
 
-__all__ = ["BACKENDS", "Distributed", "RankEnv", "describe", "distributed", "noise_seed", "read_env",
+__all__ = ["BACKENDS", "Distributed", "RankEnv", "describe", "distributed", "has_unused_parameters", "noise_seed",
+           "read_env",
            "resolve_backend", "resolve_device", "shard"]

@@ -31,7 +31,13 @@ from nft_deploy.data import Dataset, batches, load_data
 from nft_deploy.errors import DataError
 from nft_deploy.models import MODELS, build_model
 from nft_deploy.training.config import TrainConfig
-from nft_deploy.training.distributed import Distributed, describe, distributed, noise_seed
+from nft_deploy.training.distributed import (
+    Distributed,
+    describe,
+    distributed,
+    has_unused_parameters,
+    noise_seed,
+)
 from nft_deploy.training.methods import Method, make_method
 from nft_deploy.training.montecarlo import torch_monte_carlo
 from nft_deploy.training.noisy import NoisyModel
@@ -121,9 +127,9 @@ def _train(config: TrainConfig, dist: Distributed, data: Dataset | None, model: 
         net = NoisyModel(model, profile, gen)
         sample = torch.as_tensor(data.x_train[:2], device=device)
         method = make_method(config, net, sample, data.num_classes, model_name)
+        find_unused = dist.enabled and has_unused_parameters(model, sample)
     try:
-        history = _fit(config, net, method, data, dist, None if not dist.is_main else on_epoch,
-                       find_unused=model_name is None)
+        history = _fit(config, net, method, data, dist, on_epoch if dist.is_main else None, find_unused)
     finally:
         method.close()
     model.eval()
