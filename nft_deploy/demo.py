@@ -70,11 +70,12 @@ def run_demo(config: DemoConfig = DemoConfig()) -> DemoResult:
         train(TrainConfig(model=config.model, data=config.data, method=method, profile=config.profile,
                           sigma=config.sigma, epochs=config.epochs, seed=config.seed, output=ckpt,
                           limit_train=config.limit_train, limit_test=config.limit_test,
-                          progress=not config.quiet))
+                          progress=not config.quiet),
+              on_epoch=None if config.quiet else lambda m: _say(config, "  " + m.line()))
         checkpoints[method] = ckpt
         result = export_model(ckpt, profile=config.profile, sigma=config.sigma, output=out / f"{method}.cim.onnx")
         models[method] = result.output
-        _say(config, "\n".join(result.summary_lines()) if hasattr(result, "summary_lines") else f"exported {result.output}")
+        _say(config, "\n".join([f"exported {result.output}", *result.summary()]))
     _say(config, f"evaluate {len(models)} models on {config.chips} chips (same chips for every model)")
     comparison = compare([str(p) for p in models.values()], config.data, chips=config.chips, seed=config.seed,
                          limit=config.limit_test, quiet=config.quiet)

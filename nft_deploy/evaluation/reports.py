@@ -43,8 +43,13 @@ def _header(r: EvaluationResult) -> str:
             f"sigma {r.sigma:g} ({r.sigma_unit}), strategy {r.strategy}")
 
 
+def _short(model: str) -> str:
+    """A column title: the file name, without the folder (the JSON keeps the full path)."""
+    return Path(model).name
+
+
 def _compare_rows(c: CompareResult) -> tuple[list[str], list[list[str]]]:
-    names = [r.model for r in c.results]
+    names = [_short(r.model) for r in c.results]
     rows = [[label] + [dict(_rows(r))[label] for r in c.results] for label, _ in _rows(c.results[0])]
     for label, fn in (("delta accuracy % (paired)", lambda d: f"{100 * d.accuracy.mean:+.2f}"),
                       ("  95% CI (paired)", lambda d: f"[{100 * d.accuracy.ci95.low:+.2f}, {100 * d.accuracy.ci95.high:+.2f}]"),
