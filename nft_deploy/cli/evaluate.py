@@ -35,6 +35,11 @@ def _eval_options(fn):
                      help="fold: a session per chip with noisy weights folded to constants; feed: one session, "
                      "draws fed as inputs."),
         click.option("--limit", default=None, type=int, help="Use only the first N test samples."),
+        click.option("--backend", default="local", show_default=True, type=click.Choice(["local", "ray"]),
+                     help="local: worker processes here; ray: Ray tasks (pip install 'nft-deploy[ray]'), "
+                     "same results for the same seed."),
+        click.option("--address", default=None, help="Ray cluster to join with --backend ray (HOST:PORT, "
+                     "ray://HOST:PORT or auto) [start a local Ray with --workers CPUs]."),
         click.option("--quiet", is_flag=True, help="No progress bar."),
         click.option("--json", "json_path", default=None, type=click.Path(dir_okay=False), help="Write JSON here."),
         click.option("--markdown", "md_path", default=None, type=click.Path(dir_okay=False),
@@ -50,7 +55,8 @@ def _eval_options(fn):
 def _config(kw: dict):
     from nft_deploy.evaluation.runner import EvalConfig
 
-    names = ("chips", "seed", "sigma", "batch_size", "workers", "threads", "strategy", "limit", "quiet")
+    names = ("chips", "seed", "sigma", "batch_size", "workers", "threads", "strategy", "limit", "quiet", "backend",
+             "address")
     return EvalConfig(**{k: kw.pop(k) for k in names})
 
 

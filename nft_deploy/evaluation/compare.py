@@ -14,7 +14,13 @@ from nft_deploy.errors import EvaluationError
 from nft_deploy.evaluation.deployed import load_deployed
 from nft_deploy.evaluation.metrics import paired_difference
 from nft_deploy.evaluation.results import CompareResult, EvaluationResult, ModelDelta
-from nft_deploy.evaluation.runner import EvalConfig, make_config, resolve_data, run_monte_carlo
+from nft_deploy.evaluation.runner import (
+    EvalConfig,
+    backend_session,
+    make_config,
+    resolve_data,
+    run_monte_carlo,
+)
 
 
 def deltas(results: Sequence[EvaluationResult]) -> list[ModelDelta]:
@@ -37,5 +43,7 @@ def compare(models: Sequence, data, config: EvalConfig | None = None, *, profile
         raise EvaluationError(f"compare: give at least two models, got {len(models)}")
     config = make_config(config, overrides)
     name, x, y = resolve_data(data, config.limit)
-    results = [run_monte_carlo(load_deployed(m, profile), x, y, config, data_name=name) for m in models]
+    deployed = [load_deployed(m, profile) for m in models]
+    with backend_session(config):  # one Ray (when --backend ray) for all models
+        results = [run_monte_carlo(d, x, y, config, data_name=name) for d in deployed]
     return CompareResult(results=results, deltas=deltas(results))

@@ -11,7 +11,8 @@ graph) is redrawn per inference, from a per-chip seed. Two ways to run a chip, s
 ``auto`` folds models with mapped convolutions or read noise and feeds the rest (see
 benchmarks/results/evaluate.md). Memory is flat in the number of chips: each chip reduces to a few
 scalars plus shared fixed-point sums (``metrics.MeanProbSum``, ``metrics.BinSum``). ``workers`` runs
-chip shards in separate processes (``threads`` intra-op threads each); results do not depend on it.
+chip shards in separate processes (``threads`` intra-op threads each), or as Ray tasks with
+``backend="ray"`` (``ray_backend``); results do not depend on either.
 """
 
 from __future__ import annotations
@@ -19,7 +20,9 @@ from __future__ import annotations
 import multiprocessing
 import os
 import zlib
+from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor, as_completed
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -41,6 +44,7 @@ from nft_deploy.evaluation.results import ChipMetrics, CleanMetrics, EvaluationR
 from nft_deploy.profiles import DeviceProfile
 
 STRATEGIES = ("auto", "fold", "feed")
+BACKENDS = ("local", "ray")
 READ_NOISE_KEY = zlib.crc32(b"nft.read")
 
 
@@ -68,6 +72,11 @@ class EvalConfig:
     """No progress bar."""
     n_bins: int = M.N_BINS
     """Confidence bins of ECE and the reliability diagram."""
+    backend: str = "local"
+    """local (worker processes on this machine) | ray (Ray tasks; same results, see ``ray_backend``)."""
+    address: str | None = None
+    """Ray cluster to join (HOST:PORT, ray://HOST:PORT or auto); None: start a local Ray with ``workers``
+    CPUs for the run and shut it down after (a Ray this process already joined is reused)."""
 
     def __post_init__(self):
         for flag, v, lo in (("--chips", self.chips, 1), ("--batch-size", self.batch_size, 1),
@@ -79,6 +88,10 @@ class EvalConfig:
             raise EvaluationError(f"--sigma: must be >= 0, got {self.sigma}")
         if self.strategy not in STRATEGIES:
             raise EvaluationError(f"--strategy: must be one of {', '.join(STRATEGIES)}; got {self.strategy!r}")
+        if self.backend not in BACKENDS:
+            raise EvaluationError(f"--backend: must be one of {', '.join(BACKENDS)}; got {self.backend!r}")
+        if self.address is not None and self.backend != "ray":
+            raise EvaluationError(f"--address {self.address}: only used with --backend ray")
 
 
 @dataclass
@@ -187,16 +200,28 @@ class _ChipRunner:
         return acc
 
 
-def _run_shard(job: _Job, chips: list[int], advance=None) -> _Shard:
+def shard_stream(job: _Job, chips: list[int]) -> Iterator[ChipMetrics | _Shard]:
+    """Runs ``chips`` in order, yielding each chip's metrics as it is done, then the shard's sums (a
+    ``_Shard`` whose ``chips`` is empty: the caller keeps the metrics it was given)."""
     runner = _ChipRunner(job)
     shard = _Shard(probs=M.MeanProbSum(len(job.y), job.num_classes), bins=M.BinSum(job.n_bins))
     for chip in chips:
         acc = runner.run(chip, shard.probs)
-        shard.chips.append(acc.finish())
         shard.bins.add_chip(acc)
+        yield acc.finish()
+    yield shard
+
+
+def _run_shard(job: _Job, chips: list[int], advance=None) -> _Shard:
+    done = []
+    for item in shard_stream(job, chips):
+        if isinstance(item, _Shard):
+            item.chips = done
+            return item
+        done.append(item)
         if advance is not None:
             advance(1)
-    return shard
+    raise AssertionError("shard_stream ends with a _Shard")
 
 
 _WORKER_JOB: list[_Job] = []  # set once per worker process by _init_worker; empty in the parent
@@ -219,12 +244,33 @@ def resolve_workers(workers: int | None, chips: int) -> int:
     return max(1, min(os.cpu_count() or 1, chips))
 
 
-def _run_all(job: _Job, chips: int, workers: int, quiet: bool, label: str) -> list[_Shard]:
+@contextmanager
+def backend_session(config: EvalConfig) -> Iterator[int]:
+    """The backend ready for the block (Ray started or joined, stopped after if started here); yields the
+    number of workers to shard chips over. Nested sessions reuse the outer one (one Ray for a sweep)."""
+    if config.backend == "local":
+        yield resolve_workers(config.workers, config.chips)
+        return
+    from nft_deploy.evaluation.ray_backend import ray_session
+
+    with ray_session(config.address, resolve_workers(config.workers, config.chips)) as cpus:
+        yield config.workers or min(cpus, config.chips)
+
+
+def _chunks(chips: int, workers: int) -> list[list[int]]:
+    """Chip indices split into several chunks per worker (load balance); order does not matter."""
+    return [c.tolist() for c in np.array_split(np.arange(chips), min(chips, workers * 4))]
+
+
+def _run_all(job: _Job, chips: int, workers: int, quiet: bool, label: str, backend: str = "local") -> list[_Shard]:
     with chip_progress(chips, label, quiet) as advance:
+        if backend == "ray":
+            from nft_deploy.evaluation.ray_backend import run_shards
+
+            return run_shards(job, _chunks(chips, workers), advance)
         if workers == 1:
             return [_run_shard(job, list(range(chips)), advance)]
-        n_chunks = min(chips, workers * 4)
-        chunks = [c.tolist() for c in np.array_split(np.arange(chips), n_chunks)]
+        chunks = _chunks(chips, workers)
         # fork: workers inherit the job without re-importing the caller's __main__ (spawn would need a
         # `if __name__ == "__main__"` guard in every user script); no ORT session is alive at this point.
         methods = multiprocessing.get_all_start_methods()
@@ -294,14 +340,21 @@ def run_monte_carlo(model: DeployedModel, x: np.ndarray, y: np.ndarray, config: 
                     data_name: str = "<data>", timings: dict | None = None) -> EvaluationResult:
     """Clean pass, then ``config.chips`` chips; the summary of all of it. ``timings``, when given, receives
     ``clean_s`` and ``chips_s`` (wall seconds; kept out of the result so that its JSON stays reproducible)."""
+    x = np.ascontiguousarray(x, np.float32)
+    check_input(model, x, data_name)
+    sigma_scale(model, config.sigma)
+    choose_strategy(model, config.strategy)
+    with backend_session(config) as workers:
+        return _monte_carlo(model, x, y, config, data_name, timings, workers)
+
+
+def _monte_carlo(model: DeployedModel, x: np.ndarray, y: np.ndarray, config: EvalConfig, data_name: str,
+                 timings: dict | None, workers: int) -> EvaluationResult:
     import time
 
     start = time.perf_counter()
-    x = np.ascontiguousarray(x, np.float32)
-    check_input(model, x, data_name)
     sigma, scale = sigma_scale(model, config.sigma)
     strategy = choose_strategy(model, config.strategy)
-    workers = resolve_workers(config.workers, config.chips)
     threads = config.threads or max(1, (os.cpu_count() or 1) // workers)
     clean, clean_pred, classes = clean_pass(model, x, y, config.batch_size, threads, config.n_bins)
     clean_done = time.perf_counter()
@@ -310,7 +363,7 @@ def run_monte_carlo(model: DeployedModel, x: np.ndarray, y: np.ndarray, config: 
                output_name=model.output_name, x=x, y=y, clean_pred=clean_pred,
                num_classes=classes, seed=config.seed, sigma_scale=scale, strategy=strategy,
                batch_size=config.batch_size, threads=threads, n_bins=config.n_bins, read_noise=model.has_read_noise)
-    shards = _run_all(job, config.chips, workers, config.quiet, f"{model.name} ({data_name})")
+    shards = _run_all(job, config.chips, workers, config.quiet, f"{model.name} ({data_name})", config.backend)
     if timings is not None:
         timings.update(clean_s=clean_done - start, chips_s=time.perf_counter() - clean_done)
     return summarize(model, data_name, config, sigma, strategy, clean, shards, classes)

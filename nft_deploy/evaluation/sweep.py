@@ -1,7 +1,7 @@
 """Models x programming sigmas: the accuracy-vs-sigma grid, one Monte Carlo per cell, same chips.
 
 Each sigma rescales the chip normals of the exported model (``--sigma``), so one export covers the
-whole curve.
+whole curve. Runs on either backend (``EvalConfig.backend``); a Ray started for the sweep serves every cell.
 """
 
 from __future__ import annotations
@@ -12,7 +12,13 @@ from collections.abc import Sequence
 from nft_deploy.errors import EvaluationError
 from nft_deploy.evaluation.deployed import load_deployed
 from nft_deploy.evaluation.results import SweepResult
-from nft_deploy.evaluation.runner import EvalConfig, make_config, resolve_data, run_monte_carlo
+from nft_deploy.evaluation.runner import (
+    EvalConfig,
+    backend_session,
+    make_config,
+    resolve_data,
+    run_monte_carlo,
+)
 
 
 def parse_sweep(spec: str) -> list[float]:
@@ -42,10 +48,9 @@ def sweep(models: Sequence, data, sigmas: Sequence[float] | str, config: EvalCon
         raise EvaluationError("sweep: give at least one model")
     config = make_config(config, overrides)
     name, x, y = resolve_data(data, config.limit)
-    grid = []
-    for m in models:
-        deployed = load_deployed(m, profile)
-        grid.append([run_monte_carlo(deployed, x, y, _with_sigma(config, s), data_name=name) for s in sigmas])
+    deployed = [load_deployed(m, profile) for m in models]
+    with backend_session(config):  # one Ray (when --backend ray) for the whole grid
+        grid = [[run_monte_carlo(d, x, y, _with_sigma(config, s), data_name=name) for s in sigmas] for d in deployed]
     return SweepResult(models=[row[0].model for row in grid], sigmas=list(sigmas), results=grid)
 
 
