@@ -21,7 +21,10 @@ What a world of N changes, and nothing else:
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
+import pickle
+import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -150,6 +153,8 @@ class Distributed:
     env: RankEnv
     backend: str
     device: torch.device
+    run_id: str = ""
+    """The same random id on every rank: the prefix of this run's keys in the process group's store."""
 
     @property
     def rank(self) -> int:
@@ -210,11 +215,21 @@ class Distributed:
         return box[0]
 
     def on_main(self, fn: Callable[[], T]) -> T:
-        """``fn()`` on rank 0 only; every rank returns its result after it finished, or raises its error."""
+        """``fn()`` on rank 0 only; every rank returns its result after it finished, or raises its error.
+
+        The result travels through the process group's key-value store, not a gloo collective: a gloo
+        worker thread can still be releasing the Python tensors of a just-finished collective when the
+        interpreter exits, which aborts the process (torch 2.13). Ranks > 0 acknowledge, so rank 0 (which
+        may host the store) leaves last.
+        """
         if not self.enabled:
             return fn()
+        store = dist.distributed_c10d._get_default_store()
+        key = f"nft_deploy/{self.run_id}/on_main"
         if not self.is_main:
-            ok, value = self.broadcast(None)
+            store.wait([key])
+            ok, value = pickle.loads(store.get(key))
+            store.set(f"{key}/ack/{self.rank}", b"1")
             if not ok:
                 raise value
             return value
@@ -222,9 +237,14 @@ class Distributed:
             value = fn()
         except Exception as e:
             err = e if isinstance(e, NftDeployError) else RuntimeError(f"rank 0 failed: {type(e).__name__}: {e}")
-            self.broadcast((False, err))
+            self._publish(store, key, (False, err))
             raise
-        return self.broadcast((True, value))[1]
+        self._publish(store, key, (True, value))
+        return value
+
+    def _publish(self, store, key: str, message: tuple) -> None:
+        store.set(key, pickle.dumps(message))
+        store.wait([f"{key}/ack/{r}" for r in range(1, self.world_size)])
 
 
 @contextlib.contextmanager
@@ -249,11 +269,9 @@ def distributed(device: str = "cpu", backend: str | None = None, expect_world_si
     created = rank_env.world_size > 1 and not dist.is_initialized()
     if created:
         dist.init_process_group(chosen, init_method="env://", rank=rank_env.rank, world_size=rank_env.world_size)
-    d = Distributed(rank_env, chosen, dev)
     try:
-        yield d
-        if created:  # no rank closes its sockets while another still reads its last message
-            dist.barrier(device_ids=[dev.index]) if d.backend == "nccl" else dist.barrier()
+        d = Distributed(rank_env, chosen, dev)
+        yield dataclasses.replace(d, run_id=d.broadcast(uuid.uuid4().hex)) if d.enabled else d
     finally:
         if created and dist.is_initialized():
             dist.destroy_process_group()

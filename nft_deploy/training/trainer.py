@@ -186,12 +186,13 @@ def _fit(config, net: NoisyModel, method: Method, data: Dataset, dist: Distribut
                 opt.step()
                 total += loss.detach().double() * len(idx)
                 bar.advance(task)
+            local_sum = float(total)  # waits for the device, so the time below is the steps' own
             seconds = time.perf_counter() - t0
             bar.done(task)
             lr = opt.param_groups[0]["lr"]
             if sched is not None:
                 sched.step()
-            loss_sum, seen = dist.sum([float(total), float(n_local)])
+            loss_sum, seen = dist.sum([local_sum, float(n_local)])
             (seconds,) = dist.max([seconds])
             dist.sync_buffers(net.model)  # rank 0's batch-norm statistics everywhere before evaluating
             clean, noisy = _evaluate(net, data, config.seed * 100_003 + epoch, max(256, config.batch_size), dist)
