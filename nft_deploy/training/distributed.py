@@ -22,11 +22,11 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import itertools
 import os
 import pickle
 import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import numpy as np
@@ -41,7 +41,7 @@ from nft_deploy.training.noisy import frozen_bn_stats
 T = TypeVar("T")
 
 
-@dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True)
 class RankEnv:
     """Where this process sits in a torchrun job (rank 0 of 1 outside torchrun)."""
 
@@ -146,7 +146,7 @@ def has_unused_parameters(model: nn.Module, x: torch.Tensor) -> bool:
     return any(g is None for g in grads)
 
 
-@dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True)
 class Distributed:
     """The process group of one training run, as the trainer uses it (a world of one: no-ops)."""
 
@@ -155,6 +155,8 @@ class Distributed:
     device: torch.device
     run_id: str = ""
     """The same random id on every rank: the prefix of this run's keys in the process group's store."""
+    _calls: Iterator[int] = dataclasses.field(default_factory=itertools.count, repr=False, compare=False)
+    """Numbers the ``on_main`` calls (every rank makes the same calls, so the numbers agree)."""
 
     @property
     def rank(self) -> int:
@@ -225,7 +227,7 @@ class Distributed:
         if not self.enabled:
             return fn()
         store = dist.distributed_c10d._get_default_store()
-        key = f"nft_deploy/{self.run_id}/on_main"
+        key = f"nft_deploy/{self.run_id}/on_main/{next(self._calls)}"
         if not self.is_main:
             store.wait([key])
             ok, value = pickle.loads(store.get(key))

@@ -96,6 +96,19 @@ for name, kw in runs.items():
                     "history": [[h.loss, h.clean_acc, h.noisy_acc] for h in r.history], "saves": len(saves),
                     "world": r.world_size, "rank": r.rank, "checkpoint": str(r.checkpoint)}
 report["group_alive"] = dist.is_initialized()
+
+from nft_deploy.errors import ConfigError
+from nft_deploy.training.distributed import distributed
+
+def refuse():
+    raise ConfigError("out.pt: cannot write here")
+
+with distributed() as d:
+    try:
+        d.on_main(refuse)
+    except ConfigError as e:
+        report["on_main_error"] = str(e)
+    report["on_main_value"] = d.on_main(lambda: {"from_rank": d.rank})
 json.dump(report, open(f"{out}/rank{rank}.json", "w"))
 dist.barrier()
 dist.destroy_process_group()
@@ -179,6 +192,12 @@ def test_checkpoint_written_once_by_rank_0_and_loads_weights_only(ddp_run):
     log = json.loads((tmp / "irs.train.json").read_text())
     assert log["distributed"] == {"world_size": 2, "backend": "gloo", "device": "cpu", "global_batch": 16}
     assert r0["group_alive"] and r1["group_alive"]  # the worker's own group survives train()
+
+
+def test_rank_0_results_and_user_errors_reach_every_rank(ddp_run):
+    (r0, r1), _ = ddp_run
+    assert r0["on_main_value"] == r1["on_main_value"] == {"from_rank": 0}
+    assert r0["on_main_error"] == r1["on_main_error"] == "out.pt: cannot write here"
 
 
 def test_ddp_plain_matches_one_process_with_the_global_batch(ddp_run):
