@@ -11,11 +11,16 @@ What a world of N changes, and nothing else:
 - Each epoch, every rank draws the same permutation from the seed and takes every N-th index from its
   rank on (padded by wrapping around, so all ranks take the same number of steps).
 - Training noise differs per rank: rank r seeds its generator from (seed, r); rank 0 keeps ``seed``, so a
-  one-process run is unchanged. Model and head init are identical (seeded, and DDP broadcasts them).
+  one-process run is unchanged. Each rank's share of the batch sees its own draw, so a step averages
+  gradients over N draws where one process uses one draw for the whole batch: accuracy under noise can
+  differ from a one-process run at the same global batch. Model and head init are identical (seeded,
+  and DDP broadcasts them).
 - Batch-norm is plain per rank (batch statistics of the rank's own batch); DDP broadcasts rank 0's running
   statistics before each forward, and the trainer syncs them before evaluating.
 - Metrics are all-reduced so every rank holds the same numbers; only rank 0 prints, shows progress and
-  writes files (``on_main``), and the other ranks wait for it.
+  writes files (``on_main``), and the other ranks wait for it (and receive its result or its error).
+- Methods with extra parameters (IRS heads) and extra noisy passes (OVF) work as they are: DDP wraps one
+  module whose forward is the whole loss, so every parameter's gradient is averaged.
 """
 
 from __future__ import annotations
