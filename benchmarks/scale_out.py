@@ -13,7 +13,7 @@ each round runs ``--chips / --rounds`` chips per variant with the round's seed, 
 results of a round must be byte-identical (checked, recorded). Seconds per chip: total chip time of a
 variant over its chips (the clean pass, the same for all, is excluded; worker/task start-up is included).
 
-    .venv/bin/python benchmarks/scale_out.py [--chips 256] [--rounds 8] [--images 10000]
+    .venv/bin/python benchmarks/scale_out.py [--chips 256] [--rounds 8] [--images 10000] [--render]
 """
 
 from __future__ import annotations
@@ -97,8 +97,13 @@ def markdown(doc: dict) -> str:
     lines += ["", f"- Ray / local with the same 2 workers: {s['ray_vs_local_2x1']:.2f}x the time per chip.",
               f"- Byte-identical JSON across the three variants in {sum(doc['identical_json'])} of "
               f"{len(doc['identical_json'])} rounds.",
-              "- Goal: a speedup close to the core count (2). The chips are independent, so what is lost comes "
-              "from the other jobs on the machine (see the load average) and from per-task start-up."]
+              "- Goal: a speedup close to the core count (2). The chips are independent and no variant shares "
+              "work between workers, so what is lost comes from the other jobs on the machine (see the load "
+              "average: with both cores already busy, a second worker mostly takes CPU time from them, not "
+              "free cores) and from per-task start-up.",
+              "- Ray starts its worker processes at niceness 15 (its `RAY_worker_niceness` default), the local "
+              "workers inherit the caller's; on a busy machine that alone can slow Ray's tasks against the "
+              "other jobs. On an idle machine or a cluster it does not matter."]
     if doc["chips"] < 256:
         lines.append(f"- Measured {doc['chips']} chips per variant, not the 256 the issue names: 256 x 3 variants "
                      "takes over half an hour on this shared 2-core machine; per-chip costs do not depend on the count.")
@@ -111,7 +116,11 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=8)
     ap.add_argument("--images", type=int, default=10000)
     ap.add_argument("--batch-size", type=int, default=500)
+    ap.add_argument("--render", action="store_true", help="only re-render scale_out.md from scale_out.json")
     args = ap.parse_args()
+    if args.render:
+        (RESULTS / "scale_out.md").write_text(markdown(json.loads((RESULTS / "scale_out.json").read_text())))
+        return
     import ray
 
     load_start = os.getloadavg()[0]

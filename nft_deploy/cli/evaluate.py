@@ -10,7 +10,7 @@ CHIP_HELP = """
 One chip = one programmed instance of the model: one numpy draw per mapped layer, seeded by
 SeedSequence(SEED) spawned per chip (and keyed by layer name), fixed across the whole test set; read
 noise is redrawn for every inference. Chip i is the same chip for every model with the same layer
-names, whatever --workers is. --sigma rescales the programming variation of the exported model
+names, whatever --workers or --backend is. --sigma rescales the programming variation of the exported model
 without re-exporting. Clean accuracy is the same deployed graph with all device noise off
 (weight quantization and converters, if the profile has them, stay on).
 """

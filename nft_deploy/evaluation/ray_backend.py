@@ -98,11 +98,14 @@ def _chip_task(job, chips: list[int]):
 
 
 def run_shards(job, chunks: list[list[int]], advance: Callable[[int], None]) -> list:
-    """Runs each chunk of chips as one Ray task; returns the ``_Shard``s (chips in any order)."""
+    """Runs each chunk of chips as one Ray task; returns the ``_Shard``s (chips in any order).
+
+    Cluster nodes need nft-deploy (this version) installed: tasks import it to run the chips."""
     from nft_deploy.evaluation.runner import _Shard
 
     ray = import_ray()
-    task = ray.remote(num_cpus=1, num_returns="streaming")(_chip_task)
+    cpus = max(1, min(job.threads, cluster_cpus(ray)))  # each task reserves the threads its sessions use
+    task = ray.remote(num_cpus=cpus, num_returns="streaming")(_chip_task)
     job_ref = ray.put(job)
     streams = [task.remote(job_ref, chunk) for chunk in chunks]
     chips = {id(s): [] for s in streams}

@@ -342,7 +342,7 @@ def run_monte_carlo(model: DeployedModel, x: np.ndarray, y: np.ndarray, config: 
     ``clean_s`` and ``chips_s`` (wall seconds; kept out of the result so that its JSON stays reproducible)."""
     x = np.ascontiguousarray(x, np.float32)
     check_input(model, x, data_name)
-    sigma_scale(model, config.sigma)
+    sigma_scale(model, config.sigma)  # user errors surface before a Ray is started
     choose_strategy(model, config.strategy)
     with backend_session(config) as workers:
         return _monte_carlo(model, x, y, config, data_name, timings, workers)
