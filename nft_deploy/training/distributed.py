@@ -145,6 +145,8 @@ def has_unused_parameters(model: nn.Module, x: torch.Tensor) -> bool:
     """True when a forward of ``x`` leaves a trainable parameter without gradient: DDP must then search
     for unused parameters every step (``find_unused_parameters``), which costs a graph traversal."""
     params = [p for p in model.parameters() if p.requires_grad]
+    if not params:
+        return False
     with frozen_bn_stats(model):
         out = model(x)
     grads = torch.autograd.grad(out.float().sum(), params, allow_unused=True)
