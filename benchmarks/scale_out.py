@@ -22,6 +22,7 @@ import argparse
 import json
 import os
 import platform
+import statistics
 import time
 from pathlib import Path
 
@@ -47,11 +48,34 @@ def deployed_vgg8(input_shape: tuple[int, ...]):
     return load_deployed(proto), sum(p.numel() for p in module.parameters())
 
 
-def run_rounds(model, x, y, args) -> tuple[dict[str, list[float]], list[bool]]:
-    """Per variant, chip seconds of every round; per round, whether the three JSONs are byte-identical."""
+def _spin(_=None) -> int:
+    total = 0
+    for i in range(3_000_000):
+        total += i * i
+    return total
+
+
+def probe_ceiling() -> float:
+    """What a second process gains on this machine right now: two units of pure-CPU work, one process
+    after the other vs two processes at once (2.0 on two idle cores; about 1.0 when other jobs hold them)."""
+    import multiprocessing
+
+    start = time.perf_counter()
+    _spin(), _spin()
+    serial = time.perf_counter() - start
+    with multiprocessing.get_context("fork").Pool(2) as pool:
+        start = time.perf_counter()
+        pool.map(_spin, [0, 1])
+        parallel = time.perf_counter() - start
+    return serial / parallel
+
+
+def run_rounds(model, x, y, args) -> tuple[dict[str, list[float]], list[bool], list[float]]:
+    """Per variant, chip seconds of every round; per round, whether the three JSONs are byte-identical and
+    the probed ceiling."""
     per_round = args.chips // args.rounds
     secs: dict[str, list[float]] = {k: [] for k in VARIANTS}
-    identical = []
+    identical, ceilings = [], []
     names = list(VARIANTS)
     for r in range(args.rounds):
         order = names[r % len(names):] + names[: r % len(names)]
@@ -63,18 +87,23 @@ def run_rounds(model, x, y, args) -> tuple[dict[str, list[float]], list[bool]]:
             docs[name] = to_json(run_monte_carlo(model, x, y, cfg, data_name="fashion-mnist", timings=timings))
             secs[name].append(timings["chips_s"])
         identical.append(len(set(docs.values())) == 1)
+        ceilings.append(probe_ceiling())
         print(f"round {r + 1}/{args.rounds} ({per_round} chips each): "
-              + ", ".join(f"{k} {v[-1] / per_round:.3f} s/chip" for k, v in secs.items())
-              + f"; identical JSON: {identical[-1]}; load {os.getloadavg()[0]:.1f}", flush=True)
-    return secs, identical
+              + ", ".join(f"{k} {secs[k][-1] / per_round:.3f} s/chip" for k in VARIANTS)
+              + f"; probe ceiling {ceilings[-1]:.2f}x; identical JSON: {identical[-1]}; "
+              f"load {os.getloadavg()[0]:.1f}", flush=True)
+    return secs, identical, ceilings
 
 
-def summary(secs: dict[str, list[float]], chips: int) -> dict:
-    per_chip = {k: sum(v) / chips for k, v in secs.items()}
+def summary(secs: dict[str, list[float]], chips: int, ceilings: list[float]) -> dict:
+    per_chip = {k: sum(secs[k]) / chips for k in VARIANTS}
     base = per_chip["local_1x1"]
-    return {"s_per_chip": per_chip, "total_s": {k: sum(v) for k, v in secs.items()},
-            "speedup_vs_local_1x1": {k: base / v for k, v in per_chip.items()},
-            "ray_vs_local_2x1": per_chip["ray_2x1"] / per_chip["local_2x1"]}
+    out = {"s_per_chip": per_chip, "total_s": {k: sum(secs[k]) for k in VARIANTS},
+           "speedup_vs_local_1x1": {k: base / v for k, v in per_chip.items()},
+           "ray_vs_local_2x1": per_chip["ray_2x1"] / per_chip["local_2x1"]}
+    if ceilings:
+        out["probe_ceiling_median"] = float(statistics.median(ceilings))
+    return out
 
 
 def markdown(doc: dict) -> str:
@@ -94,8 +123,12 @@ def markdown(doc: dict) -> str:
     for k, label in (("local_1x1", "1 x 1"), ("local_2x1", "2 x 1"), ("ray_2x1", "2 x 1 (Ray tasks)")):
         lines.append(f"| {k} | {label} | {doc['chips']} | {s['total_s'][k]:.1f} | {s['s_per_chip'][k]:.3f} | "
                      f"{s['speedup_vs_local_1x1'][k]:.2f}x |")
-    lines += ["", f"- Ray / local with the same 2 workers: {s['ray_vs_local_2x1']:.2f}x the time per chip.",
-              f"- Byte-identical JSON across the three variants in {sum(doc['identical_json'])} of "
+    lines += ["", f"- Ray / local with the same 2 workers: {s['ray_vs_local_2x1']:.2f}x the time per chip."]
+    if "probe_ceiling_median" in s:
+        lines.append(f"- Machine ceiling, probed every round (two units of pure-CPU Python work, serial vs two "
+                     f"processes at once): median {s['probe_ceiling_median']:.2f}x (2.00x on two idle cores). "
+                     "Compare the speedups above with this, not with 2.")
+    lines += [f"- Byte-identical JSON across the three variants in {sum(doc['identical_json'])} of "
               f"{len(doc['identical_json'])} rounds.",
               "- Goal: a speedup close to the core count (2). The chips are independent and no variant shares "
               "work between workers, so what is lost comes from the other jobs on the machine (see the load "
@@ -134,14 +167,15 @@ def main() -> None:
         start = time.perf_counter()  # Ray worker processes import nft_deploy and ONNX Runtime once
         run_monte_carlo(model, x[:100], y[:100], EvalConfig(chips=2, workers=2, backend="ray", quiet=True))
         ray_warm = time.perf_counter() - start
-        secs, identical = run_rounds(model, x, y, args)
+        secs, identical, ceilings = run_rounds(model, x, y, args)
     finally:
         ray.shutdown()
     chips = args.chips // args.rounds * args.rounds
     env = {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(), "onnxruntime": ort.__version__,
            "ray": ray.__version__, "load_average_1min": {"start": load_start, "end": os.getloadavg()[0]}}
     doc = {"env": env, "args": vars(args), "params": params, "images": len(y), "chips": chips,
-           "ray_start_s": ray_start, "ray_warmup_s": ray_warm, "rounds_s": secs, "identical_json": identical, "summary": summary(secs, chips)}
+           "ray_start_s": ray_start, "ray_warmup_s": ray_warm, "rounds_s": secs, "identical_json": identical, "probe_ceilings": ceilings,
+           "summary": summary(secs, chips, ceilings)}
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / "scale_out.json").write_text(json.dumps(doc, indent=2) + "\n")
     (RESULTS / "scale_out.md").write_text(markdown(doc))
