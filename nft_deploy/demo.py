@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from nft_deploy.errors import ConfigError
@@ -36,7 +36,6 @@ class DemoConfig:
     """Quick runs: train on the first N images only."""
     limit_test: int | None = None
     quiet: bool = False
-    extra: dict = field(default_factory=dict)
 
 
 @dataclass
@@ -55,10 +54,13 @@ def run_demo(config: DemoConfig = DemoConfig()) -> DemoResult:
     from nft_deploy.evaluation import print_report, write_json, write_markdown, write_plots
     from nft_deploy.evaluation.compare import compare
     from nft_deploy.export import export_model
-    from nft_deploy.training import TrainConfig, train
+    from nft_deploy.training import METHOD_NAMES, TrainConfig, train
 
     if config.epochs < 1 or config.chips < 2:
         raise ConfigError("demo: --epochs must be >= 1 and --chips >= 2")
+    unknown = [m for m in config.methods if m not in METHOD_NAMES]
+    if unknown or len(config.methods) < 2:
+        raise ConfigError(f"--methods: give two or more of {', '.join(METHOD_NAMES)}; got {', '.join(config.methods)}")
     t0 = time.perf_counter()
     out = Path(config.out)
     out.mkdir(parents=True, exist_ok=True)
