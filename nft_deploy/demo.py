@@ -64,6 +64,9 @@ def run_demo(config: DemoConfig = DemoConfig()) -> DemoResult:
     t0 = time.perf_counter()
     out = Path(config.out)
     out.mkdir(parents=True, exist_ok=True)
+    from nft_deploy.data import load_data
+
+    data = load_data(config.data, limit_train=config.limit_train, limit_test=config.limit_test)  # read once
     checkpoints, models = {}, {}
     for i, method in enumerate(config.methods, 1):
         _say(config, f"[{i}/{len(config.methods)}] train {config.model} with {method} "
@@ -72,15 +75,15 @@ def run_demo(config: DemoConfig = DemoConfig()) -> DemoResult:
         train(TrainConfig(model=config.model, data=config.data, method=method, profile=config.profile,
                           sigma=config.sigma, epochs=config.epochs, seed=config.seed, output=ckpt,
                           limit_train=config.limit_train, limit_test=config.limit_test,
-                          progress=not config.quiet),
+                          progress=not config.quiet), data=data,
               on_epoch=None if config.quiet else lambda m: _say(config, "  " + m.line()))
         checkpoints[method] = ckpt
         result = export_model(ckpt, profile=config.profile, sigma=config.sigma, output=out / f"{method}.cim.onnx")
         models[method] = result.output
         _say(config, "\n".join([f"exported {result.output}", *result.summary()]))
     _say(config, f"evaluate {len(models)} models on {config.chips} chips (same chips for every model)")
-    comparison = compare([str(p) for p in models.values()], config.data, chips=config.chips, seed=config.seed,
-                         limit=config.limit_test, quiet=config.quiet)
+    comparison = compare([str(p) for p in models.values()], data, chips=config.chips, seed=config.seed,
+                         quiet=config.quiet)
     report = out / "report"
     report.mkdir(exist_ok=True)
     write_json(comparison, report / "compare.json")
