@@ -1,6 +1,10 @@
 """The plain data of a device profile: frozen dataclasses with a docstring per field.
 
-``nft_deploy.profiles`` validates JSON into these and re-exports them; import from there.
+This file is the one definition of a valid profile. Each field carries its JSON limits in its metadata
+(``min``, ``max``, ``choices``, ``items``, ``required``, ``const``, ``nonblank``); rules between fields are
+``RULES``; keys the JSON may carry but the dataclasses drop are ``JSON_ONLY``. ``nft_deploy.profiles``
+validates JSON by walking these, and ``nft_deploy.profile_schema`` writes ``schema.json`` from them.
+Import the classes from ``nft_deploy.profiles``.
 """
 
 from __future__ import annotations
@@ -9,6 +13,7 @@ import dataclasses
 import fnmatch
 import json
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -21,20 +26,28 @@ MAPPABLE_OPS = ("Conv", "Gemm", "MatMul", "ConvTranspose")
 QUANT_STYLES = ("round_clip", "qdq")
 
 
+def limits(default: Any = dataclasses.MISSING, **meta: Any) -> Any:
+    """A dataclass field whose JSON limits sit beside it, so the validator and schema.json read one place.
+
+    ``required=True`` makes the JSON state a field that Python code may leave at its default.
+    """
+    return field(default=default, metadata=meta)
+
+
 @dataclass(frozen=True)
 class WeightSpec:
     """How a weight is stored: M bits split over ceil(M/K) cells of K bits each."""
 
-    bits: int = 8
+    bits: int = limits(8, min=1, max=16)
     """M: bits per weight magnitude (the sign lives in a differential pair). 1..16."""
-    bits_per_cell: int = 2
+    bits_per_cell: int = limits(2, min=1, max=16)
     """K: bits one cell stores; cells per weight = ceil(bits / bits_per_cell). 1..bits."""
     quantize: bool = True
     """True: weights are rounded to M bits. False: float weights, M and K only set the noise scale
     (the NFT reference model)."""
-    scale: str = "per_layer"
+    scale: str = limits("per_layer", choices=SCALE_GRANULARITIES)
     """Range that maps to full conductance: max|W| of the whole layer, or of each output channel."""
-    quant_style: str = "round_clip"
+    quant_style: str = limits("round_clip", choices=QUANT_STYLES)
     """ONNX form of weight quantization: Round/Clip/Mul nodes, or QuantizeLinear/DequantizeLinear."""
 
     @property
@@ -52,11 +65,11 @@ class WeightSpec:
 class StateDependence:
     """NeFT's state-dependent variation: mid-range states are noisier."""
 
-    factor: float = 1.0
+    factor: float = limits(1.0, min=0.0, max=1e3, required=True)
     """s: std multiplier for weights with band[0] < |w|/scale < band[1] (1 RRAM1, 2 FeFET2, 4 RRAM4, 6 FeFET6)."""
-    band: tuple[float, float] = (0.25, 0.75)
+    band: tuple[float, float] = limits((0.25, 0.75), items={"min": 0.0, "max": 1.0})
     """Open interval of |w|/scale that gets the factor."""
-    renormalize_fraction: float | None = 0.4
+    renormalize_fraction: float | None = limits(0.4, min=0.0, max=1.0)
     """f: sigma is divided by sqrt(f s^2 + 1 - f) so the mean variance stays comparable; null: no renormalisation."""
 
 
@@ -64,9 +77,9 @@ class StateDependence:
 class ProgrammingVariation:
     """Device-to-device programming error: Gaussian per cell, fixed once a chip is programmed."""
 
-    sigma: float = 0.0
+    sigma: float = limits(0.0, min=0.0, max=10.0, required=True)
     """Std of the additive Gaussian error of each cell's conductance, in ``unit``. >= 0."""
-    unit: str = "cell_range"
+    unit: str = limits("cell_range", choices=SIGMA_UNITS)
     """``cell_range``: fraction of a cell's full conductance range (NFT convention). ``level``: units of
     one conductance level, (2^K - 1) times smaller for the same number (SWIM convention)."""
     state_dependent: StateDependence | None = None
@@ -77,9 +90,9 @@ class ProgrammingVariation:
 class ReadNoise:
     """Cycle-to-cycle read noise: Gaussian per cell, redrawn on every inference."""
 
-    sigma: float = 0.0
+    sigma: float = limits(0.0, min=0.0, max=10.0, required=True)
     """Std per cell read, in ``unit``. >= 0; 0 disables read noise."""
-    unit: str = "cell_range"
+    unit: str = limits("cell_range", choices=SIGMA_UNITS)
     """Same conventions as programming variation."""
 
 
@@ -87,9 +100,9 @@ class ReadNoise:
 class StuckAt:
     """Stuck-at faults: cells that ignore programming, fixed per chip."""
 
-    zero_rate: float = 0.0
+    zero_rate: float = limits(0.0, min=0.0, max=1.0)
     """Probability that a cell is stuck at zero conductance. 0..1."""
-    full_rate: float = 0.0
+    full_rate: float = limits(0.0, min=0.0, max=1.0)
     """Probability that a cell is stuck at full conductance. 0..1, with zero_rate + full_rate <= 1."""
 
 
@@ -97,9 +110,9 @@ class StuckAt:
 class IOSpec:
     """Converters at the crossbar boundary."""
 
-    input_bits: int | None = None
+    input_bits: int | None = limits(None, min=2, max=16)
     """Input DAC resolution (signed, dynamic range per tensor); null: ideal inputs."""
-    output_bits: int | None = None
+    output_bits: int | None = limits(None, min=2, max=16)
     """Output ADC resolution (signed, dynamic range per tensor); null: ideal outputs."""
 
 
@@ -124,7 +137,7 @@ class LayerOverride:
 class Mapping:
     """Which layers are programmed onto crossbars."""
 
-    op_types: tuple[str, ...] = MAPPABLE_OPS
+    op_types: tuple[str, ...] = limits(MAPPABLE_OPS, items={"choices": MAPPABLE_OPS})
     """ONNX op types mapped to crossbars (torch: Conv* and Linear). Subset of Conv, Gemm, MatMul, ConvTranspose."""
     digital_layers: tuple[str, ...] = ()
     """Globs of layer names kept digital (noise-free, float)."""
@@ -136,7 +149,7 @@ class Mapping:
 class DeviceProfile:
     """A complete device description: how weights are stored and how the device disturbs them."""
 
-    name: str
+    name: str = limits(nonblank=True)
     """Short identifier, e.g. ``rram_4bit``."""
     weights: WeightSpec = field(default_factory=WeightSpec)
     """Weight storage."""
@@ -154,7 +167,7 @@ class DeviceProfile:
     """One line for humans."""
     source: str = ""
     """Where the numbers come from (paper, datasheet, measurement)."""
-    schema_version: int = SCHEMA_VERSION
+    schema_version: int = limits(SCHEMA_VERSION, const=SCHEMA_VERSION, required=True)
     """JSON schema version; only 1 exists."""
 
     def with_sigma(self, sigma: float) -> DeviceProfile:
@@ -217,3 +230,47 @@ def _to_jsonable(obj: Any) -> Any:
     if isinstance(obj, tuple):
         return [_to_jsonable(v) for v in obj]
     return obj
+
+
+# ---------------------------------------------------------------- rules between fields, and JSON-only keys
+
+
+@dataclass(frozen=True)
+class Rule:
+    """A rule between fields of one section, checked once its fields are valid; reported at ``field``."""
+
+    section: type
+    field: str
+    text: str
+    """The rule in words, for schema.json (which cannot express it)."""
+    check: Callable[[Any], str | None]
+    """The error for a section that breaks the rule (what is allowed, what it got), or None."""
+
+
+RULES = (
+    Rule(WeightSpec, "bits_per_cell", "bits_per_cell <= bits",
+         lambda w: None if w.bits_per_cell <= w.bits else f"must be <= {w.bits} (bits), got {w.bits_per_cell}"),
+    Rule(StateDependence, "band", "band low < high",
+         lambda s: None if s.band[0] < s.band[1] else f"must satisfy 0 <= low < high <= 1, got {list(s.band)}"),
+    Rule(StuckAt, "full_rate", "zero_rate + full_rate <= 1",
+         lambda s: None if s.zero_rate + s.full_rate <= 1
+         else f"zero_rate + full_rate must be <= 1, got {s.zero_rate:g} + {s.full_rate:g}"),
+)
+
+
+@dataclass(frozen=True)
+class JsonOnly:
+    """A string key the JSON may carry that the dataclass drops: checked on load, absent from ``to_dict``."""
+
+    name: str
+    doc: str
+    default: str | None = None
+    choices: tuple[str, ...] | None = None
+
+
+JSON_ONLY = {
+    DeviceProfile: (JsonOnly("$schema", "Where editors find schema.json (e.g. ./schema.json); ignored on load."),),
+    ProgrammingVariation: (JsonOnly(
+        "distribution", "Distribution of the programming error; only gaussian exists, the key keeps the JSON "
+        "explicit.", "gaussian", ("gaussian",)),),
+}

@@ -8,14 +8,14 @@ here). ``load_profile`` reads JSON (a built-in name or a path), validates every 
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import math
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from nft_deploy.errors import ProfileError
+from nft_deploy.profile_fields import FieldSpec, field_specs, rules_for
 from nft_deploy.profile_types import (
     MAPPABLE_OPS,
     QUANT_STYLES,
@@ -40,69 +40,12 @@ __all__ = [
 ]
 
 # ---------------------------------------------------------------- validation
+# One generic walk over the field specs of ``profile_fields``: types, defaults and limits all come from
+# the dataclasses in ``profile_types``, so this code holds no rule of its own.
 
 
-class _Reader:
-    """Reads one JSON object, checking types and ranges, with the JSON path in every error."""
-
-    def __init__(self, obj: Any, path: str, origin: str):
-        self.path, self.origin = path, origin
-        if not isinstance(obj, dict):
-            self.fail(path, f"must be an object, got {_json_type(obj)}")
-        self.obj, self.seen = obj, set()
-
-    def fail(self, path: str, msg: str):
-        raise ProfileError(f"{self.origin}: {path or '(top level)'}: {msg}")
-
-    def _at(self, key: str) -> str:
-        return f"{self.path}.{key}" if self.path else key
-
-    def get(self, key: str, kind: str, default: Any = dataclasses.MISSING, *, lo=None, hi=None, choices=None):
-        self.seen.add(key)
-        path = self._at(key)
-        if key not in self.obj:
-            if default is dataclasses.MISSING:
-                self.fail(path, f"required field is missing ({kind})")
-            return default
-        v = self.obj[key]
-        if v is None and default is None:
-            return None
-        if kind == "int" and isinstance(v, float) and v.is_integer():
-            v = int(v)  # JSON has one number type: 8.0 is the integer 8 (as in JSON Schema)
-        ok = {
-            "int": isinstance(v, int) and not isinstance(v, bool),
-            "number": isinstance(v, (int, float)) and not isinstance(v, bool),
-            "bool": isinstance(v, bool),
-            "string": isinstance(v, str),
-            "object": isinstance(v, dict),
-            "array": isinstance(v, list),
-        }[kind]
-        if not ok:
-            self.fail(path, f"must be {'an' if kind[0] in 'aeio' else 'a'} {kind}, got {_json_type(v)}")
-        if kind == "number":
-            try:
-                v = float(v)
-            except OverflowError:  # a huge JSON integer
-                v = math.inf
-            if not math.isfinite(v):
-                self.fail(path, f"must be a finite number, got {self.obj[key]!r:.40}")
-        if lo is not None and v < lo:
-            self.fail(path, f"must be >= {lo}, got {str(v)[:40]}")
-        if hi is not None and v > hi:
-            self.fail(path, f"must be <= {hi}, got {str(v)[:40]}")
-        if choices is not None and v not in choices:
-            self.fail(path, f"must be one of {', '.join(map(repr, choices))}; got {v!r}")
-        return v
-
-    def sub(self, key: str) -> _Reader | None:
-        obj = self.get(key, "object", None)
-        return None if obj is None else _Reader(obj, self._at(key), self.origin)
-
-    def done(self):
-        unknown = sorted(set(self.obj) - self.seen, key=str)
-        if unknown:
-            allowed = ", ".join(sorted(self.seen))
-            self.fail(self._at(str(unknown[0])), f"unknown field; allowed here: {allowed}")
+def _fail(origin: str, path: str, msg: str) -> NoReturn:
+    raise ProfileError(f"{origin}: {path or '(top level)'}: {msg}")
 
 
 def _json_type(v: Any) -> str:
@@ -111,144 +54,94 @@ def _json_type(v: Any) -> str:
     )
 
 
-def _weights(r: _Reader) -> WeightSpec:
-    bits = r.get("bits", "int", 8, lo=1, hi=16)
-    w = WeightSpec(
-        bits=bits,
-        bits_per_cell=r.get("bits_per_cell", "int", 2, lo=1, hi=bits),
-        quantize=r.get("quantize", "bool", True),
-        scale=r.get("scale", "string", "per_layer", choices=SCALE_GRANULARITIES),
-        quant_style=r.get("quant_style", "string", "round_clip", choices=QUANT_STYLES),
-    )
-    r.done()
-    return w
+def _of_kind(spec: FieldSpec, v: Any, path: str, origin: str) -> Any:
+    """``v`` as a value of ``spec.kind`` (JSON 8.0 is the int 8, as in JSON Schema), or a ProfileError."""
+    if spec.kind == "int" and isinstance(v, float) and v.is_integer():
+        v = int(v)
+    ok = {
+        "int": isinstance(v, int) and not isinstance(v, bool),
+        "number": isinstance(v, (int, float)) and not isinstance(v, bool),
+        "bool": isinstance(v, bool),
+        "string": isinstance(v, str),
+        "object": isinstance(v, dict),
+        "array": isinstance(v, list),
+    }[spec.kind]
+    if not ok:
+        _fail(origin, path, f"must be {'an' if spec.kind[0] in 'aeio' else 'a'} {spec.kind}, got {_json_type(v)}")
+    if spec.kind == "number":
+        try:
+            v = float(v)
+        except OverflowError:  # a huge JSON integer
+            v = math.inf
+        if not math.isfinite(v):
+            _fail(origin, path, "must be a finite number, got " + f"{v!r:.40}")
+    return v
 
 
-def _state(r: _Reader) -> StateDependence:
-    factor = r.get("factor", "number", lo=0.0, hi=1e3)
-    band = r.get("band", "array", [0.25, 0.75])
-    if len(band) != 2 or not all(isinstance(b, (int, float)) and not isinstance(b, bool) for b in band):
-        r.fail(r._at("band"), "must be an array of two numbers [low, high]")
-    if not 0 <= band[0] < band[1] <= 1:
-        r.fail(r._at("band"), f"must satisfy 0 <= low < high <= 1, got {band}")
-    s = StateDependence(
-        factor=factor,
-        band=(float(band[0]), float(band[1])),
-        renormalize_fraction=r.get("renormalize_fraction", "number", None, lo=0.0, hi=1.0)
-        if "renormalize_fraction" in r.obj
-        else r.seen.add("renormalize_fraction") or 0.4,
-    )
-    r.done()
-    return s
+def _check_limits(spec: FieldSpec, v: Any, path: str, origin: str) -> None:
+    lim = spec.limits
+    if "min" in lim and v < lim["min"]:
+        _fail(origin, path, f"must be >= {lim['min']}, got {str(v)[:40]}")
+    if "max" in lim and v > lim["max"]:
+        _fail(origin, path, f"must be <= {lim['max']}, got {str(v)[:40]}")
+    if "choices" in lim and v not in lim["choices"]:
+        _fail(origin, path, f"must be one of {', '.join(map(repr, lim['choices']))}; got {v!r}")
+    if "const" in lim and v != lim["const"]:
+        _fail(origin, path, f"must be {lim['const']}, got {v}")
+    if lim.get("nonblank") and not v.strip():
+        _fail(origin, path, "must be a non-empty string")
 
 
-def _programming(r: _Reader) -> ProgrammingVariation:
-    sigma = r.get("sigma", "number", lo=0.0, hi=10.0)
-    unit = r.get("unit", "string", "cell_range", choices=SIGMA_UNITS)
-    dist = r.get("distribution", "string", "gaussian", choices=("gaussian",))
-    del dist  # only one distribution today; the field keeps the JSON explicit
-    sd = r.sub("state_dependent")
-    p = ProgrammingVariation(sigma=sigma, unit=unit, state_dependent=None if sd is None else _state(sd))
-    r.done()
-    return p
+_COUNTS = {1: "one", 2: "two", 3: "three"}
 
 
-def _read_noise(r: _Reader) -> ReadNoise:
-    n = ReadNoise(
-        sigma=r.get("sigma", "number", lo=0.0, hi=10.0),
-        unit=r.get("unit", "string", "cell_range", choices=SIGMA_UNITS),
-    )
-    r.done()
-    return n
+def _read_value(spec: FieldSpec, v: Any, path: str, origin: str) -> Any:
+    """One JSON value checked against its spec, as the dataclass stores it."""
+    if v is None and spec.nullable:
+        return spec.null_value()
+    v = _of_kind(spec, v, path, origin)
+    if spec.kind == "object":
+        return _read_section(spec.section, v, path, origin)
+    if spec.kind == "array":
+        if spec.length is not None and len(v) != spec.length:
+            _fail(origin, path, f"must be an array of {_COUNTS.get(spec.length, spec.length)} {spec.item.kind}s, "
+                                f"got {len(v)} items")
+        return tuple(_read_value(spec.item, x, f"{path}[{i}]", origin) for i, x in enumerate(v))
+    _check_limits(spec, v, path, origin)
+    return v
 
 
-def _stuck_at(r: _Reader) -> StuckAt:
-    s = StuckAt(
-        zero_rate=r.get("zero_rate", "number", 0.0, lo=0.0, hi=1.0),
-        full_rate=r.get("full_rate", "number", 0.0, lo=0.0, hi=1.0),
-    )
-    if s.zero_rate + s.full_rate > 1:
-        r.fail(r._at("full_rate"), "zero_rate + full_rate must be <= 1")
-    r.done()
-    return s
-
-
-def _io(r: _Reader) -> IOSpec:
-    io = IOSpec(
-        input_bits=r.get("input_bits", "int", None, lo=2, hi=16),
-        output_bits=r.get("output_bits", "int", None, lo=2, hi=16),
-    )
-    r.done()
-    return io
-
-
-def _string_list(r: _Reader, key: str, default: list, choices=None) -> tuple[str, ...]:
-    items = r.get(key, "array", default)
-    for i, v in enumerate(items):
-        if not isinstance(v, str):
-            r.fail(f"{r._at(key)}[{i}]", f"must be a string, got {_json_type(v)}")
-        if choices is not None and v not in choices:
-            r.fail(f"{r._at(key)}[{i}]", f"must be one of {', '.join(map(repr, choices))}; got {v!r}")
-    return tuple(items)
-
-
-def _override(r: _Reader) -> LayerOverride:
-    def opt(key, parse):
-        sub = r.sub(key)
-        return None if sub is None else parse(sub)
-
-    o = LayerOverride(
-        layers=r.get("layers", "string"),
-        weights=opt("weights", _weights),
-        programming=opt("programming", _programming),
-        read_noise=opt("read_noise", _read_noise),
-        stuck_at=opt("stuck_at", _stuck_at),
-    )
-    r.done()
-    return o
-
-
-def _mapping(r: _Reader) -> Mapping:
-    op_types = _string_list(r, "op_types", list(MAPPABLE_OPS), MAPPABLE_OPS)
-    digital = _string_list(r, "digital_layers", [])
-    raw = r.get("overrides", "array", [])
-    overrides = tuple(_override(_Reader(o, f"{r._at('overrides')}[{i}]", r.origin)) for i, o in enumerate(raw))
-    m = Mapping(op_types=op_types, digital_layers=digital, overrides=overrides)
-    r.done()
-    return m
-
-
-def _name(r: _Reader) -> str:
-    name = r.get("name", "string")
-    if not name.strip():
-        r.fail("name", "must be a non-empty string")
-    return name
+def _read_section(cls: type, obj: Any, path: str, origin: str) -> Any:
+    """A JSON object as dataclass ``cls``: each key, then unknown keys, then the rules between fields."""
+    if not isinstance(obj, dict):
+        _fail(origin, path, f"must be an object, got {_json_type(obj)}")
+    specs = sorted(field_specs(cls), key=lambda s: "const" not in s.limits)  # a wrong version first
+    values = {}
+    for spec in specs:
+        at = f"{path}.{spec.name}" if path else spec.name
+        if spec.name in obj:
+            value = _read_value(spec, obj[spec.name], at, origin)
+        elif spec.required:
+            _fail(origin, at, f"required field is missing ({spec.kind})")
+        else:
+            value = spec.default
+        if not spec.json_only:
+            values[spec.name] = value
+    unknown = sorted(set(obj) - {s.name for s in specs}, key=str)
+    if unknown:
+        allowed = ", ".join(sorted(s.name for s in specs))
+        _fail(origin, f"{path}.{unknown[0]}" if path else str(unknown[0]), f"unknown field; allowed here: {allowed}")
+    section = cls(**values)
+    for rule in rules_for(cls):
+        msg = rule.check(section)
+        if msg is not None:
+            _fail(origin, f"{path}.{rule.field}" if path else rule.field, msg)
+    return section
 
 
 def profile_from_dict(obj: Any, origin: str = "<profile>") -> DeviceProfile:
     """Validate a parsed JSON object into a ``DeviceProfile``; ``origin`` names the file in errors."""
-    r = _Reader(obj, "", origin)
-    version = r.get("schema_version", "int")
-    if version != SCHEMA_VERSION:
-        r.fail("schema_version", f"must be {SCHEMA_VERSION}, got {version}")
-
-    def section(key, parse, default):
-        sub = r.sub(key)
-        return default if sub is None else parse(sub)
-
-    p = DeviceProfile(
-        name=_name(r),
-        description=r.get("description", "string", ""),
-        source=r.get("source", "string", ""),
-        weights=section("weights", _weights, WeightSpec()),
-        programming=section("programming", _programming, ProgrammingVariation()),
-        read_noise=section("read_noise", _read_noise, ReadNoise()),
-        stuck_at=section("stuck_at", _stuck_at, StuckAt()),
-        io=section("io", _io, IOSpec()),
-        mapping=section("mapping", _mapping, Mapping()),
-    )
-    r.done()
-    return p
+    return _read_section(DeviceProfile, obj, "", origin)
 
 
 # ---------------------------------------------------------------- loading

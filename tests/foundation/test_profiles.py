@@ -51,7 +51,7 @@ def test_shipped_profile_and_its_to_dict_validate_against_schema_json(path, sche
 
 
 def test_every_field_in_schema_json_is_a_dataclass_field_and_back(schema):
-    """Names in schema.json and in the dataclasses must not drift (distribution is JSON-only)."""
+    """Names in schema.json and in the dataclasses must not drift (distribution and $schema are JSON-only)."""
     from nft_deploy import profiles as P
 
     def fields(cls):
@@ -59,7 +59,7 @@ def test_every_field_in_schema_json_is_a_dataclass_field_and_back(schema):
 
     props = schema["properties"]
     defs = schema["$defs"]
-    assert set(props) == fields(P.DeviceProfile)
+    assert set(props) == fields(P.DeviceProfile) | {"$schema"}
     assert set(defs["weights"]["properties"]) == fields(P.WeightSpec)
     assert set(defs["programming"]["properties"]) == fields(P.ProgrammingVariation) | {"distribution"}
     sd = defs["programming"]["properties"]["state_dependent"]["properties"]
@@ -204,6 +204,15 @@ def test_missing_renormalize_fraction_defaults_to_the_notes_value_and_null_disab
     assert profile_from_dict(base).programming.state_dependent.renormalize_fraction == 0.4
     base["programming"]["state_dependent"]["renormalize_fraction"] = None
     assert profile_from_dict(base).programming.state_dependent.renormalize_fraction is None
+
+
+def test_json_only_keys_are_accepted_and_dropped():
+    p = profile_from_dict({"$schema": "./schema.json", "schema_version": 1, "name": "j",
+                           "programming": {"sigma": 0.1, "distribution": "gaussian"}})
+    assert p == profile_from_dict({"schema_version": 1, "name": "j", "programming": {"sigma": 0.1}})
+    assert "$schema" not in p.to_dict() and "distribution" not in p.to_dict()["programming"]
+    with pytest.raises(ProfileError, match=r"^<profile>: \$schema: must be a string, got integer$"):
+        profile_from_dict({"$schema": 1, "schema_version": 1, "name": "j"})
 
 
 def test_integral_json_number_is_accepted_as_an_int_like_json_schema_does():
