@@ -247,11 +247,21 @@ class Rule:
     """The error for a section that breaks the rule (what is allowed, what it got), or None."""
 
 
+def _renormalizable(s: StateDependence) -> str | None:
+    f = s.renormalize_fraction
+    if f is None or f * s.factor**2 + 1 - f > 0:
+        return None
+    return (f"must keep f * factor^2 + 1 - f > 0 (sigma is divided by its square root), got {f:g} with factor "
+            f"{s.factor:g}; lower renormalize_fraction, raise factor, or set it to null")
+
+
 RULES = (
     Rule(WeightSpec, "bits_per_cell", "bits_per_cell <= bits",
          lambda w: None if w.bits_per_cell <= w.bits else f"must be <= {w.bits} (bits), got {w.bits_per_cell}"),
     Rule(StateDependence, "band", "band low < high",
          lambda s: None if s.band[0] < s.band[1] else f"must satisfy 0 <= low < high <= 1, got {list(s.band)}"),
+    Rule(StateDependence, "renormalize_fraction", "f * factor^2 + 1 - f > 0 with f = renormalize_fraction",
+         _renormalizable),
     Rule(StuckAt, "full_rate", "zero_rate + full_rate <= 1",
          lambda s: None if s.zero_rate + s.full_rate <= 1
          else f"zero_rate + full_rate must be <= 1, got {s.zero_rate:g} + {s.full_rate:g}"),

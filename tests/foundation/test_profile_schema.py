@@ -37,6 +37,8 @@ def test_schema_descriptions_are_the_field_docstrings_and_rules(schema):
     assert schema["$defs"]["weights"]["description"].startswith("How a weight is stored")
     per_cell = schema["$defs"]["weights"]["properties"]["bits_per_cell"]
     assert "Loader rule: bits_per_cell <= bits" in per_cell["description"]
+    renorm = schema["$defs"]["programming"]["properties"]["state_dependent"]["properties"]["renormalize_fraction"]
+    assert "Loader rule: f * factor^2 + 1 - f > 0" in renorm["description"]
     assert "gaussian" in schema["$defs"]["programming"]["properties"]["distribution"]["description"]
 
 

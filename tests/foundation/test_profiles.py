@@ -206,6 +206,30 @@ def test_missing_renormalize_fraction_defaults_to_the_notes_value_and_null_disab
     assert profile_from_dict(base).programming.state_dependent.renormalize_fraction is None
 
 
+@pytest.mark.parametrize("where", [("programming",), ("mapping", "overrides", 0, "programming")],
+                         ids=["top level", "override"])
+def test_zero_factor_with_full_renormalization_is_a_profile_error_not_a_division_by_zero(tmp_path, reference_dict,
+                                                                                         where):
+    """f * factor^2 + 1 - f = 0 would divide sigma by zero in NoiseModel.sigma_cell."""
+    _set(reference_dict, (*where, "state_dependent"), {"factor": 0, "renormalize_fraction": 1})
+    f = tmp_path / "zero.json"
+    f.write_text(json.dumps(reference_dict))
+    with pytest.raises(ProfileError) as e:
+        load_profile(f)
+    path = ".".join(str(k) for k in where).replace(".0.", "[0].")
+    assert str(e.value).startswith(f"{f}: {path}.state_dependent.renormalize_fraction: "), str(e.value)
+    assert "f * factor^2 + 1 - f > 0" in str(e.value)
+
+
+def test_zero_factor_is_fine_while_some_variance_is_left():
+    from nft_deploy.noise import NoiseModel
+
+    for sd in ({"factor": 0, "renormalize_fraction": 0.5}, {"factor": 0, "renormalize_fraction": None},
+               {"factor": 0.5, "renormalize_fraction": 1}):
+        p = profile_from_dict({"schema_version": 1, "name": "z", "programming": {"sigma": 0.1, "state_dependent": sd}})
+        assert NoiseModel(p).sigma_cell > 0, sd
+
+
 def test_json_only_keys_are_accepted_and_dropped():
     p = profile_from_dict({"$schema": "./schema.json", "schema_version": 1, "name": "j",
                            "programming": {"sigma": 0.1, "distribution": "gaussian"}})
