@@ -257,7 +257,8 @@ def _renormalizable(s: StateDependence) -> str | None:
 
 RULES = (
     Rule(WeightSpec, "bits_per_cell", "bits_per_cell <= bits",
-         lambda w: None if w.bits_per_cell <= w.bits else f"must be <= {w.bits} (bits), got {w.bits_per_cell}"),
+         lambda w: None if w.bits_per_cell <= w.bits
+         else f"must be <= {w.bits}, got {w.bits_per_cell}; a cell cannot hold more bits than the weight"),
     Rule(StateDependence, "band", "band low < high",
          lambda s: None if s.band[0] < s.band[1] else f"must satisfy 0 <= low < high <= 1, got {list(s.band)}"),
     Rule(StateDependence, "renormalize_fraction", "f * factor^2 + 1 - f > 0 with f = renormalize_fraction",
