@@ -36,7 +36,7 @@ from nft_deploy.profile_types import (
 __all__ = [
     "MAPPABLE_OPS", "QUANT_STYLES", "SCALE_GRANULARITIES", "SCHEMA_VERSION", "SIGMA_UNITS", "DeviceProfile",
     "IOSpec", "LayerOverride", "Mapping", "ProgrammingVariation", "ReadNoise", "StateDependence", "StuckAt",
-    "WeightSpec", "builtin_profile_dir", "list_profiles", "load_profile", "profile_from_dict",
+    "WeightSpec", "builtin_profile_dir", "init_profiles", "list_profiles", "load_profile", "profile_from_dict",
 ]
 
 # ---------------------------------------------------------------- validation
@@ -170,18 +170,50 @@ def load_profile(name_or_path: str | Path | DeviceProfile) -> DeviceProfile:
     if looks_like_path:
         path = Path(text_id)
         if not path.is_file():
-            raise ProfileError(f"{path}: no such profile file")
+            raise ProfileError(f"{path}: no such profile file; {_builtins_hint()}")
         try:
             data = path.read_bytes()
         except OSError as e:
             raise ProfileError(f"{path}: cannot read the profile file ({e.strerror or e})") from None
         return _parse(data, str(path))
     if text_id not in list_profiles():
-        raise ProfileError(
-            f"{text_id}: unknown profile; built-in profiles: {', '.join(list_profiles())} (or give a path to a .json file)"
-        )
+        raise ProfileError(f"{text_id}: unknown profile; {_builtins_hint(' (or give a path to a .json file)')}")
     res = builtin_profile_dir() / f"{text_id}.json"
     return _parse(res.read_bytes(), f"{text_id}.json")
+
+
+COPY_HINT = "copy one with `nft-deploy profiles init DIR` or `nft-deploy profiles show NAME > my.json`"
+
+
+def _builtins_hint(alternative: str = "") -> str:
+    """What exists and how to get an editable copy: the next step after a name or path that does not load."""
+    return f"built-in profiles: {', '.join(list_profiles())}{alternative}; {COPY_HINT}"
+
+
+def init_profiles(directory: str | Path, *, force: bool = False) -> list[Path]:
+    """Copy every built-in profile to ``directory/<name>.json``, plus ``schema.json``, as files to edit.
+
+    Each copy starts with ``"$schema": "./schema.json"`` so editors complete and check it. Nothing is
+    written when a target exists, unless ``force``. Returns the paths written.
+    """
+    out = Path(directory)
+    if out.exists() and not out.is_dir():
+        raise ProfileError(f"{out}: not a directory; give a folder for the profile copies")
+    names = [*list_profiles(), "schema"]
+    targets = [out / f"{n}.json" for n in names]
+    existing = [t for t in targets if t.exists() or t.is_symlink()]
+    if existing and not force:
+        raise ProfileError(f"{existing[0]}: already exists; pass --force to overwrite (nothing was written)")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        for name, target in zip(names, targets, strict=True):
+            text = (builtin_profile_dir() / f"{name}.json").read_text(encoding="utf-8")
+            if name != "schema":
+                text = text.replace("{", '{\n  "$schema": "./schema.json",', 1)
+            target.write_text(text, encoding="utf-8")
+    except OSError as e:
+        raise ProfileError(f"{e.filename or out}: cannot write the profile copies ({e.strerror or e})") from None
+    return targets
 
 
 def _parse(data: bytes, origin: str) -> DeviceProfile:

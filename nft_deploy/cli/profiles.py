@@ -1,12 +1,14 @@
-"""``nft-deploy profiles``: list, show and validate device profiles."""
+"""``nft-deploy profiles``: list, show, copy (init) and validate device profiles."""
 
 from __future__ import annotations
+
+from pathlib import Path
 
 import click
 
 from nft_deploy.errors import ProfileError
 from nft_deploy.noise import NoiseModel
-from nft_deploy.profiles import list_profiles, load_profile
+from nft_deploy.profiles import init_profiles, list_profiles, load_profile
 
 
 @click.group()
@@ -37,23 +39,46 @@ def _state_note(p) -> str:
 
 @profiles.command("show")
 @click.argument("name")
-def show_cmd(name):
-    """Print a profile (built-in NAME or a path) as JSON, with its closed-form weight noise."""
+@click.option("--summary", is_flag=True,
+              help="Also print the closed-form noise per weight, on stderr (stdout stays pure JSON).")
+def show_cmd(name, summary):
+    """Print a profile (built-in NAME or a path) as JSON: `show NAME > my.json` gives a file to edit."""
     p = load_profile(name)
     click.echo(p.to_json(), nl=False)
+    if summary:
+        click.echo(noise_summary(p), err=True)
+
+
+def noise_summary(p) -> str:
+    """One line of the profile's closed-form noise, for a human deciding whether the numbers are sane."""
     nm = NoiseModel(p)
     sd = p.programming.state_dependent
     in_band = f" ({nm.weight_std * sd.factor:.6f} for {sd.band[0]:g} < |w|/max|W| < {sd.band[1]:g})" if sd else ""
-    click.echo(f"# effective programming std per weight: {nm.weight_std:.6f} x max|W|{in_band}"
-               f"; read noise: {nm.read_std:.6f} x max|W|; cells per weight: {p.weights.cells}")
+    return (f"{p.name}: effective programming std per weight: {nm.weight_std:.6f} x max|W|{in_band}"
+            f"; read noise: {nm.read_std:.6f} x max|W|; cells per weight: {p.weights.cells}")
+
+
+@profiles.command("init")
+@click.argument("directory", type=click.Path())
+@click.option("--force", is_flag=True, help="Overwrite files that already exist.")
+def init_cmd(directory, force):
+    """Write every built-in profile to DIRECTORY/<name>.json (plus schema.json) to edit and pass as --profile."""
+    for path in init_profiles(directory, force=force):
+        click.echo(f"wrote {path}")
 
 
 @profiles.command("validate")
 @click.argument("files", nargs=-1, required=True, type=click.Path(dir_okay=False))
 def validate_cmd(files):
-    """Validate profile FILES; prints one line per bad file (file, field path, what is allowed)."""
+    """Validate profile FILES; prints one line per bad file (file, field path, what is allowed).
+
+    A file named schema.json is skipped, so `validate DIR/*.json` works on what `profiles init DIR` wrote.
+    """
     bad = 0
     for f in files:
+        if Path(f).name == "schema.json":
+            click.echo(f"SKIP    | {f} (the JSON Schema of profiles, not a profile)")
+            continue
         try:
             p = load_profile(f if f.endswith(".json") or "/" in f else f"./{f}")
             click.echo(f"OK      | {f} ({p.name})")

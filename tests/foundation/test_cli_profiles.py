@@ -1,4 +1,4 @@
-"""`nft-deploy profiles list/show/validate` and `--version`: thin, one-line errors, exit codes."""
+"""`nft-deploy profiles list/show/init/validate` and `--version`: thin, one-line errors, exit codes."""
 
 from __future__ import annotations
 
@@ -37,18 +37,28 @@ def test_profiles_list_names_every_builtin_with_its_closed_form_std():
 
 
 @pytest.mark.parametrize("name", list_profiles())
-def test_profiles_show_prints_the_profile_json_and_its_noise(name):
+def test_profiles_show_prints_pure_json_and_the_noise_summary_only_on_stderr_with_summary(name):
     r = run("profiles", "show", name)
-    assert r.exit_code == 0
-    body, comment = r.stdout.rsplit("\n#", 1)
-    assert json.loads(body) == load_profile(name).to_dict()
-    assert f"{NoiseModel(load_profile(name)).weight_std:.6f} x max|W|" in comment
+    assert r.exit_code == 0 and r.stderr == ""
+    assert json.loads(r.stdout) == load_profile(name).to_dict()
+    r = run("profiles", "show", name, "--summary")
+    assert r.exit_code == 0 and json.loads(r.stdout) == load_profile(name).to_dict()
+    assert r.stderr.count("\n") == 1
+    assert f"{NoiseModel(load_profile(name)).weight_std:.6f} x max|W|" in r.stderr
+
+
+def test_profiles_show_redirected_to_a_file_gives_a_profile_that_validates(tmp_path):
+    mine = tmp_path / "my.json"
+    mine.write_text(run("profiles", "show", "rram_4bit", "--summary").stdout)
+    r = run("profiles", "validate", str(mine))
+    assert r.exit_code == 0 and r.stdout.splitlines() == [f"OK      | {mine} (rram_4bit)"]
+    assert load_profile(mine) == load_profile("rram_4bit")
 
 
 def test_profiles_show_accepts_a_path_and_rejects_unknown_names_in_one_line(tmp_path):
     f = tmp_path / "mine.json"
     f.write_text(load_profile("rram_4bit").to_json())
-    assert json.loads(run("profiles", "show", str(f)).stdout.rsplit("\n#", 1)[0])["name"] == "rram_4bit"
+    assert json.loads(run("profiles", "show", str(f)).stdout)["name"] == "rram_4bit"
     r = run("profiles", "show", "nope")
     assert r.exit_code == 1
     assert r.stderr.count("\n") == 1 and "nope: unknown profile; built-in profiles:" in r.stderr
@@ -99,5 +109,51 @@ def test_state_dependent_profiles_show_their_factor_and_in_band_std():
     nm = NoiseModel(load_profile("rram_state_dependent"))
     line = next(ln for ln in run("profiles", "list").stdout.splitlines() if ln.startswith("rram_state_dependent"))
     assert "s=4" in line
-    comment = run("profiles", "show", "rram_state_dependent").stdout.splitlines()[-1]
-    assert f"({4 * nm.weight_std:.6f} for 0.25 < |w|/max|W| < 0.75)" in comment
+    summary = run("profiles", "show", "rram_state_dependent", "--summary").stderr
+    assert f"({4 * nm.weight_std:.6f} for 0.25 < |w|/max|W| < 0.75)" in summary
+
+
+def test_profiles_init_writes_every_builtin_and_the_schema_as_files_that_load(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    r = run("profiles", "init", "profiles")
+    assert r.exit_code == 0, r.output
+    names = [*list_profiles(), "schema"]
+    assert r.stdout.splitlines() == [f"wrote {Path('profiles') / f'{n}.json'}" for n in names]
+    assert sorted(p.stem for p in (tmp_path / "profiles").iterdir()) == sorted(names)
+    for name in list_profiles():
+        assert load_profile(f"profiles/{name}.json") == load_profile(name)  # what --profile PATH does
+    assert run("profiles", "validate", *sorted(str(p) for p in Path("profiles").glob("*.json"))).exit_code == 0
+    jsonschema = pytest.importorskip("jsonschema")
+    schema = json.loads((tmp_path / "profiles" / "schema.json").read_text())
+    for name in list_profiles():
+        copy = json.loads((tmp_path / "profiles" / f"{name}.json").read_text())
+        assert copy["$schema"] == "./schema.json", "editors find the schema next to the copy"
+        jsonschema.validate(copy, schema)
+
+
+def test_profiles_init_refuses_to_overwrite_in_one_line_naming_the_file_and_force(tmp_path):
+    out = tmp_path / "p"
+    assert run("profiles", "init", str(out)).exit_code == 0
+    edited = out / "rram_4bit.json"
+    edited.write_text("{}")
+    r = run("profiles", "init", str(out))
+    assert r.exit_code == 1 and r.stdout == "" and r.stderr.count("\n") == 1
+    assert f"{out / list_profiles()[0]}.json: already exists" in r.stderr and "--force" in r.stderr
+    assert edited.read_text() == "{}", "a refused init writes nothing"
+    r = run("profiles", "init", str(out), "--force")
+    assert r.exit_code == 0 and load_profile(edited) == load_profile("rram_4bit")
+
+
+def test_profiles_init_into_a_file_is_a_one_line_error(tmp_path):
+    f = tmp_path / "taken"
+    f.write_text("x")
+    r = run("profiles", "init", str(f))
+    assert r.exit_code == 1 and r.stderr == f"Error: {f}: not a directory; give a folder for the profile copies\n"
+
+
+@pytest.mark.parametrize("what", ["nope/x.json", "nope"])
+def test_a_profile_that_is_not_there_lists_the_builtins_and_how_to_copy_one(what):
+    r = run("profiles", "show", what)
+    assert r.exit_code == 1 and r.stderr.count("\n") == 1
+    assert f"built-in profiles: {', '.join(list_profiles())}" in r.stderr
+    assert "copy one with `nft-deploy profiles init DIR` or `nft-deploy profiles show NAME > my.json`" in r.stderr
