@@ -78,7 +78,7 @@ def bench_model(name: str, kwargs: dict, x: np.ndarray, y: np.ndarray, args) -> 
     best = min(("fold", "fold_x2", "feed"), key=lambda k: med.get(k, float("inf")))
     return {"model": name, "kwargs": kwargs, "params": sum(p.numel() for p in module.parameters()),
             "images": len(y), "fold_chips": args.chips // args.rounds * args.rounds, "rounds": args.rounds,
-            "median_s": med, "samples_s": t, "auto_strategy": "fold" if model.has_conv else "feed",
+            "median_s": med, "samples_s": t, "auto_strategy": "fold" if model.prefers_fold else "feed",
             "fold_vs_clean": med["fold"] / med["clean"], "best": best, "best_vs_clean": med[best] / med["clean"],
             "torch_vs_fold": med["torch"] / med["fold"], "torch_vs_best": med["torch"] / med[best],
             "img_chip_per_s_fold": len(y) / med["fold"]}

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 import onnx_graphsurgeon as gs
 
-from nft_deploy.chips import CHIP_INPUT_PREFIX, STUCK_INPUT_PREFIX
+from nft_deploy.device_plan import LayerPlan
 from nft_deploy.errors import ExportError
 from nft_deploy.noise import NoiseModel
 
@@ -55,22 +55,21 @@ class Emitter:
         return out
 
 
-def build_deployed_weight(graph: gs.Graph, layer: str, weight: gs.Constant, out_axis: int, nm: NoiseModel,
-                          read_seed: float, opset: int) -> DeployedWeight:
-    """Insert the quantization, variation, stuck-at and read-noise nodes of one layer."""
+def build_deployed_weight(graph: gs.Graph, lay: LayerPlan, weight: gs.Constant, read_seed: float,
+                          opset: int) -> DeployedWeight:
+    """Insert the quantization, variation, stuck-at and read-noise nodes of one planned layer."""
+    layer, out_axis, nm = lay.name, lay.out_axis, lay.noise
     w64 = np.asarray(weight.values, np.float64)
     scale = nm.scale(w64, out_axis)
     em = Emitter(graph, f"nft/{layer}")
     terms = [_quantized(em, weight, scale, out_axis, nm, opset)]
-    chip_name = stuck_name = None
-    if nm.weight_std > 0:
-        chip_name = CHIP_INPUT_PREFIX + layer
+    chip_name, stuck_name = lay.chip_input, lay.stuck_input
+    if chip_name:
         chip = gs.Variable(chip_name, dtype=np.float32, shape=list(weight.shape))
         graph.inputs.append(chip)
         std = _std_map(nm, w64, scale)
         terms.append(em.op("Mul", [chip, em.const("abs_std", (scale * std).astype(np.float32))], "variation"))
-    if nm.has_stuck_at:
-        stuck_name = STUCK_INPUT_PREFIX + layer
+    if stuck_name:
         stuck = gs.Variable(stuck_name, dtype=np.float32, shape=list(weight.shape))
         graph.inputs.append(stuck)
         terms.append(em.op("Mul", [stuck, em.const("scale", scale.astype(np.float32))], "stuck"))
@@ -135,21 +134,37 @@ def _qdq(em: Emitter, weight: gs.Constant, scale: np.ndarray, out_axis: int, lev
 
 
 def insert_io_quantization(em: Emitter, node: gs.Node, data_input: int, input_bits: int | None,
-                           output_bits: int | None) -> None:
+                           output_bits: int | None, opset: int) -> None:
     """Input DAC on the node's activation, output ADC on its output, as ``quantize_activation`` defines."""
     if input_bits:
-        node.inputs[data_input] = _quantize_activation(em, node.inputs[data_input], input_bits, "dac")
+        node.inputs[data_input] = _quantize_activation(em, node.inputs[data_input], input_bits, "dac", opset)
     if output_bits:
         out = node.outputs[0]
         raw = gs.Variable(f"{em.prefix}/adc_in", dtype=out.dtype, shape=out.shape)
         node.outputs[0] = raw
-        _quantize_activation(em, raw, output_bits, "adc", output=out)
+        _quantize_activation(em, raw, output_bits, "adc", opset, output=out)
 
 
-def _quantize_activation(em: Emitter, x: gs.Tensor, bits: int, tag: str, output: gs.Variable | None = None):
-    """``round(x / m * L) * m / L`` with ``m = max|x|`` over the whole tensor (1 where m = 0), ``L = 2^(b-1)-1``."""
+def _quantize_activation(em: Emitter, x: gs.Tensor, bits: int, tag: str, opset: int,
+                         output: gs.Variable | None = None):
+    """``round(x / m * L) * m / L`` with ``m = max|x|`` per sample (1 where m = 0), ``L = 2^(b-1)-1``.
+
+    The range is taken over every axis but the first (the batch), so a sample's result does not depend
+    on which other samples share its batch. The rank comes from the graph's shape information."""
+    rank = len(x.shape) if x.shape is not None else None
+    if not rank:
+        raise ExportError(f"{em.prefix}: a DAC/ADC needs the rank of {x.name!r}, which the graph does not state; "
+                          "export the float model with shape information (onnx.shape_inference)")
     levels = em.const(f"{tag}_levels", np.array(2.0 ** (bits - 1) - 1, np.float32))
-    m = em.op("ReduceMax", [em.op("Abs", [x], f"{tag}_abs")], f"{tag}_max", {"keepdims": 0})
+    axes = list(range(1, rank))
+    absx = em.op("Abs", [x], f"{tag}_abs")
+    if not axes:
+        m = absx
+    elif opset >= 18:
+        m = em.op("ReduceMax", [absx, em.const(f"{tag}_axes", np.array(axes, np.int64))], f"{tag}_max",
+                  {"keepdims": 1})
+    else:
+        m = em.op("ReduceMax", [absx], f"{tag}_max", {"axes": axes, "keepdims": 1})
     pos = em.op("Greater", [m, em.const(f"{tag}_zero", np.array(0.0, np.float32))], f"{tag}_pos", dtype=np.bool_)
     m = em.op("Where", [pos, m, em.const(f"{tag}_one", np.array(1.0, np.float32))], f"{tag}_range")
     y = em.op("Round", [em.op("Mul", [em.op("Div", [x, m], f"{tag}_norm"), levels], f"{tag}_scaled")], f"{tag}_round")

@@ -1,9 +1,10 @@
 """The device graph pass: float ONNX in, CIM-deployed ONNX out.
 
-Contract: ``run_pass(model, profile) -> (model, PassReport)``. The driver walks the graph in order; a
-registered handler (``handlers.HANDLERS``) says where a node's crossbar weight is or why it cannot be
-mapped; the driver inserts the device nodes (``device_nodes``) once per weight and records metadata.
-Op types without a handler pass through untouched. The input model is never modified.
+Contract: ``run_pass(model, profile) -> (model, PassReport)``. The driver walks the graph in order; the
+handler of each node's op family (``handlers.handler_for``) says where its crossbar weight is or why it
+cannot be mapped; ``device_plan.compile_plan`` decides mapped or digital; the driver inserts the device
+nodes (``device_nodes``) once per mapped weight and records the plan as metadata. Op types without a
+family pass through untouched. The input model is never modified.
 """
 
 from __future__ import annotations
@@ -22,12 +23,12 @@ from nft_deploy.converters.device_nodes import (
     build_deployed_weight,
     insert_io_quantization,
 )
-from nft_deploy.converters.handlers import HANDLERS, REFUSED, Decline, WeightSite
-from nft_deploy.converters.report import PassReport, RewrittenNode, SkippedNode
+from nft_deploy.converters.handlers import REFUSED, Decline, WeightSite, handler_for
+from nft_deploy.converters.report import PassReport, RewrittenNode
 
-from nft_deploy.chips import META_LAYERS, META_PROFILE, META_SOURCE_SHA256, META_VERSION, DeployedLayer
+from nft_deploy.chips import META_PLAN, META_PROFILE, META_SOURCE_SHA256, META_VERSION
+from nft_deploy.device_plan import FoundWeight, compile_plan, layer_name
 from nft_deploy.errors import ExportError
-from nft_deploy.noise import NoiseModel
 from nft_deploy.profiles import DeviceProfile
 
 
@@ -41,50 +42,45 @@ class PassConfig:
     """Hash recorded as ``nft.source_sha256``; None hashes the serialized input model."""
 
 
-def layer_name(weight_name: str) -> str:
-    """Layer name = weight initializer name without a trailing ``.weight`` (= the torch module path)."""
-    return weight_name[: -len(".weight")] if weight_name.endswith(".weight") else weight_name
-
-
 def run_pass(model: onnx.ModelProto, profile: DeviceProfile, config: PassConfig = PassConfig()
              ) -> tuple[onnx.ModelProto, PassReport]:
-    """Insert quantization, variation, stuck-at, read-noise and DAC/ADC nodes for ``profile``."""
+    """Insert quantization, variation, stuck-at, read-noise and DAC/ADC nodes as the compiled plan says."""
     start = time.perf_counter()
-    if any(p.key == META_LAYERS for p in model.metadata_props):
-        raise ExportError("the model is already CIM-deployed (it has nft.layers metadata); export the float model "
+    meta = {p.key for p in model.metadata_props}
+    if META_PLAN in meta or "nft.layers" in meta:
+        raise ExportError("the model is already CIM-deployed (it has nft.plan metadata); export the float model "
                           "(--no-device) instead")
-    graph = gs.import_onnx(model)
     opset = _default_opset(model)
+    shaped = model
+    if profile.io.input_bits or profile.io.output_bits:  # converters need each activation's rank
+        shaped = onnx.shape_inference.infer_shapes(model)
+    graph = gs.import_onnx(shaped)
     _lift_constant_nodes(graph)
     if _needs_folding(graph):
         graph.fold_constants()
         graph.nodes = [n for n in graph.nodes if n.outputs]  # folded nodes lose their outputs
     report = PassReport()
+    uses = _find_weights(graph, report)
+    report.plan = compile_plan(list({id(f): f for f, _, _ in uses}.values()), profile)  # one row per weight
+    rows = {lay.name: lay for lay in report.plan.mapped}
     deployed: dict[str, DeployedWeight] = {}
-    for node in list(graph.nodes):
-        site = _site(node, profile, report)
-        if site is None:
+    for found, node, site in uses:
+        lay = rows.get(found.name)
+        if lay is None or site is None:
             continue
         weight = node.inputs[site.weight_input]
-        layer = layer_name(weight.name)
         if weight.name not in deployed:
             if weight.values.dtype != np.float32:
                 raise ExportError(f"node {node.name!r} ({node.op}): weight {weight.name!r} is "
                                   f"{weight.values.dtype}; the pass maps float32 weights only")
-            nm = NoiseModel.for_layer(profile, layer)
-            dw = build_deployed_weight(graph, layer, weight, site.out_axis, nm,
-                                       config.read_seed + len(report.layers), opset)
-            deployed[weight.name] = dw
-            report.layers.append(DeployedLayer(name=layer, weight=weight.name, op_type=node.op,
-                                               shape=tuple(int(d) for d in weight.shape), out_axis=site.out_axis,
-                                               chip_input=dw.chip_input, stuck_input=dw.stuck_input))
-            report.inserted_nodes += dw.nodes
+            deployed[weight.name] = build_deployed_weight(graph, lay, weight, config.read_seed + len(deployed), opset)
+            report.inserted_nodes += deployed[weight.name].nodes
         node.inputs[site.weight_input] = deployed[weight.name].tensor
-        em = Emitter(graph, f"nft/io/{node.name or layer}")
-        insert_io_quantization(em, node, site.data_input, profile.io.input_bits, profile.io.output_bits)
+        em = Emitter(graph, f"nft/io/{node.name or lay.name}")
+        insert_io_quantization(em, node, site.data_input, lay.input_bits, lay.output_bits, opset)
         report.inserted_nodes += em.count
-        report.rewritten.append(RewrittenNode(node=node.name, op_type=node.op, layer=layer))
-    if not report.layers:
+        report.rewritten.append(RewrittenNode(node=node.name, op_type=node.op, layer=lay.name))
+    if not report.plan.mapped:
         raise ExportError(_no_layer_message(profile, report))
     graph.toposort()
     out = gs.export_onnx(graph)
@@ -94,39 +90,30 @@ def run_pass(model: onnx.ModelProto, profile: DeviceProfile, config: PassConfig 
     return out, report
 
 
-def _site(node: gs.Node, profile: DeviceProfile, report: PassReport) -> WeightSite | None:
-    """The node's weight site, or None after recording why it is skipped / passed through."""
-    handler = HANDLERS.get(node.op)
-    if handler is None:
-        if node.op in REFUSED:
-            raise ExportError(f"node {node.name!r}: op type {node.op} carries weights the device pass cannot "
-                              f"map ({REFUSED[node.op]})")
-        report.passthrough[node.op] = report.passthrough.get(node.op, 0) + 1
-        return None
-    if node.op not in profile.mapping.op_types:
-        report.skipped.append(SkippedNode(node.name, node.op, "op type not in mapping.op_types"))
-        return None
-    site = handler(node)
-    if isinstance(site, Decline):
-        guess = _guess_layer(node)
-        if guess is not None and profile.is_digital(guess):
-            report.skipped.append(SkippedNode(node.name, node.op, "digital layer"))
-            return None
-        if site.fatal:
-            hint = f' or keep it digital: mapping.digital_layers ["{guess}"]' if guess else ""
-            raise ExportError(f"node {node.name!r} ({node.op}): {site.reason}; the device pass cannot map it. "
-                              f"Remove {node.op} from the profile's mapping.op_types{hint}")
-        report.skipped.append(SkippedNode(node.name, node.op, site.reason))
-        return None
-    if profile.is_digital(layer_name(node.inputs[site.weight_input].name)):
-        report.skipped.append(SkippedNode(node.name, node.op, "digital layer"))
-        return None
-    return site
-
-
-def _guess_layer(node: gs.Node) -> str | None:
-    """Layer name of a declined node's weight-like input (input 1), for digital globs and hints."""
-    return layer_name(node.inputs[1].name) if len(node.inputs) > 1 else None
+def _find_weights(graph: gs.Graph, report: PassReport) -> list[tuple[FoundWeight, gs.Node, WeightSite | None]]:
+    """Every node of a registered op family, as the plan's ``FoundWeight`` (one per weight) plus the node
+    and its site; op types without a family are counted as passed through."""
+    uses, seen = [], {}
+    for node in graph.nodes:
+        handler = handler_for(node.op)
+        if handler is None:
+            if node.op in REFUSED:
+                raise ExportError(f"node {node.name!r}: op type {node.op} carries weights the device pass cannot "
+                                  f"map ({REFUSED[node.op]})")
+            report.passthrough[node.op] = report.passthrough.get(node.op, 0) + 1
+            continue
+        site = handler(node)
+        if isinstance(site, Decline):
+            weight = node.inputs[1] if len(node.inputs) > 1 else None
+            name = layer_name(weight.name) if weight is not None else node.name
+            uses.append((FoundWeight(name, node.op, None, decline=site, node=node.name), node, None))
+            continue
+        w = node.inputs[site.weight_input]
+        found = seen.get(w.name) or FoundWeight(layer_name(w.name), node.op, w.name, tuple(int(d) for d in w.shape),
+                                                site.out_axis, node=node.name)
+        uses.append((found, node, site))
+        seen[w.name] = found
+    return uses
 
 
 def _lift_constant_nodes(graph: gs.Graph) -> None:
@@ -149,7 +136,7 @@ def _lift_constant_nodes(graph: gs.Graph) -> None:
 def _needs_folding(graph: gs.Graph) -> bool:
     """True when a mappable node's weight is computed from constants only (e.g. Transpose(W))."""
     for node in graph.nodes:
-        if node.op in HANDLERS and len(node.inputs) > 1 and isinstance(node.inputs[1], gs.Variable):
+        if handler_for(node.op) and len(node.inputs) > 1 and isinstance(node.inputs[1], gs.Variable):
             prod = node.inputs[1].inputs
             if prod and all(isinstance(t, gs.Constant) for t in prod[0].inputs):
                 return True

@@ -1,4 +1,4 @@
-"""What the graph pass did, as plain data: mapped layers, rewritten and skipped nodes, pass-through ops.
+"""What the graph pass did, as plain data: the device plan, rewritten nodes, pass-through ops.
 
 ``summary()`` gives the one-screen report the CLI prints, e.g.
 ``Inserted | 2 Conv, 3 Gemm`` / ``Skipped | 1 MatMul (weight not constant)``.
@@ -10,7 +10,7 @@ import json
 from collections import Counter
 from dataclasses import asdict, dataclass, field
 
-from nft_deploy.chips import DeployedLayer
+from nft_deploy.device_plan import DevicePlan, LayerPlan, table
 
 META_REWRITTEN = "nft.rewritten"  # JSON list of {"node", "op_type", "layer"}: nodes that read a deployed weight
 
@@ -43,12 +43,10 @@ class RewrittenNode:
 class PassReport:
     """The outcome of ``insert_device_nodes``."""
 
-    layers: list[DeployedLayer] = field(default_factory=list)
-    """Crossbar-mapped layers in graph order (also in metadata ``nft.layers``)."""
+    plan: DevicePlan | None = None
+    """The compiled device plan: every weight-bearing layer, mapped or digital and why (metadata ``nft.plan``)."""
     rewritten: list[RewrittenNode] = field(default_factory=list)
     """Nodes whose weight input was replaced (a layer whose weight is shared feeds several)."""
-    skipped: list[SkippedNode] = field(default_factory=list)
-    """Nodes of mappable op types left untouched, with the reason (metadata ``nft.skipped``)."""
     passthrough: dict[str, int] = field(default_factory=dict)
     """Op types without a handler and how many of each passed through untouched."""
     inserted_nodes: int = 0
@@ -57,12 +55,23 @@ class PassReport:
     """Wall time of the pass."""
 
     @property
+    def layers(self) -> list[LayerPlan]:
+        """Crossbar-mapped layers in graph order."""
+        return self.plan.mapped if self.plan is not None else []
+
+    @property
+    def skipped(self) -> list[SkippedNode]:
+        """Nodes of mappable op types left digital, with the reason (metadata ``nft.skipped``)."""
+        rows = self.plan.layers if self.plan is not None else ()
+        return [SkippedNode(lay.name if lay.node is None else lay.node, lay.op, lay.reason) for lay in rows if not lay.mapped]
+
+    @property
     def chip_inputs(self) -> list[str]:
         """Graph inputs an evaluator must feed per chip (programming variation, then stuck-at)."""
-        return [n for lay in self.layers for n in (lay.chip_input, lay.stuck_input) if n]
+        return self.plan.chip_inputs if self.plan is not None else []
 
     def summary(self) -> list[str]:
-        """The one-screen report: ``Inserted | 2 Conv, 3 Gemm`` and, when any, skipped and passed-through ops."""
+        """The one-screen report: ``Inserted | 2 Conv, 3 Gemm``, skipped and passed-through ops, the plan."""
         mapped = _counts(r.op_type for r in self.rewritten)
         if self.inserted_nodes:
             lines = [f"Inserted | {mapped} | {self.inserted_nodes} nodes, {len(self.chip_inputs)} chip inputs"]
@@ -73,14 +82,16 @@ class PassReport:
             lines.append("Skipped  | " + ", ".join(f"{n} {op} ({why})" for (op, why), n in by_reason.items()))
         if self.passthrough:
             lines.append("Passed   | " + ", ".join(f"{n} {op}" for op, n in sorted(self.passthrough.items())))
+        if self.plan is not None:
+            lines += ["Plan     |"] + ["  " + row for row in table(self.plan)]
         return lines
 
     def metadata(self) -> dict[str, str]:
         """The report's metadata_props entries (besides profile, version and source hash)."""
-        from nft_deploy.chips import META_LAYERS, META_SKIPPED, layers_to_json
+        from nft_deploy.chips import META_PLAN, META_SKIPPED
 
         return {
-            META_LAYERS: layers_to_json(self.layers),
+            META_PLAN: self.plan.to_json(),
             META_SKIPPED: json.dumps([s.to_dict() for s in self.skipped]),
             META_REWRITTEN: json.dumps([r.to_dict() for r in self.rewritten]),
         }

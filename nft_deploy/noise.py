@@ -271,14 +271,15 @@ class NoiseModel:
 
 
 def quantize_activation(x, bits: int):
-    """Signed DAC/ADC quantization with a dynamic range per tensor: ``round(x / m * L) * m / L``,
-    ``m = max|x|``, ``L = 2^(bits-1) - 1`` (torch with straight-through gradient, or numpy)."""
+    """Signed DAC/ADC quantization with a dynamic range per sample: ``round(x / m * L) * m / L``,
+    ``m = max|x|`` over every axis but the first (the batch), ``L = 2^(bits-1) - 1`` (torch with a
+    straight-through gradient, or numpy). Per sample, so a result never depends on its batch."""
     if bits < 2:
         raise ValueError(f"quantize_activation: bits must be >= 2 (signed), got {bits}")
     xp = _xp(x)
     torch_in = _is_torch(x)
     levels = 2 ** (bits - 1) - 1
-    m = _amax(xp.abs(x.detach() if torch_in else x), tuple(range(x.ndim)))
+    m = _amax(xp.abs(x.detach() if torch_in else x), tuple(range(1, x.ndim)))
     m = xp.where(m > 0, m, xp.ones_like(m))
     q = xp.round(x / m * levels) * m / levels
     return _ste(x, q.detach()) if torch_in else q

@@ -17,12 +17,14 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from nft_deploy.converters.handlers import mappable_ops
 from nft_deploy.errors import ProfileError
 
 SCHEMA_VERSION = 1
 SIGMA_UNITS = ("cell_range", "level")
 SCALE_GRANULARITIES = ("per_layer", "per_channel")
-MAPPABLE_OPS = ("Conv", "Gemm", "MatMul", "ConvTranspose")
+MAPPABLE_OPS = mappable_ops()
+"""ONNX op types a profile may map: every op family of the registry (``nft_deploy.converters.handlers``)."""
 QUANT_STYLES = ("round_clip", "qdq")
 
 
@@ -171,19 +173,31 @@ class DeviceProfile:
     """JSON schema version; only 1 exists."""
 
     def with_sigma(self, sigma: float) -> DeviceProfile:
-        """The same profile with programming sigma replaced (in the profile's unit), overrides included."""
-        if not (isinstance(sigma, (int, float)) and math.isfinite(sigma) and sigma >= 0):
-            raise ProfileError(f"{self.name}: programming.sigma: must be a finite number >= 0, got {sigma!r}")
-        overrides = tuple(
-            dataclasses.replace(o, programming=dataclasses.replace(o.programming, sigma=sigma))
-            if o.programming is not None
-            else o
-            for o in self.mapping.overrides
-        )
+        """The profile evaluated at programming sigma ``sigma``: the one meaning of ``--sigma``.
+
+        The top-level ``programming.sigma`` becomes ``sigma``, and every override keeps its own ratio to
+        it (an override at 3x the top level stays at 3x; one at 0 stays noise-free). A profile whose
+        top-level sigma is 0 has no ratio to keep, so an override with its own sigma > 0 is an error there.
+        """
+        if not (isinstance(sigma, (int, float)) and not isinstance(sigma, bool) and math.isfinite(sigma)
+                and sigma >= 0):
+            raise ProfileError(f"{self.name}: --sigma: must be a finite number >= 0, got {sigma!r}")
+        top = self.programming.sigma
+        overrides = []
+        for i, o in enumerate(self.mapping.overrides):
+            if o.programming is not None and o.programming.sigma > 0:
+                if top == 0:
+                    raise ProfileError(
+                        f"{self.name}: mapping.overrides[{i}].programming.sigma: --sigma {sigma:g} keeps each "
+                        f"override's ratio to the top-level programming.sigma, which is 0 here; set a top-level "
+                        f"sigma > 0 or give the override no programming section")
+                o = dataclasses.replace(o, programming=dataclasses.replace(
+                    o.programming, sigma=o.programming.sigma * sigma / top))
+            overrides.append(o)
         return dataclasses.replace(
             self,
-            programming=dataclasses.replace(self.programming, sigma=sigma),
-            mapping=dataclasses.replace(self.mapping, overrides=overrides),
+            programming=dataclasses.replace(self.programming, sigma=float(sigma)),
+            mapping=dataclasses.replace(self.mapping, overrides=tuple(overrides)),
         )
 
     def is_digital(self, layer: str) -> bool:

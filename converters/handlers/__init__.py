@@ -1,23 +1,19 @@
-"""The handler registry: ONNX op type -> function ``handle(node) -> WeightSite | Decline``.
+"""The op-family registry: every crossbar op family declared once (``OpFamily``), one module per family.
 
-One module per op family; an op type not in ``HANDLERS`` passes through the pass untouched (and is
-counted in the report). ``REFUSED`` lists op types that carry weights this pass cannot map: a model
-holding one stops the pass with a clear error rather than deploying a half-noisy model.
+Everything that needs to know which ops are crossbars derives from ``OP_FAMILIES``: the ONNX handlers of
+the graph pass (``handler_for``), training's and the torch engine's layer discovery (``torch_family``),
+and the profile's allowed ``mapping.op_types`` (``mappable_ops``). An op type without a family passes
+through the graph pass untouched (and is counted in the report). ``REFUSED`` lists op types that carry
+weights this pass cannot map: a model holding one stops the pass with a clear error rather than
+deploying a half-noisy model. Adding a family: write a module with a ``FAMILY`` and register it.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
-import onnx_graphsurgeon as gs
 from nft_deploy.converters.handlers import conv, conv_transpose, gemm, matmul
-from nft_deploy.converters.handlers.site import Decline, WeightSite
+from nft_deploy.converters.handlers.site import Decline, OpFamily, TorchSite, WeightSite
 
-Handler = Callable[[gs.Node], "WeightSite | Decline"]
-
-HANDLERS: dict[str, Handler] = {
-    op: module.handle for module in (conv, gemm, matmul, conv_transpose) for op in module.OP_TYPES
-}
+OP_FAMILIES: dict[str, OpFamily] = {}
 
 REFUSED: dict[str, str] = {
     "LSTM": "recurrent weights are not supported; export the cell as MatMul/Gemm",
@@ -29,4 +25,41 @@ REFUSED: dict[str, str] = {
     "QLinearMatMul": "already integer-quantized; export the float model",
 }
 
-__all__ = ["HANDLERS", "REFUSED", "Decline", "Handler", "WeightSite"]
+
+def register_op_family(family: OpFamily) -> OpFamily:
+    """Add a family; its ONNX op types and torch functions must not belong to another one."""
+    for other in OP_FAMILIES.values():
+        clash = set(other.onnx_ops) & set(family.onnx_ops) or set(other.torch_functions) & set(family.torch_functions)
+        if other.name != family.name and clash:
+            raise ValueError(f"op family {family.name!r}: {sorted(clash)[0]} already belongs to {other.name!r}")
+    OP_FAMILIES[family.name] = family
+    return family
+
+
+for _module in (conv, gemm, matmul, conv_transpose):
+    register_op_family(_module.FAMILY)
+
+
+def mappable_ops() -> tuple[str, ...]:
+    """Every ONNX op type some family maps (the allowed values of ``mapping.op_types``)."""
+    return tuple(op for fam in OP_FAMILIES.values() for op in fam.onnx_ops)
+
+
+def handler_for(op_type: str):
+    """The ONNX handler of ``op_type``, or None for an op that passes through."""
+    fam = onnx_family(op_type)
+    return fam.handle if fam is not None else None
+
+
+def onnx_family(op_type: str) -> OpFamily | None:
+    """The family that maps ONNX ``op_type``."""
+    return next((fam for fam in OP_FAMILIES.values() if op_type in fam.onnx_ops), None)
+
+
+def torch_family(func_name: str) -> OpFamily | None:
+    """The family whose torch functions include ``func_name``."""
+    return next((fam for fam in OP_FAMILIES.values() if func_name in fam.torch_functions), None)
+
+
+__all__ = ["OP_FAMILIES", "REFUSED", "Decline", "OpFamily", "TorchSite", "WeightSite", "handler_for",
+           "mappable_ops", "onnx_family", "register_op_family", "torch_family"]

@@ -1,16 +1,16 @@
 """Gemm: ``Y = A' B' + C``; the weight is B. transB=1 (torch Linear: ``[out, in]``) has outputs on
 axis 0, transB=0 (``[in, out]``) on axis 1. The weight is kept in its stored layout, never transposed,
-so the chip input has the torch parameter's shape for our exports."""
+so the chip input has the torch parameter's shape for our exports.
+
+torch ``linear(input, weight, bias)`` exports to Gemm for a 2-D input and to MatMul (+ Add) otherwise,
+so its site names the op it becomes: ``mapping.op_types`` then means the same in both engines."""
 
 from __future__ import annotations
 
-import onnx_graphsurgeon as gs
-from nft_deploy.converters.handlers.site import Decline, WeightSite, constant_input
-
-OP_TYPES = ("Gemm",)
+from nft_deploy.converters.handlers.site import Decline, OpFamily, TorchSite, WeightSite, constant_input
 
 
-def handle(node: gs.Node) -> WeightSite | Decline:
+def handle(node) -> WeightSite | Decline:
     """B must be a constant: a Gemm is a fully connected layer, its weight is the crossbar (fatal)."""
     w = constant_input(node, 1)
     if w is None:
@@ -19,3 +19,13 @@ def handle(node: gs.Node) -> WeightSite | Decline:
         return Decline(f"weight is {len(w.shape)}-D, Gemm needs 2-D", fatal=True)
     trans_b = int(node.attrs.get("transB", 0))
     return WeightSite(weight_input=1, out_axis=0 if trans_b else 1, data_input=0)
+
+
+def torch_site(func: str, args: tuple, is_weight) -> TorchSite | None:
+    if len(args) > 1 and is_weight(args[1]):
+        op = "Gemm" if getattr(args[0], "ndim", 2) == 2 else "MatMul"
+        return TorchSite(op=op, weight_arg=1, data_arg=0, out_axis=0)
+    return None
+
+
+FAMILY = OpFamily("gemm", ("Gemm",), handle, ("linear",), torch_site)

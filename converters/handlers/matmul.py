@@ -2,23 +2,36 @@
 
 ``X @ W`` with ``W [in, out]``: outputs on axis 1. ``W @ X`` (constant first operand ``[out, in]``):
 outputs on axis 0. Two activations (attention scores) are not a crossbar layer: skipped, not fatal.
+torch ``matmul``/``mm``/``@`` with a parameter operand is the same site.
 """
 
 from __future__ import annotations
 
-import onnx_graphsurgeon as gs
-from nft_deploy.converters.handlers.site import Decline, WeightSite, constant_input
+from nft_deploy.converters.handlers.site import Decline, OpFamily, TorchSite, WeightSite, constant_input
 
-OP_TYPES = ("MatMul",)
+_OPERANDS = ((1, 1, 0), (0, 0, 1))  # (weight position, its output axis, data position), the usual x @ W first
 
 
-def handle(node: gs.Node) -> WeightSite | Decline:
+def _decline_shape(ndim: int) -> Decline | None:
+    return None if ndim == 2 else Decline(f"weight is {ndim}-D, not a 2-D matrix")
+
+
+def handle(node) -> WeightSite | Decline:
     """Prefer the second operand as the weight (the usual ``x @ W``)."""
-    for index, out_axis, data in ((1, 1, 0), (0, 0, 1)):
+    for index, out_axis, data in _OPERANDS:
         w = constant_input(node, index)
         if w is None:
             continue
-        if len(w.shape) != 2:
-            return Decline(f"weight is {len(w.shape)}-D, not a 2-D matrix")
-        return WeightSite(weight_input=index, out_axis=out_axis, data_input=data)
+        return _decline_shape(len(w.shape)) or WeightSite(weight_input=index, out_axis=out_axis, data_input=data)
     return Decline("weight not constant")
+
+
+def torch_site(func: str, args: tuple, is_weight) -> TorchSite | None:
+    for index, out_axis, data in _OPERANDS:
+        if len(args) > index and is_weight(args[index]):
+            return TorchSite(op="MatMul", weight_arg=index, data_arg=data, out_axis=out_axis,
+                             decline=_decline_shape(args[index].ndim))
+    return None
+
+
+FAMILY = OpFamily("matmul", ("MatMul",), handle, ("matmul", "mm", "__matmul__"), torch_site)

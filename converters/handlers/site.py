@@ -1,13 +1,16 @@
-"""What a handler answers about one node: where its crossbar weight is, or why it cannot be mapped.
+"""What an op family answers about one use of a weight: where its crossbar weight is, or why it is not
+mapped. The same answer is given for an ONNX node (``WeightSite``) and for a torch call (``TorchSite``),
+so both engines see the same layers.
 
-Handlers only describe; the driver (``graph_pass``) inserts the nodes.
+Handlers only describe; the plan (``nft_deploy.plan``) decides mapped or digital, and the driver
+(``graph_pass``) inserts the nodes.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-
-import onnx_graphsurgeon as gs
+from typing import Any
 
 
 @dataclass(frozen=True)
@@ -24,17 +27,56 @@ class WeightSite:
 
 @dataclass(frozen=True)
 class Decline:
-    """A node of a mappable op type that this handler cannot map."""
+    """A use of a mappable op that cannot be mapped."""
 
     reason: str
-    """Short reason, shown in the report, e.g. ``weight not constant``."""
+    """Short reason, shown in the plan and the report, e.g. ``weight not constant``."""
     fatal: bool = False
     """True when leaving the node digital would silently misrepresent the device (a Conv whose weight
     cannot be programmed): the pass stops unless the layer is kept digital by the profile."""
 
 
-def constant_input(node: gs.Node, index: int) -> gs.Constant | None:
+@dataclass(frozen=True)
+class TorchSite:
+    """A torch call whose weight argument is a crossbar weight candidate."""
+
+    op: str
+    """The ONNX op type the call exports to (``linear`` with a 2-D input is Gemm, otherwise MatMul)."""
+    weight_arg: int
+    """Position of the weight among the call's arguments."""
+    data_arg: int
+    """Position of the activation (where an input DAC goes)."""
+    out_axis: int
+    """Output-channel axis of the weight as stored."""
+    decline: Decline | None = None
+    """Set when the weight cannot be mapped (for example a 3-D matmul operand)."""
+
+
+@dataclass(frozen=True)
+class OpFamily:
+    """One crossbar op family, declared once: its ONNX op types and handler, and the torch functions that
+    produce it with their matcher. Training's layer discovery, the plan, the graph pass and the profile
+    schema's ``op_types`` all derive from the registered families."""
+
+    name: str
+    onnx_ops: tuple[str, ...]
+    """ONNX op types of the family (what ``mapping.op_types`` lists)."""
+    handle: Callable[[Any], WeightSite | Decline]
+    """ONNX: ``handle(gs.Node)`` says where the node's weight is, or why it cannot be mapped."""
+    torch_functions: tuple[str, ...]
+    """``__name__`` of the torch functions of the family (``conv2d``, ``linear``, ``matmul``)."""
+    torch_site: Callable[[str, tuple, Any], TorchSite | None]
+    """torch: ``torch_site(function_name, args, is_weight)`` gives the site of a call whose weight argument
+    is a parameter (``is_weight(tensor) -> bool``), or None when no argument is one."""
+    fold_chips: bool = False
+    """ONNX Runtime runs this family faster with each chip's weights folded into constants (pre-packed
+    convolution kernels): the evaluator's ``auto`` strategy folds models that map it."""
+
+
+def constant_input(node, index: int):
     """The node's input ``index`` when it is a constant (initializer), else None."""
+    import onnx_graphsurgeon as gs  # lazily: the registry is read by profile validation, which stays light
+
     if index < len(node.inputs) and isinstance(node.inputs[index], gs.Constant):
         return node.inputs[index]
     return None

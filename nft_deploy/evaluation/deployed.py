@@ -1,6 +1,6 @@
 """A CIM-deployed ONNX model as the evaluator sees it: graph, chip inputs, profile, I/O shapes.
 
-Accepts a deployed ``.onnx`` (metadata ``nft.layers`` / ``nft.profile``), a float ``.onnx`` plus a
+Accepts a deployed ``.onnx`` (metadata ``nft.plan``, the compiled device plan), a float ``.onnx`` plus a
 profile (deployed on the fly by ``nft_deploy.export.insert_device_nodes``) or a checkpoint (exported by
 ``nft_deploy.export.export_model``, exactly as ``nft-deploy export`` would, with its stored profile unless
 one is given). Also builds the two
@@ -18,7 +18,8 @@ import numpy as np
 import onnx
 from onnx import numpy_helper
 
-from nft_deploy.chips import META_LAYERS, META_PROFILE, DeployedLayer, layers_from_json
+from nft_deploy.chips import META_PLAN
+from nft_deploy.device_plan import DevicePlan, LayerPlan
 from nft_deploy.errors import EvaluationError
 from nft_deploy.profiles import DeviceProfile, load_profile, profile_from_dict
 
@@ -33,8 +34,8 @@ class DeployedModel:
     name: str
     """What reports call the model (the path as given)."""
     proto: onnx.ModelProto
-    layers: list[DeployedLayer]
-    profile: DeviceProfile
+    plan: DevicePlan
+    """The device plan the graph pass compiled (metadata ``nft.plan``), at the exported sigma."""
     input_name: str
     input_shape: tuple[int | None, ...]
     """Shape of one sample (None for symbolic dims)."""
@@ -45,16 +46,28 @@ class DeployedModel:
     """Initializers of the mapped weights (stuck-at draws need them)."""
 
     @property
+    def layers(self) -> list[LayerPlan]:
+        """The crossbar-mapped layers of the plan, in graph order."""
+        return self.plan.mapped
+
+    @property
+    def profile(self) -> DeviceProfile:
+        return self.plan.profile
+
+    @property
     def chip_inputs(self) -> list[str]:
-        return [n for lay in self.layers for n in (lay.chip_input, lay.stuck_input) if n]
+        return self.plan.chip_inputs
 
     @property
     def has_read_noise(self) -> bool:
         return any(n.op_type in RANDOM_OPS for n in self.proto.graph.node)
 
     @property
-    def has_conv(self) -> bool:
-        return any(lay.op_type in ("Conv", "ConvTranspose") for lay in self.layers)
+    def prefers_fold(self) -> bool:
+        """True when a mapped layer's op family runs faster with chips folded into constants (convolutions)."""
+        from nft_deploy.converters.handlers import onnx_family
+
+        return any(getattr(onnx_family(lay.op), "fold_chips", False) for lay in self.layers)
 
 
 def load_deployed(source: str | Path | onnx.ModelProto | DeployedModel,
@@ -81,14 +94,18 @@ def load_deployed(source: str | Path | onnx.ModelProto | DeployedModel,
 
 def _from_proto(proto: onnx.ModelProto, name: str, profile) -> DeployedModel:
     meta = {p.key: p.value for p in proto.metadata_props}
-    if META_LAYERS in meta:
+    if "nft.layers" in meta and META_PLAN not in meta:
+        raise EvaluationError(f"{name}: deployed by an nft-deploy older than the device plan (no {META_PLAN} "
+                              "metadata); re-export it with `nft-deploy export`")
+    if META_PLAN in meta:
+        plan = _meta_plan(meta, name)
         if profile is not None:
             raise EvaluationError(f"{name}: --profile: the model is already deployed (profile "
-                                  f"{_meta_profile(meta, name).name!r}); --profile applies only to float models "
+                                  f"{plan.profile.name!r}); --profile applies only to float models "
                                   "and checkpoints; use --sigma to change programming variation")
-        return _describe(proto, name, layers_from_json(meta[META_LAYERS]), _meta_profile(meta, name))
+        return _describe(proto, name, plan)
     if profile is None:
-        raise EvaluationError(f"{name}: not a CIM-deployed model (no {META_LAYERS} metadata); pass --profile "
+        raise EvaluationError(f"{name}: not a CIM-deployed model (no {META_PLAN} metadata); pass --profile "
                               "NAME to deploy it on the fly, or export it with `nft-deploy export`")
     deployed, _report = _insert_device_nodes(proto, load_profile(profile))
     return _from_proto(deployed, name, None)
@@ -116,25 +133,23 @@ def _insert_device_nodes(proto: onnx.ModelProto, profile: DeviceProfile):
     return insert_device_nodes(proto, profile)
 
 
-def _meta_profile(meta: dict[str, str], name: str) -> DeviceProfile:
-    import json
-
-    if META_PROFILE not in meta:
-        raise EvaluationError(f"{name}: metadata {META_PROFILE} is missing; re-export the model")
+def _meta_plan(meta: dict[str, str], name: str) -> DevicePlan:
     try:
-        return profile_from_dict(json.loads(meta[META_PROFILE]), f"{name}:{META_PROFILE}")
-    except json.JSONDecodeError as e:
-        raise EvaluationError(f"{name}: metadata {META_PROFILE} is not valid JSON ({e})") from None
+        return DevicePlan.from_json(meta[META_PLAN], f"{name}:{META_PLAN}")
+    except (ValueError, KeyError, TypeError) as e:
+        raise EvaluationError(f"{name}: metadata {META_PLAN} is not a valid device plan ({e}); re-export the "
+                              "model") from None
 
 
-def _describe(proto: onnx.ModelProto, name: str, layers: list[DeployedLayer], profile: DeviceProfile):
+def _describe(proto: onnx.ModelProto, name: str, plan: DevicePlan):
     g = proto.graph
+    layers = plan.mapped
     inits = {i.name for i in g.initializer}
     chip_names = {n for lay in layers for n in (lay.chip_input, lay.stuck_input) if n}
     data_inputs = [i for i in g.input if i.name not in inits and i.name not in chip_names]
     missing = chip_names - {i.name for i in g.input}
     if missing:
-        raise EvaluationError(f"{name}: {META_LAYERS} names graph input {sorted(missing)[0]!r}, which the graph "
+        raise EvaluationError(f"{name}: {META_PLAN} names graph input {sorted(missing)[0]!r}, which the graph "
                               "does not have; re-export the model")
     if len(data_inputs) != 1 or len(g.output) < 1:
         raise EvaluationError(f"{name}: expected one data input and at least one output, found inputs "
@@ -143,7 +158,7 @@ def _describe(proto: onnx.ModelProto, name: str, layers: list[DeployedLayer], pr
     wanted = {lay.weight for lay in layers}
     weights = {i.name: numpy_helper.to_array(i) for i in g.initializer if i.name in wanted}
     out_dims = _dims(out)
-    return DeployedModel(name=name, proto=proto, layers=layers, profile=profile, input_name=inp.name,
+    return DeployedModel(name=name, proto=proto, plan=plan, input_name=inp.name,
                          input_shape=tuple(_dims(inp)[1:]), output_name=out.name,
                          num_classes=out_dims[-1] if out_dims else None, weights=weights)
 

@@ -1,6 +1,6 @@
 """Monte Carlo over programmed chips in ONNX Runtime: sessions, streamed batches, per-chip aggregation.
 
-One chip = one programmed instance: ``chips.draw_chip(layers, profile, weights, seed, chip)`` fed through
+One chip = one programmed instance: ``chips.draw_chip(plan.mapped, weights, seed, chip)`` fed through
 ``chips.chip_feeds`` and held fixed over the whole evaluation set; read noise (random nodes in the
 graph) is redrawn per inference, from a per-chip seed. Two ways to run a chip, same numbers:
 
@@ -28,8 +28,9 @@ from dataclasses import dataclass, field
 import numpy as np
 import onnxruntime as ort
 
-from nft_deploy.chips import DeployedLayer, chip_feeds, draw_chip
+from nft_deploy.chips import chip_feeds, draw_chip
 from nft_deploy.data import Dataset, batches, load_data
+from nft_deploy.device_plan import LayerPlan, sigma_factors
 from nft_deploy.errors import EvaluationError
 from nft_deploy.evaluation import metrics as M
 from nft_deploy.evaluation.deployed import (
@@ -41,7 +42,6 @@ from nft_deploy.evaluation.deployed import (
 )
 from nft_deploy.evaluation.progress import chip_progress
 from nft_deploy.evaluation.results import ChipMetrics, CleanMetrics, EvaluationResult
-from nft_deploy.profiles import DeviceProfile
 
 STRATEGIES = ("auto", "fold", "feed")
 BACKENDS = ("local", "ray")
@@ -100,8 +100,7 @@ class _Job:
 
     model_bytes: bytes
     chip_inputs: list[str]
-    layers: list[DeployedLayer]
-    profile: DeviceProfile
+    layers: list[LayerPlan]
     weights: dict[str, np.ndarray]
     input_name: str
     output_name: str
@@ -110,7 +109,7 @@ class _Job:
     clean_pred: np.ndarray
     num_classes: int
     seed: int
-    sigma_scale: float
+    sigma_factors: dict[str, float] | None
     strategy: str
     batch_size: int
     threads: int
@@ -145,24 +144,25 @@ def choose_strategy(model: DeployedModel, requested: str) -> str:
                               "seeded session per chip; use --strategy fold or auto")
     if requested != "auto":
         return requested
-    if model.has_read_noise or (model.has_conv and model.chip_inputs):
+    if model.has_read_noise or (model.prefers_fold and model.chip_inputs):
         return "fold"
     return "feed"
 
 
-def sigma_scale(model: DeployedModel, sigma: float | None) -> tuple[float, float]:
-    """(sigma evaluated, factor applied to the chip normals) for ``--sigma``."""
-    exported = model.profile.programming.sigma
+def sigma_scale(model: DeployedModel, sigma: float | None) -> tuple[float, dict[str, float] | None]:
+    """(sigma evaluated, per-layer factor on the chip normals) for ``--sigma``: the plan at ``sigma``
+    (``DevicePlan.with_sigma``, the one meaning of --sigma) against the plan the model was exported with."""
+    exported = model.plan.sigma
     if sigma is None:
-        return exported, 1.0
-    if not any(lay.chip_input for lay in model.layers):
+        return exported, None
+    if not model.chip_inputs or not any(lay.chip_input for lay in model.layers):
         raise EvaluationError(f"{model.name}: --sigma: the model has no chip inputs (nft.chip/*), so programming "
                               f"variation cannot be rescaled; re-export it with a profile whose programming.sigma > 0 "
                               f"(it was exported with {model.profile.name!r}, sigma {exported})")
     if exported == 0:
         raise EvaluationError(f"{model.name}: --sigma: the model was exported with programming sigma 0, so there "
                               "is no scale to rescale; re-export it with a profile whose programming.sigma > 0")
-    return sigma, sigma / exported
+    return sigma, sigma_factors(model.plan, model.plan.with_sigma(sigma), model.name)
 
 
 # ---------------------------------------------------------------- one process's chips
@@ -184,7 +184,7 @@ class _ChipRunner:
 
     def run(self, chip: int, probs: M.MeanProbSum) -> M.ChipAccumulator:
         j = self.job
-        feeds = chip_feeds(j.layers, draw_chip(j.layers, j.profile, j.weights, j.seed, chip), j.sigma_scale)
+        feeds = chip_feeds(j.layers, draw_chip(j.layers, j.weights, j.seed, chip), j.sigma_factors)
         if j.strategy == "fold":
             read = np.random.SeedSequence(j.seed, spawn_key=(chip, READ_NOISE_KEY)) if j.read_noise else None
             session, feeds = make_session(fill_template(self.template, feeds, read), j.threads), {}
@@ -287,8 +287,8 @@ def _run_all(job: _Job, chips: int, workers: int, quiet: bool, label: str, backe
 def chip_logits(model: DeployedModel, x: np.ndarray, chip: int, seed: int = 0, sigma: float | None = None,
                 batch_size: int = 256) -> np.ndarray:
     """Logits (samples, classes) of one chip, exactly as the Monte Carlo computes them (parity checks)."""
-    _, scale = sigma_scale(model, sigma)
-    feeds = chip_feeds(model.layers, draw_chip(model.layers, model.profile, model.weights, seed, chip), scale)
+    _, factors = sigma_scale(model, sigma)
+    feeds = chip_feeds(model.layers, draw_chip(model.layers, model.weights, seed, chip), factors)
     read = np.random.SeedSequence(seed, spawn_key=(chip, READ_NOISE_KEY)) if model.has_read_noise else None
     template = fold_template(model.proto, model.chip_inputs)
     session = make_session(fill_template(template, feeds, read), 1)
@@ -353,15 +353,15 @@ def _monte_carlo(model: DeployedModel, x: np.ndarray, y: np.ndarray, config: Eva
     import time
 
     start = time.perf_counter()
-    sigma, scale = sigma_scale(model, config.sigma)
+    sigma, factors = sigma_scale(model, config.sigma)
     strategy = choose_strategy(model, config.strategy)
     threads = config.threads or max(1, (os.cpu_count() or 1) // workers)
     clean, clean_pred, classes = clean_pass(model, x, y, config.batch_size, threads, config.n_bins)
     clean_done = time.perf_counter()
     job = _Job(model_bytes=model.proto.SerializeToString(), chip_inputs=model.chip_inputs, layers=model.layers,
-               profile=model.profile, weights=model.weights, input_name=model.input_name,
+               weights=model.weights, input_name=model.input_name,
                output_name=model.output_name, x=x, y=y, clean_pred=clean_pred,
-               num_classes=classes, seed=config.seed, sigma_scale=scale, strategy=strategy,
+               num_classes=classes, seed=config.seed, sigma_factors=factors, strategy=strategy,
                batch_size=config.batch_size, threads=threads, n_bins=config.n_bins, read_noise=model.has_read_noise)
     shards = _run_all(job, config.chips, workers, config.quiet, f"{model.name} ({data_name})", config.backend)
     if timings is not None:

@@ -9,10 +9,11 @@ from nft_deploy.training.montecarlo import (
     TorchMonteCarloResult,
     chip_logits,
     chip_weights,
-    torch_layers,
+    model_plan,
     torch_monte_carlo,
 )
 from nft_deploy.training.noisy import NoisyModel, mapped_layers
+from nft_deploy.training.torch_plan import torch_plan
 from nft_deploy.training.trainer import EpochMetrics, TrainResult, evaluate, train
 
 __all__ = [
@@ -28,7 +29,8 @@ __all__ = [
     "evaluate",
     "make_method",
     "mapped_layers",
-    "torch_layers",
+    "model_plan",
     "torch_monte_carlo",
+    "torch_plan",
     "train",
 ]

@@ -87,7 +87,8 @@ class IRS:
         heads = nn.ModuleList(SnapshotHead(s, p, config.irs_hidden, num_classes) for s, p in zip(shapes, pools, strict=True))
         heads.to(sample_x.device)
         irs = cls(tuple(layers), pools, beta, gammas, heads, config.irs_hidden)
-        irs._head_nets = [NoisyModel(h, net.profile, net.generator) for h in heads]
+        irs._head_nets = [NoisyModel(h, net.profile, net.generator, torch.zeros((2, *s), device=sample_x.device))
+                          for h, s in zip(heads, shapes, strict=True)]
         irs._handles = [modules[lay].register_forward_hook(irs._hook(i)) for i, lay in enumerate(layers)]
         return irs
 

@@ -6,7 +6,6 @@ from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
-from torch import nn
 
 
 def default_gammas(n: int) -> tuple[float, ...]:
@@ -48,11 +47,6 @@ def orthogonality_penalty(weights: Sequence[torch.Tensor]) -> torch.Tensor:
 def accuracy(logits: torch.Tensor, y: torch.Tensor) -> float:
     """Top-1 accuracy (fraction)."""
     return float((logits.argmax(1) == y).float().mean())
-
-
-def layer_weights(layers) -> list[nn.Parameter]:
-    """The weight parameters of mapped layers."""
-    return [lay.module.weight for lay in layers]
 
 
 __all__ = ["accuracy", "default_gammas", "default_offsets", "feedback_loss", "orthogonality_penalty"]

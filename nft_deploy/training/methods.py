@@ -28,7 +28,6 @@ from nft_deploy.training.losses import (
     default_gammas,
     default_offsets,
     feedback_loss,
-    layer_weights,
     orthogonality_penalty,
 )
 from nft_deploy.training.noisy import NoisyModel
@@ -111,7 +110,7 @@ class CorrectNet(_Simple):
     noisy: ClassVar[bool] = True
 
     def loss(self, net, x, y):
-        return F.cross_entropy(net.noisy(x), y) + self.lam * orthogonality_penalty(layer_weights(net.layers))
+        return F.cross_entropy(net.noisy(x), y) + self.lam * orthogonality_penalty(net.mapped_weights())
 
 
 @dataclass(frozen=True)

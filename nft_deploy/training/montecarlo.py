@@ -1,10 +1,10 @@
 """Torch Monte Carlo: accuracy of a torch model over programmed chips, before any export exists.
 
-Chip ``i`` of layer ``L`` is exactly ``nft_deploy.chips.draw_chip(layers, profile, weights, seed, i)[L]``
-applied with ``NoiseModel.for_layer(profile, L).apply_chip_torch``: the same chip the ONNX Runtime
-evaluator feeds to the exported graph, fixed across the whole test set. This check models weights only:
-quantization, programming variation and stuck-at faults. It draws no read noise (the evaluator's read
-noise is redrawn per inference) and does not quantize activations (profile ``io``).
+The model's device plan (``training.torch_plan``) names the mapped layers; chip ``i`` of layer ``L`` is
+exactly ``nft_deploy.chips.draw_chip(plan.mapped, weights, seed, i)[L]`` applied with the layer's
+``NoiseModel.apply_chip_torch``: the same chip the ONNX Runtime evaluator feeds to the exported graph,
+fixed across the whole test set, with the plan's DAC/ADC around every mapped call. It draws no read
+noise (the evaluator's read noise comes from seeded graph nodes, redrawn per inference).
 """
 
 from __future__ import annotations
@@ -14,27 +14,18 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 from torch import nn
-from torch.func import functional_call
 
-from nft_deploy.chips import CHIP_INPUT_PREFIX, STUCK_INPUT_PREFIX, DeployedLayer, draw_chip
+from nft_deploy.chips import draw_chip
+from nft_deploy.device_plan import DevicePlan
 from nft_deploy.errors import EvaluationError
-from nft_deploy.noise import NoiseModel
+from nft_deploy.noise import ChipDraw
 from nft_deploy.profiles import DeviceProfile, load_profile
-from nft_deploy.training.noisy import mapped_layers
+from nft_deploy.training.torch_plan import on_device, torch_plan
 
 
-def torch_layers(model: nn.Module, profile: DeviceProfile) -> list[DeployedLayer]:
-    """The crossbar-mapped layers of a torch model, described as the deployed graph describes them."""
-    out = []
-    for lay in mapped_layers(model, profile):
-        nm = NoiseModel.for_layer(profile, lay.name)
-        out.append(DeployedLayer(
-            name=lay.name, weight=lay.weight, op_type=lay.op_type, shape=tuple(lay.module.weight.shape),
-            out_axis=lay.out_axis,
-            chip_input=f"{CHIP_INPUT_PREFIX}{lay.name}" if nm.profile.programming.sigma > 0 else None,
-            stuck_input=f"{STUCK_INPUT_PREFIX}{lay.name}" if nm.has_stuck_at else None,
-        ))
-    return out
+def model_plan(model: nn.Module, profile: DeviceProfile | str, x, sigma: float | None = None) -> DevicePlan:
+    """The device plan of ``model`` at ``sigma``, probed with the first samples of ``x``."""
+    return torch_plan(model, load_profile(profile), _tensor(x[:2], model), sigma)
 
 
 @dataclass(frozen=True)
@@ -67,24 +58,28 @@ class TorchMonteCarloResult:
                 "accuracies": [float(a) for a in self.accuracies]}
 
 
-def chip_weights(model: nn.Module, profile: DeviceProfile, layers: list[DeployedLayer], seed: int,
-                 chip: int) -> dict[str, torch.Tensor]:
-    """Every mapped weight as programmed on chip ``chip`` (torch, the model's dtype and device)."""
+def chip_weights(model: nn.Module, plan: DevicePlan, seed: int, chip: int | None) -> dict[str, torch.Tensor]:
+    """Every mapped weight as programmed on chip ``chip`` (torch, the model's dtype and device); ``chip``
+    None gives the clean device: quantized weights, no variation, no faults."""
     params = dict(model.named_parameters())
-    np_weights = {lay.weight: params[lay.weight].detach().cpu().double().numpy() for lay in layers}
-    draws = draw_chip(layers, profile, np_weights, seed, chip)
-    return {lay.weight: NoiseModel.for_layer(profile, lay.name).apply_chip_torch(
-        params[lay.weight].detach(), draws[lay.name], lay.out_axis) for lay in layers}
+    layers = plan.mapped
+    if chip is None:
+        draws = {lay.name: ChipDraw(np.zeros(lay.shape)) for lay in layers}
+    else:
+        np_weights = {lay.weight: params[lay.weight].detach().cpu().double().numpy()
+                      for lay in layers if lay.noise.has_stuck_at}
+        draws = draw_chip(layers, np_weights, seed, chip)
+    return {lay.weight: lay.noise.apply_chip_torch(params[lay.weight].detach(), draws[lay.name], lay.out_axis)
+            for lay in layers}
 
 
 @torch.no_grad()
-def chip_logits(model: nn.Module, profile: DeviceProfile | str, x, *, chip: int, seed: int = 0,
+def chip_logits(model: nn.Module, profile: DeviceProfile | str, x, *, chip: int | None, seed: int = 0,
                 batch_size: int = 512, sigma: float | None = None) -> np.ndarray:
-    """Logits (samples, classes) of one chip: for parity tests against the ONNX evaluator."""
-    prof = _profile(profile, sigma)
+    """Logits (samples, classes) of one chip (None: the clean device): parity tests against ONNX Runtime."""
     model.eval()
-    weights = chip_weights(model, prof, torch_layers(model, prof), seed, chip)
-    return _logits(model, weights, _tensor(x, model), batch_size)
+    plan = model_plan(model, profile, x, sigma)
+    return plan_logits(model, plan, chip_weights(model, plan, seed, chip), _tensor(x, model), batch_size)
 
 
 @torch.no_grad()
@@ -93,36 +88,32 @@ def torch_monte_carlo(model: nn.Module, profile: DeviceProfile | str, x, y, *, c
                       progress=None) -> TorchMonteCarloResult:
     """Accuracy over ``chips`` programmed chips (noise fixed per chip across all of ``x``).
 
-    ``sigma`` overrides the profile's programming sigma. ``progress`` is an optional callable
-    ``progress(done, total)``.
+    ``sigma`` evaluates at that programming sigma (overrides keep their ratio). ``progress`` is an
+    optional callable ``progress(done, total)``.
     """
     if chips < 1:
         raise EvaluationError(f"--mc-chips: must be >= 1, got {chips}")
     if len(x) != len(y) or len(x) == 0:
         raise EvaluationError(f"Monte Carlo data: {len(x)} samples and {len(y)} labels; need the same, > 0")
-    prof = _profile(profile, sigma)
     model.eval()
-    layers = torch_layers(model, prof)
+    plan = model_plan(model, profile, x, sigma)
     xt, yt = _tensor(x, model), torch.as_tensor(np.asarray(y)).to(_device(model))
     accs, all_logits = np.empty(chips), []
     for i in range(chips):
-        logits = _logits(model, chip_weights(model, prof, layers, seed, i), xt, batch_size)
+        logits = plan_logits(model, plan, chip_weights(model, plan, seed, i), xt, batch_size)
         accs[i] = int((torch.as_tensor(logits).argmax(1).to(yt.device) == yt).sum()) / len(yt)
         if keep_logits:
             all_logits.append(logits)
         if progress is not None:
             progress(i + 1, chips)
-    return TorchMonteCarloResult(accs, seed, prof.programming.sigma, np.stack(all_logits) if keep_logits else None)
+    return TorchMonteCarloResult(accs, seed, plan.sigma, np.stack(all_logits) if keep_logits else None)
 
 
-def _logits(model: nn.Module, weights: dict[str, torch.Tensor], x: torch.Tensor, batch_size: int) -> np.ndarray:
-    outs = [functional_call(model, weights, (x[i: i + batch_size],)) for i in range(0, len(x), batch_size)]
+def plan_logits(model: nn.Module, plan: DevicePlan, weights: dict[str, torch.Tensor], x: torch.Tensor,
+                batch_size: int) -> np.ndarray:
+    """Logits of ``x`` on the device: ``weights`` in place of the mapped weights, the plan's converters on."""
+    outs = [on_device(model, plan, weights, x[i: i + batch_size]) for i in range(0, len(x), batch_size)]
     return torch.cat(outs).float().cpu().numpy()
-
-
-def _profile(profile, sigma):
-    p = load_profile(profile)
-    return p if sigma is None else p.with_sigma(sigma)
 
 
 def _device(model: nn.Module) -> torch.device:
@@ -134,4 +125,4 @@ def _tensor(x, model: nn.Module) -> torch.Tensor:
     return torch.as_tensor(np.asarray(x) if not isinstance(x, torch.Tensor) else x, dtype=torch.float32).to(_device(model))
 
 
-__all__ = ["TorchMonteCarloResult", "chip_logits", "chip_weights", "torch_layers", "torch_monte_carlo"]
+__all__ = ["TorchMonteCarloResult", "chip_logits", "chip_weights", "model_plan", "plan_logits", "torch_monte_carlo"]

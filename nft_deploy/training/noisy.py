@@ -1,10 +1,10 @@
 """Noisy forwards of any ``nn.Module`` without touching its code.
 
-The device profile decides which layers are on crossbars (``mapped_layers``: Conv -> "Conv",
-ConvTranspose -> "ConvTranspose", Linear -> "Gemm"/"MatMul", minus ``mapping.digital_layers``). A noisy
-forward replaces those layers' weights with ``NoiseModel.perturb`` copies through
-``torch.func.functional_call``: a fresh draw per layer per forward, straight-through rounding, max|W|
-detached, biases and batch-norm untouched. All draws come from one seeded ``torch.Generator``.
+The model's device plan (``training.torch_plan``, the same rows its export gets) decides which layers are
+on crossbars, their noise and their converters. A noisy forward replaces those layers' weights with
+``NoiseModel.perturb`` copies through ``torch.func.functional_call`` and applies the plan's DAC/ADC: a
+fresh draw per layer per forward, straight-through rounding, max|W| detached, biases and batch-norm
+untouched. All draws come from one seeded ``torch.Generator``.
 
 Several noisy passes of the same batch (OVF's extra forwards, ``noise_injection`` with ``draws=K``) can be
 batched with ``torch.func.vmap`` over stacked perturbed weight sets. During those extra passes batch-norm
@@ -16,56 +16,20 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
 
 import torch
 from torch import nn
 from torch.func import functional_call, vmap
 
+from nft_deploy.device_plan import DevicePlan, LayerPlan
 from nft_deploy.noise import NoiseModel
 from nft_deploy.profiles import DeviceProfile
+from nft_deploy.training.torch_plan import has_converters, on_device, torch_plan
 
 
-@dataclass(frozen=True)
-class MappedLayer:
-    """A layer whose weight lives on a crossbar."""
-
-    name: str
-    """Module path, e.g. ``features.0`` (also the layer name in ONNX and in profile globs)."""
-    module: nn.Module
-    op_type: str
-    """ONNX op type: Conv, ConvTranspose or Gemm (torch Linear)."""
-    out_axis: int
-    """Output-channel axis of the torch weight (1 for transposed convolutions)."""
-
-    @property
-    def weight(self) -> str:
-        return f"{self.name}.weight" if self.name else "weight"
-
-
-def _op_type(module: nn.Module) -> tuple[str, int] | None:
-    if isinstance(module, nn.modules.conv._ConvTransposeNd):
-        return "ConvTranspose", 1
-    if isinstance(module, nn.modules.conv._ConvNd):
-        return "Conv", 0
-    if isinstance(module, nn.Linear):
-        return "Gemm", 0
-    return None
-
-
-def mapped_layers(model: nn.Module, profile: DeviceProfile) -> list[MappedLayer]:
-    """The crossbar-mapped layers of ``model`` in module order, as ``profile.mapping`` selects them."""
-    ops = set(profile.mapping.op_types)
-    out = []
-    for name, module in model.named_modules():
-        kind = _op_type(module)
-        if kind is None or profile.is_digital(name):
-            continue
-        op, axis = kind
-        allowed = ("Gemm" in ops or "MatMul" in ops) if op == "Gemm" else op in ops
-        if allowed:
-            out.append(MappedLayer(name, module, op, axis))
-    return out
+def mapped_layers(model: nn.Module, profile: DeviceProfile, sample: torch.Tensor) -> list[LayerPlan]:
+    """The crossbar-mapped layers of ``model`` in call order, as its device plan selects them."""
+    return torch_plan(model, profile, sample).mapped
 
 
 @contextlib.contextmanager
@@ -82,39 +46,58 @@ def frozen_bn_stats(model: nn.Module) -> Iterator[None]:
 
 
 class NoisyModel:
-    """A model plus the device noise that training draws for it."""
+    """A model plus the device noise that training draws for it, as its device plan says."""
 
-    def __init__(self, model: nn.Module, profile: DeviceProfile, generator: torch.Generator):
-        self.model, self.profile, self.generator = model, profile, generator
-        self.layers = mapped_layers(model, profile)
-        self._noise: dict[float | None, list[NoiseModel]] = {}
+    def __init__(self, model: nn.Module, profile: DeviceProfile, generator: torch.Generator,
+                 sample: torch.Tensor):
+        self.model, self.generator = model, generator
+        self.plan = torch_plan(model, profile, sample)
+        self._plans: dict[float | None, DevicePlan] = {None: self.plan}
+
+    @property
+    def profile(self) -> DeviceProfile:
+        return self.plan.profile
+
+    @property
+    def layers(self) -> list[LayerPlan]:
+        return self.plan.mapped
 
     @property
     def sigma(self) -> float:
         """The deployment (programming) sigma, in the profile's unit."""
-        return self.profile.programming.sigma
+        return self.plan.sigma
+
+    def plan_at(self, sigma: float | None = None) -> DevicePlan:
+        """The plan at programming sigma ``sigma`` (the meaning of ``--sigma``: overrides keep their ratio)."""
+        if sigma not in self._plans:
+            self._plans[sigma] = self.plan.with_sigma(sigma)
+        return self._plans[sigma]
 
     def noise_models(self, sigma: float | None = None) -> list[NoiseModel]:
-        """Per-layer noise models, at the profile sigma or at ``sigma`` (every mapped layer)."""
-        if sigma not in self._noise:
-            prof = self.profile if sigma is None else self.profile.with_sigma(sigma)
-            self._noise[sigma] = [NoiseModel.for_layer(prof, lay.name) for lay in self.layers]
-        return self._noise[sigma]
+        """Per-layer noise models of the mapped layers at the plan's sigma or at ``sigma``."""
+        return [lay.noise for lay in self.plan_at(sigma).mapped]
+
+    def mapped_weights(self) -> list[nn.Parameter]:
+        """The parameters of the mapped layers, in plan order."""
+        params = dict(self.model.named_parameters())
+        return [params[lay.weight] for lay in self.layers]
 
     def sample_weights(self, sigma: float | None = None, generator: torch.Generator | None = None
                        ) -> dict[str, torch.Tensor]:
         """One fresh noisy copy of every mapped weight (differentiable, straight-through)."""
         gen = generator or self.generator
-        return {lay.weight: nm.perturb(lay.module.weight, gen, lay.out_axis)
-                for lay, nm in zip(self.layers, self.noise_models(sigma), strict=True)}
+        params = dict(self.model.named_parameters())
+        return {lay.weight: lay.noise.perturb(params[lay.weight], gen, lay.out_axis)
+                for lay in self.plan_at(sigma).mapped}
 
     def clean(self, x: torch.Tensor) -> torch.Tensor:
         """The model as it is, float weights, no device."""
         return self.model(x)
 
     def noisy(self, x: torch.Tensor, sigma: float | None = None) -> torch.Tensor:
-        """One forward with a fresh draw (updates batch-norm running statistics in training mode)."""
-        return functional_call(self.model, self.sample_weights(sigma), (x,))
+        """One forward with a fresh draw and the plan's converters (updates batch-norm running statistics
+        in training mode)."""
+        return on_device(self.model, self.plan, self.sample_weights(sigma), x)
 
     def noisy_many(self, x: torch.Tensor, sigmas: Sequence[float | None], batched: bool = True) -> torch.Tensor:
         """One forward per sigma, each with a fresh draw, stacked to (P, batch, ...).
@@ -124,8 +107,8 @@ class NoisyModel:
         """
         sets = [self.sample_weights(s) for s in sigmas]
         with frozen_bn_stats(self.model):
-            if not batched or len(sets) == 1:
-                return torch.stack([functional_call(self.model, p, (x,)) for p in sets])
+            if not batched or len(sets) == 1 or has_converters(self.plan):  # converters key on tensor identity
+                return torch.stack([on_device(self.model, self.plan, p, x) for p in sets])
             stacked = {k: torch.stack([p[k] for p in sets]) for k in sets[0]}
 
             def one(params, inp):
@@ -134,4 +117,4 @@ class NoisyModel:
             return vmap(one, in_dims=(0, None), randomness="different")(stacked, x)
 
 
-__all__ = ["MappedLayer", "NoisyModel", "frozen_bn_stats", "mapped_layers"]
+__all__ = ["NoisyModel", "frozen_bn_stats", "mapped_layers"]

@@ -24,7 +24,6 @@ from pathlib import Path
 import numpy as np
 import torch
 from torch import nn
-from torch.func import functional_call
 
 from nft_deploy.checkpoint import atomic_write, save_checkpoint
 from nft_deploy.data import Dataset, batches, load_data
@@ -42,6 +41,7 @@ from nft_deploy.training.methods import Method, make_method
 from nft_deploy.training.montecarlo import torch_monte_carlo
 from nft_deploy.training.noisy import NoisyModel
 from nft_deploy.training.progress import Progress
+from nft_deploy.training.torch_plan import on_device
 
 
 @dataclass(frozen=True)
@@ -124,8 +124,8 @@ def _train(config: TrainConfig, dist: Distributed, data: Dataset | None, model: 
             model = build_model(model_name, **arch["kwargs"])
         model.to(device).train()
         gen = torch.Generator(device=device).manual_seed(noise_seed(config.seed, dist.rank))
-        net = NoisyModel(model, profile, gen)
         sample = torch.as_tensor(data.x_train[:2], device=device)
+        net = NoisyModel(model, profile, gen, sample)
         method = make_method(config, net, sample, data.num_classes, model_name)
         find_unused = dist.enabled and has_unused_parameters(model, sample)
     try:
@@ -229,7 +229,7 @@ def _eval_counts(net: NoisyModel, x_test, y_test, seed: int, batch_size: int) ->
     for i in range(0, len(y), batch_size):
         xb, yb = x[i: i + batch_size].to(dev), y[i: i + batch_size].to(dev)
         clean += int((model(xb).argmax(1) == yb).sum())
-        noisy += int((functional_call(model, noisy_w, (xb,)).argmax(1) == yb).sum())
+        noisy += int((on_device(model, net.plan, noisy_w, xb).argmax(1) == yb).sum())
     model.train()
     return clean, noisy, len(y)
 

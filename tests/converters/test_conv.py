@@ -7,7 +7,8 @@ import json
 import numpy as np
 import pytest
 
-from nft_deploy.chips import META_LAYERS, META_SKIPPED, layers_from_json
+from nft_deploy.chips import META_PLAN, META_SKIPPED
+from nft_deploy.device_plan import DevicePlan
 from nft_deploy.errors import ExportError
 from nft_deploy.export import insert_device_nodes
 from nft_deploy.noise import NoiseModel
@@ -60,8 +61,8 @@ def test_digital_glob_leaves_that_conv_untouched_and_lists_it(tiny):
     out, report = insert_device_nodes(model, prof)
     conv2 = [n for n in out.graph.node if n.op_type == "Conv"][1]
     assert list(conv2.input) == ["r", "conv2.weight"]
-    assert [lay.name for lay in layers_from_json(_meta(out, META_LAYERS))] == ["conv1"]
-    assert json.loads(_meta(out, META_SKIPPED)) == [{"node": conv2.name, "op_type": "Conv", "reason": "digital layer"}]
+    assert [lay.name for lay in DevicePlan.from_json(_meta(out, META_PLAN)).mapped] == ["conv1"]
+    assert json.loads(_meta(out, META_SKIPPED)) == [{"node": conv2.name, "op_type": "Conv", "reason": "mapping.digital_layers 'conv2*'"}]
 
 
 def test_conv_with_computed_weight_is_an_error_unless_digital(tiny):

@@ -17,7 +17,7 @@ def test_conv_transpose_uses_out_axis_1_for_per_channel_scale(tiny):
     prof = tiny.profile("pcm_8bit", read_noise={"sigma": 0.0}, io={"input_bits": None, "output_bits": None})
     out, report = insert_device_nodes(model, prof)
     (lay,) = report.layers
-    assert (lay.op_type, lay.shape, lay.out_axis) == ("ConvTranspose", (2, 5, 2, 2), 1)
+    assert (lay.op, lay.shape, lay.out_axis) == ("ConvTranspose", (2, 5, 2, 2), 1)
     assert tiny.op_counts(out) == {"ConvTranspose": 1, "Div": 1, "Round": 1, "Clip": 1, "Mul": 3, "Add": 1}
     w = tiny.initializer(model, "up.weight")
     nm = NoiseModel.for_layer(prof, "up")
@@ -40,4 +40,4 @@ def test_conv_transpose_digital_glob_untouched(tiny):
     out, report = insert_device_nodes(model, tiny.profile("rram_4bit", mapping={"digital_layers": ("up",)}))
     ct = next(n for n in out.graph.node if n.op_type == "ConvTranspose")
     assert list(ct.input) == ["x", "up.weight"] and [lay.name for lay in report.layers] == ["head"]
-    assert [(s.op_type, s.reason) for s in report.skipped] == [("ConvTranspose", "digital layer")]
+    assert [(s.op_type, s.reason) for s in report.skipped] == [("ConvTranspose", "mapping.digital_layers 'up'")]

@@ -11,7 +11,8 @@ import pytest
 from nft_deploy.converters.report import META_REWRITTEN
 
 from nft_deploy import __version__
-from nft_deploy.chips import META_LAYERS, META_PROFILE, META_SOURCE_SHA256, META_VERSION, layers_from_json
+from nft_deploy.chips import META_PLAN, META_PROFILE, META_SOURCE_SHA256, META_VERSION
+from nft_deploy.device_plan import DevicePlan
 from nft_deploy.errors import ExportError
 from nft_deploy.export import insert_device_nodes
 from nft_deploy.noise import NoiseModel, quantize_activation
@@ -41,8 +42,8 @@ def test_metadata_records_profile_after_sigma_override_layers_rewritten_version_
     meta = _meta(out)
     assert json.loads(meta[META_PROFILE]) == load_profile("rram_4bit").with_sigma(0.25).to_dict()
     assert meta[META_VERSION] == __version__ and meta[META_SOURCE_SHA256] == "abc123"
-    assert layers_from_json(meta[META_LAYERS]) == report.layers
-    assert [(lay.name, lay.op_type, lay.shape) for lay in report.layers] == [("fc1", "Gemm", (64, 64)),
+    assert DevicePlan.from_json(meta[META_PLAN]) == report.plan
+    assert [(lay.name, lay.op, lay.shape) for lay in report.layers] == [("fc1", "Gemm", (64, 64)),
                                                                             ("fc2", "Gemm", (10, 64))]
     assert [r["layer"] for r in json.loads(meta[META_REWRITTEN])] == ["fc1", "fc2"]
     onnx.checker.check_model(out, full_check=True)

@@ -55,5 +55,5 @@ def test_activation_matmul_is_skipped_listed_and_untouched(tiny):
 def test_matmul_not_in_profile_op_types_is_skipped(tiny):
     model = tiny.make_model(ATTENTION_LIKE, constants=("mix",))
     prof = tiny.profile("rram_4bit", mapping={"op_types": ("Conv", "Gemm")})
-    with pytest.raises(ExportError, match=r"no mappable layer.*3 MatMul \(op type not in mapping.op_types\)"):
+    with pytest.raises(ExportError, match=r"no mappable layer.*3 MatMul \(op type MatMul not in mapping.op_types\)"):
         insert_device_nodes(model, prof)

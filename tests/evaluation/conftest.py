@@ -14,7 +14,8 @@ import onnx
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
-from nft_deploy.chips import CHIP_INPUT_PREFIX, META_LAYERS, META_PROFILE, DeployedLayer, layers_to_json
+from nft_deploy.chips import CHIP_INPUT_PREFIX, META_PLAN, META_PROFILE
+from nft_deploy.device_plan import DevicePlan, LayerPlan
 from nft_deploy.noise import NoiseModel
 from nft_deploy.profiles import load_profile
 
@@ -46,11 +47,12 @@ def deploy_by_hand(proto: onnx.ModelProto, profile, read_std: float = 0.0) -> on
                               helper.make_node("Add", [cur, f"{layer}.rn"], [f"{layer}.readw"])]
                 cur = f"{layer}.readw"
             node.input[1] = cur
-            layers.append(DeployedLayer(layer, wname, node.op_type, tuple(w.shape), 0, chip))
+            layers.append(LayerPlan(layer, node.op_type, wname, tuple(w.shape), 0, True, "mapped",
+                                    profile.for_layer(layer), chip))
         new_nodes.append(node)
     del g.node[:]
     g.node.extend(new_nodes)
-    for k, v in ((META_PROFILE, json.dumps(profile.to_dict())), (META_LAYERS, layers_to_json(layers))):
+    for k, v in ((META_PROFILE, json.dumps(profile.to_dict())), (META_PLAN, DevicePlan(profile, tuple(layers)).to_json())):
         proto.metadata_props.append(onnx.StringStringEntryProto(key=k, value=v))
     onnx.checker.check_model(proto)
     return proto

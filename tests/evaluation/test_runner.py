@@ -60,7 +60,7 @@ def test_chip_logits_match_an_independent_numpy_forward(helpers):
     model = load_deployed(helpers.deploy(helpers.linear(w, b), profile))
     x = rng.normal(size=(20, 5)).astype(np.float32)
     for chip in (0, 7):
-        draws = draw_chip(model.layers, profile, {}, seed=11, chip=chip)
+        draws = draw_chip(model.layers, {}, seed=11, chip=chip)
         noisy = NoiseModel(profile).apply_chip(w, draws["fc"])
         expected = x.astype(np.float64) @ noisy.T + b
         np.testing.assert_allclose(chip_logits(model, x, chip, seed=11), expected, atol=1e-4)

@@ -59,7 +59,7 @@ def test_same_numpy_chip_fed_to_onnx_and_torch_gives_same_logits(built_in, helpe
     prof = _replace(load_profile(profile), read_noise={"sigma": 0.0}, io={"input_bits": None, "output_bits": None})
     out, report = insert_device_nodes(b.onnx, prof)
     weights = {k: v.detach().numpy() for k, v in b.module.named_parameters()}
-    draws = draw_chip(report.layers, prof, weights, seed=11, chip=3)
+    draws = draw_chip(report.layers, weights, seed=11, chip=3)
     feeds = {**chip_feeds(report.layers, draws), out.graph.input[0].name: b.x}
     (y,) = helpers.ort_run(out, feeds)
     y_torch = _torch(helpers.torch_deployed(b.module, report.layers, prof, draws), b.x)
@@ -102,11 +102,11 @@ def test_user_defined_module_parity_under_noise_and_layer_contract(helpers):
     prof = _replace(load_profile("pcm_8bit"), read_noise={"sigma": 0.0}, io={"input_bits": None, "output_bits": None})
     res = export_model(net, profile=prof, input_shape=(1, 8, 8))
     report, out = res.report, res.model
-    assert [(lay.name, lay.weight, lay.op_type, lay.out_axis) for lay in report.layers] == [
+    assert [(lay.name, lay.weight, lay.op, lay.out_axis) for lay in report.layers] == [
         ("conv", "conv.weight", "Conv", 0), ("up", "up.weight", "ConvTranspose", 1),
         ("proj", "proj", "MatMul", 1), ("head", "head.weight", "Gemm", 0)]
     weights = {k: v.detach().numpy() for k, v in net.named_parameters()}
-    draws = draw_chip(report.layers, prof, weights, seed=0, chip=0)
+    draws = draw_chip(report.layers, weights, seed=0, chip=0)
     x = np.random.default_rng(0).random((2, 1, 8, 8), dtype=np.float32)
     (y,) = helpers.ort_run(out, {**chip_feeds(report.layers, draws), out.graph.input[0].name: x})
     np.testing.assert_allclose(y, _torch(helpers.torch_deployed(net, report.layers, prof, draws), x), atol=1e-4)

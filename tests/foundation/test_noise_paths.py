@@ -75,10 +75,13 @@ def test_gradient_reaches_the_weight_straight_through_and_not_the_noise_or_scale
         torch.testing.assert_close(delta, delta2, rtol=1e-6, atol=1e-9)
 
 
-def test_activation_quantization_matches_numpy_and_passes_gradient_straight_through():
+def test_activation_quantization_matches_numpy_per_sample_and_passes_gradient_straight_through():
     x = np.random.default_rng(1).normal(size=(4, 10))
-    ref = np.rint(x / np.abs(x).max() * 127) / 127 * np.abs(x).max()
+    x[2] *= 50  # one loud sample must not coarsen the others' steps: the range is per sample
+    m = np.abs(x).max(axis=1, keepdims=True)
+    ref = np.rint(x / m * 127) / 127 * m
     np.testing.assert_allclose(quantize_activation(x, 8), ref, rtol=1e-14)
+    np.testing.assert_allclose(quantize_activation(x[:2], 8), ref[:2], rtol=1e-14)  # independent of the batch
     xt = torch.tensor(x, requires_grad=True)
     y = quantize_activation(xt, 8)
     np.testing.assert_allclose(y.detach().numpy(), ref, rtol=1e-14)

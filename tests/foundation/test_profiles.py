@@ -261,14 +261,21 @@ def test_for_layer_takes_the_first_matching_override_and_is_digital_matches_glob
     assert p.is_digital("fc.0") and p.is_digital("head") and not p.is_digital("conv1") and not p.is_digital("fc")
 
 
-def test_with_sigma_replaces_programming_sigma_everywhere_and_rejects_bad_values(reference_dict):
-    p = profile_from_dict(reference_dict).with_sigma(0.05)
-    assert p.programming.sigma == 0.05 and p.for_layer("conv1").programming.sigma == 0.05
+def test_with_sigma_sets_the_top_level_and_overrides_keep_their_ratio(reference_dict):
+    p = profile_from_dict(reference_dict).with_sigma(0.05)  # top 0.2, conv1 override 0.5: ratio 2.5
+    assert p.programming.sigma == 0.05 and p.for_layer("conv1").programming.sigma == pytest.approx(0.125)
+    assert p.for_layer("conv2").programming.sigma == 0.05  # no programming section: follows the top level
     assert p.programming.unit == "level" and p.programming.state_dependent.factor == 2.0
     assert load_profile("ideal").with_sigma(0.3).is_noisy
     for bad in (-0.1, float("nan"), float("inf")):
-        with pytest.raises(ProfileError, match="programming.sigma"):
+        with pytest.raises(ProfileError, match="--sigma"):
             p.with_sigma(bad)
+
+
+def test_with_sigma_refuses_a_ratio_to_a_zero_top_level_sigma(reference_dict):
+    reference_dict["programming"]["sigma"] = 0.0
+    with pytest.raises(ProfileError, match=r"overrides\[0\]\.programming\.sigma.*ratio"):
+        profile_from_dict(reference_dict).with_sigma(0.1)
 
 
 def test_is_noisy_sees_noise_that_only_an_override_configures():

@@ -33,8 +33,8 @@ def spy(monkeypatch):
 
 
 def _setup(model, method, seed=0, **kw):
-    net = NoisyModel(model.train(), REF, torch.Generator().manual_seed(seed))
     x = torch.rand(8, 1, 8, 8, generator=torch.Generator().manual_seed(99))
+    net = NoisyModel(model.train(), REF, torch.Generator().manual_seed(seed), x[:2])
     y = torch.arange(8) % 3
     m = make_method(TrainConfig(method=method, **kw), net, x, 3, None)
     return net, m, x, y

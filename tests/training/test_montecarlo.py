@@ -11,7 +11,7 @@ from nft_deploy.chips import layer_rng
 from nft_deploy.errors import EvaluationError
 from nft_deploy.noise import NoiseModel
 from nft_deploy.profiles import load_profile, profile_from_dict
-from nft_deploy.training import chip_logits, torch_layers, torch_monte_carlo
+from nft_deploy.training import chip_logits, model_plan, torch_monte_carlo
 
 
 def _mlp():
@@ -68,23 +68,26 @@ def test_result_std_uses_ddof_1_and_sigma_override(tiny_net, tiny_data):
     assert r.to_dict()["accuracies"] == [float(a) for a in r.accuracies]
 
 
-def test_torch_layers_describe_the_deployed_layers():
-    m = nn.Sequential(nn.Conv2d(1, 2, 3), nn.ConvTranspose2d(2, 3, 2), nn.Conv1d(1, 1, 1), nn.Linear(4, 5),
-                      nn.Linear(5, 2))
+def test_the_torch_plan_describes_the_deployed_layers():
+    m = nn.Sequential(nn.Conv2d(1, 2, 3), nn.ConvTranspose2d(2, 3, 2), nn.Conv2d(3, 1, 1), nn.Flatten(),
+                      nn.Linear(16, 5), nn.Linear(5, 2))
+    x = torch.zeros(2, 1, 5, 5)
     prof = profile_from_dict({
         "schema_version": 1, "name": "t", "programming": {"sigma": 0.2},
         "stuck_at": {"zero_rate": 0.01},
-        "mapping": {"digital_layers": ["4"], "overrides": [{"layers": "3", "programming": {"sigma": 0.0}}]},
+        "mapping": {"digital_layers": ["5"], "overrides": [{"layers": "4", "programming": {"sigma": 0.0}}]},
     })
-    layers = {lay.name: lay for lay in torch_layers(m, prof)}
-    assert list(layers) == ["0", "1", "2", "3"]  # "4" is digital
-    assert [lay.op_type for lay in layers.values()] == ["Conv", "ConvTranspose", "Conv", "Gemm"]
+    plan = model_plan(m, prof, x)
+    layers = {lay.name: lay for lay in plan.mapped}
+    assert list(layers) == ["0", "1", "2", "4"]
+    assert [(lay.name, lay.reason) for lay in plan.layers if not lay.mapped] == [("5", "mapping.digital_layers '5'")]
+    assert [lay.op for lay in layers.values()] == ["Conv", "ConvTranspose", "Conv", "Gemm"]
     assert layers["1"].out_axis == 1 and layers["1"].shape == (2, 3, 2, 2) and layers["1"].weight == "1.weight"
     assert layers["0"].chip_input == "nft.chip/0" and layers["0"].stuck_input == "nft.stuck/0"
-    assert layers["3"].chip_input is None and layers["3"].stuck_input == "nft.stuck/3"
+    assert layers["4"].chip_input is None and layers["4"].stuck_input == "nft.stuck/4"
     conv_only = profile_from_dict({"schema_version": 1, "name": "c", "mapping": {"op_types": ["Conv"]}})
-    assert [lay.name for lay in torch_layers(m, conv_only)] == ["0", "2"]
-    assert all(lay.chip_input is None for lay in torch_layers(m, conv_only))  # sigma 0
+    assert [lay.name for lay in model_plan(m, conv_only, x).mapped] == ["0", "2"]
+    assert all(lay.chip_input is None for lay in model_plan(m, conv_only, x).mapped)  # sigma 0
 
 
 def test_bad_monte_carlo_input_raises_evaluation_error(tiny_net, tiny_data):

@@ -12,25 +12,35 @@ from nft_deploy.profiles import load_profile
 from nft_deploy.training.noisy import NoisyModel, frozen_bn_stats, mapped_layers
 
 REF = load_profile("nft_reference")
+SAMPLE = torch.zeros(2, 1, 8, 8)  # what TinyNet takes
 
 
 def _net(model, profile=REF, seed=0):
-    return NoisyModel(model, profile, torch.Generator().manual_seed(seed))
+    return NoisyModel(model, profile, torch.Generator().manual_seed(seed), SAMPLE)
 
 
 def test_mapped_layers_names_op_types_and_axes():
     m = nn.Sequential(nn.Conv2d(1, 2, 3), nn.ConvTranspose2d(2, 3, 2), nn.Flatten(), nn.LazyLinear(4))
     m(torch.zeros(1, 1, 6, 6))
-    got = [(lay.name, lay.op_type, lay.out_axis, lay.weight) for lay in mapped_layers(m, REF)]
+    got = [(lay.name, lay.op, lay.out_axis, lay.weight) for lay in mapped_layers(m, REF, torch.zeros(1, 1, 6, 6))]
     assert got == [("0", "Conv", 0, "0.weight"), ("1", "ConvTranspose", 1, "1.weight"), ("3", "Gemm", 0, "3.weight")]
 
 
 def test_mapped_layers_honour_digital_layers_and_op_types(tiny_net):
-    mapping = dataclasses.replace(REF.mapping, digital_layers=("fc2",), op_types=("Conv", "MatMul"))
-    names = [lay.name for lay in mapped_layers(tiny_net, dataclasses.replace(REF, mapping=mapping))]
-    assert names == ["conv", "fc1"]  # Linear counts as MatMul; fc2 stays digital
+    mapping = dataclasses.replace(REF.mapping, digital_layers=("fc2",), op_types=("Conv", "Gemm"))
+    names = [lay.name for lay in mapped_layers(tiny_net, dataclasses.replace(REF, mapping=mapping), SAMPLE)]
+    assert names == ["conv", "fc1"]  # fc2 stays digital
     only_conv = dataclasses.replace(REF, mapping=dataclasses.replace(REF.mapping, op_types=("Conv",)))
-    assert [lay.name for lay in mapped_layers(tiny_net, only_conv)] == ["conv"]
+    assert [lay.name for lay in mapped_layers(tiny_net, only_conv, SAMPLE)] == ["conv"]
+
+
+def test_a_linear_on_a_2d_input_is_a_gemm_so_matmul_alone_leaves_it_digital(tiny_net):
+    """Regression: training once counted Linear as mapped whenever MatMul was listed, while export left
+    the Gemm nodes digital."""
+    conv_matmul = dataclasses.replace(REF, mapping=dataclasses.replace(REF.mapping, op_types=("Conv", "MatMul")))
+    net = NoisyModel(tiny_net, conv_matmul, torch.Generator().manual_seed(0), SAMPLE)
+    assert [lay.name for lay in net.layers] == ["conv"]
+    assert set(net.sample_weights()) == {"conv.weight"}  # fc1 and fc2 are never perturbed
 
 
 def test_noisy_forward_redraws_on_every_call(tiny_net):

@@ -1,0 +1,230 @@
+"""The device plan: one compiled description of how a model sits on the device, read by every engine.
+
+A plan is compiled once from the weights an engine found (``FoundWeight``: a torch probe or the ONNX
+graph pass's handlers, both through the op-family registry), a profile and an optional ``--sigma``.
+``compile_plan`` is the only place that decides, per weight-bearing layer, mapped or digital and why,
+and resolves the layer's noise model (overrides, then sigma), cells per weight and DAC/ADC bits.
+Training noise, the torch Monte Carlo, the graph pass, the evaluator's chip draws and the reports all
+read the plan; nothing else decides.
+
+Names: a layer is named by its weight's name without a trailing ``.weight``. The torch exporters keep
+parameter names as initializer names, so the torch module path (``features.0``), the torch parameter
+(``features.0.weight``) and the ONNX initializer (``features.0.weight``) name the same layer; a bare
+parameter used by ``torch.matmul`` (``proj``) is layer ``proj`` in both. Two weights with one layer name
+are ambiguous and refused.
+
+``--sigma S`` (``DeviceProfile.with_sigma``): the top-level programming sigma becomes S and every
+override keeps its ratio to it.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import json
+from collections.abc import Iterable
+from dataclasses import dataclass, field, replace
+
+from nft_deploy.converters.handlers import Decline
+from nft_deploy.errors import ExportError, ProfileError
+from nft_deploy.noise import NoiseModel
+from nft_deploy.profiles import DeviceProfile, profile_from_dict
+
+CHIP_INPUT_PREFIX = "nft.chip/"
+STUCK_INPUT_PREFIX = "nft.stuck/"
+
+
+def layer_name(weight_name: str) -> str:
+    """Layer name = weight name without a trailing ``.weight`` (= the torch module path)."""
+    return weight_name[: -len(".weight")] if weight_name.endswith(".weight") else weight_name
+
+
+@dataclass(frozen=True)
+class FoundWeight:
+    """One use of a crossbar op that an engine found, before the profile is applied."""
+
+    name: str
+    """Layer name (see the module docstring)."""
+    op: str
+    """ONNX op type: Conv, Gemm, MatMul, ConvTranspose."""
+    weight: str | None
+    """Weight tensor name (ONNX initializer = torch parameter path); None when the op has no constant weight."""
+    shape: tuple[int, ...] = ()
+    out_axis: int = 0
+    decline: Decline | None = None
+    """Why the op family cannot map this use (not constant, not 2-D), or None."""
+    node: str | None = None
+    """ONNX node name (graph side only)."""
+
+
+@dataclass(frozen=True)
+class LayerPlan:
+    """One weight-bearing layer as every engine sees it."""
+
+    name: str
+    op: str
+    weight: str | None
+    shape: tuple[int, ...]
+    out_axis: int
+    """Output-channel axis of the stored weight (per-channel scale, stuck-at digits)."""
+    mapped: bool
+    reason: str
+    """``mapped``, or why the layer stays digital."""
+    device: DeviceProfile = field(repr=False, compare=False)
+    """The profile as it applies to this layer (overrides and sigma resolved)."""
+    chip_input: str | None = None
+    """Graph input fed the chip's standard normals (None: no programming variation)."""
+    stuck_input: str | None = None
+    """Graph input fed the stuck-at delta (None: no stuck-at faults)."""
+    node: str | None = None
+
+    @property
+    def noise(self) -> NoiseModel:
+        return NoiseModel(self.device)
+
+    @property
+    def input_bits(self) -> int | None:
+        return self.device.io.input_bits if self.mapped else None
+
+    @property
+    def output_bits(self) -> int | None:
+        return self.device.io.output_bits if self.mapped else None
+
+    def to_dict(self) -> dict:
+        """A row of ``plan --json`` (and of the deployed model's ``nft.plan`` metadata)."""
+        d = {"name": self.name, "op": self.op, "weight": self.weight, "shape": list(self.shape),
+             "out_axis": self.out_axis, "mapped": self.mapped, "reason": self.reason}
+        if self.mapped:
+            nm, w = self.noise, self.device.weights
+            d.update(sigma=self.device.programming.sigma, sigma_unit=self.device.programming.unit,
+                     weight_std=nm.weight_std, read_std=nm.read_std, bits=w.bits, cells=w.cells,
+                     quantize=w.quantize, scale=w.scale, stuck_at=nm.has_stuck_at, input_bits=self.input_bits,
+                     output_bits=self.output_bits, chip_input=self.chip_input, stuck_input=self.stuck_input)
+        if self.node is not None:
+            d["node"] = self.node
+        return d
+
+
+@dataclass(frozen=True)
+class DevicePlan:
+    """Every weight-bearing layer of one model on one device at one sigma."""
+
+    profile: DeviceProfile
+    """The profile at the plan's sigma (``with_sigma`` applied)."""
+    layers: tuple[LayerPlan, ...]
+
+    @property
+    def sigma(self) -> float:
+        return self.profile.programming.sigma
+
+    @property
+    def mapped(self) -> list[LayerPlan]:
+        return [lay for lay in self.layers if lay.mapped]
+
+    @property
+    def chip_inputs(self) -> list[str]:
+        return [n for lay in self.mapped for n in (lay.chip_input, lay.stuck_input) if n]
+
+    def with_sigma(self, sigma: float | None) -> DevicePlan:
+        """The same layers at programming sigma ``sigma`` (graph inputs unchanged)."""
+        if sigma is None:
+            return self
+        prof = self.profile.with_sigma(sigma)
+        return replace(self, profile=prof,
+                       layers=tuple(replace(lay, device=prof.for_layer(lay.name)) for lay in self.layers))
+
+    def to_dict(self) -> dict:
+        return {"profile": self.profile.name, "sigma": self.sigma, "sigma_unit": self.profile.programming.unit,
+                "layers": [lay.to_dict() for lay in self.layers],
+                "mapped": len(self.mapped), "digital": len(self.layers) - len(self.mapped)}
+
+    def to_json(self) -> str:
+        """Metadata form: the rows plus the full profile, so ``from_json`` rebuilds the plan."""
+        return json.dumps({**self.to_dict(), "profile_json": self.profile.to_dict()})
+
+    @classmethod
+    def from_json(cls, text: str, origin: str = "<plan>") -> DevicePlan:
+        doc = json.loads(text)
+        prof = profile_from_dict(doc["profile_json"], f"{origin}:profile")
+        layers = tuple(LayerPlan(name=d["name"], op=d["op"], weight=d["weight"], shape=tuple(d["shape"]),
+                                 out_axis=d["out_axis"], mapped=d["mapped"], reason=d["reason"],
+                                 device=prof.for_layer(d["name"]), chip_input=d.get("chip_input"),
+                                 stuck_input=d.get("stuck_input"), node=d.get("node")) for d in doc["layers"])
+        return cls(prof, layers)
+
+
+def compile_plan(found: Iterable[FoundWeight], profile: DeviceProfile, sigma: float | None = None) -> DevicePlan:
+    """The one rule: op type listed, mappable by its family, not a digital glob -> mapped; noise resolved."""
+    prof = profile if sigma is None else profile.with_sigma(sigma)
+    rows, names = [], {}
+    for f in found:
+        if f.weight is not None and names.setdefault(f.name, f.weight) != f.weight:
+            raise ExportError(f"layer name {f.name!r}: two weights ({names[f.name]!r} and {f.weight!r}) have it; "
+                              "profile globs and chip draws need one weight per layer name: rename one")
+        rows.append(_row(f, prof))
+    return DevicePlan(prof, tuple(rows))
+
+
+def _row(f: FoundWeight, prof: DeviceProfile) -> LayerPlan:
+    glob = next((g for g in prof.mapping.digital_layers if fnmatch.fnmatchcase(f.name, g)), None)
+    if f.op not in prof.mapping.op_types:
+        reason = f"op type {f.op} not in mapping.op_types"
+    elif glob is not None:
+        reason = f"mapping.digital_layers {glob!r}"
+    elif f.decline is not None:
+        if f.decline.fatal:
+            raise ExportError(f"node {f.node or f.name!r} ({f.op}): {f.decline.reason}; the device pass cannot map "
+                              f"it. Remove {f.op} from the profile's mapping.op_types or keep it digital: "
+                              f'mapping.digital_layers ["{f.name}"]')
+        reason = f.decline.reason
+    else:
+        reason = "mapped"
+    device = prof.for_layer(f.name)
+    lay = LayerPlan(f.name, f.op, f.weight, tuple(f.shape), f.out_axis, reason == "mapped", reason, device,
+                    node=f.node)
+    if not lay.mapped:
+        return lay
+    nm = lay.noise
+    return replace(lay, chip_input=CHIP_INPUT_PREFIX + f.name if nm.weight_std > 0 else None,
+                   stuck_input=STUCK_INPUT_PREFIX + f.name if nm.has_stuck_at else None)
+
+
+def sigma_factors(exported: DevicePlan, wanted: DevicePlan, model: str = "the model") -> dict[str, float]:
+    """Per-layer factor on the chip normals that turns ``exported`` into ``wanted`` (same layers)."""
+    factors = {}
+    for old, new in zip(exported.mapped, wanted.mapped, strict=True):
+        a, b = old.noise.weight_std, new.noise.weight_std
+        if a == 0 and b > 0:
+            raise ProfileError(f"{model}: --sigma: layer {old.name!r} was exported without programming variation "
+                               f"(no {CHIP_INPUT_PREFIX}{old.name} input), so it cannot be given some; re-export "
+                               f"with a profile whose sigma for it is > 0")
+        factors[old.name] = b / a if a else 0.0
+    return factors
+
+
+def table(plan: DevicePlan) -> list[str]:
+    """The plan as aligned text rows (``nft-deploy plan``, ``export``'s report)."""
+    head = ("layer", "op", "shape", "device", "sigma", "std/max|W|", "cells", "DAC", "ADC")
+    rows = [head]
+    for lay in plan.layers:
+        shape = "x".join(map(str, lay.shape)) or "-"
+        if lay.mapped:
+            nm, io = lay.noise, lay.device.io
+            rows.append((lay.name, lay.op, shape, "mapped", f"{lay.device.programming.sigma:g}",
+                         f"{nm.weight_std:.4f}", str(lay.device.weights.cells), _bits(io.input_bits),
+                         _bits(io.output_bits)))
+        else:
+            rows.append((lay.name, lay.op, shape, f"digital: {lay.reason}", "-", "-", "-", "-", "-"))
+    widths = [max(len(r[i]) for r in rows) for i in range(len(head))]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows]
+    unit = plan.profile.programming.unit
+    lines.append(f"{len(plan.mapped)} mapped, {len(plan.layers) - len(plan.mapped)} digital; profile "
+                 f"{plan.profile.name!r} at sigma {plan.sigma:g} ({unit})")
+    return lines
+
+
+def _bits(b: int | None) -> str:
+    return "-" if b is None else str(b)
+
+
+__all__ = ["CHIP_INPUT_PREFIX", "STUCK_INPUT_PREFIX", "DevicePlan", "FoundWeight", "LayerPlan", "compile_plan",
+           "layer_name", "sigma_factors", "table"]

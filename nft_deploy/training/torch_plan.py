@@ -1,0 +1,115 @@
+"""The device plan of a torch model, and the plan's converters in torch.
+
+``torch_plan`` finds crossbar weights the way the graph pass does, through the op-family registry:
+one probe forward under a ``TorchFunctionMode`` sees every call of a family's torch functions
+(``conv2d``, ``linear``, ``matmul``...) and asks the family which argument is the weight. So an
+``nn.Conv2d``, an ``nn.Linear`` and a bare parameter used by ``torch.matmul`` are found alike, and a
+Linear on a 3-D input is planned as the MatMul it exports to. ``device_plan.compile_plan`` then decides.
+
+``on_device`` runs a forward with given (noisy) weights and the plan's DAC/ADC around every mapped call,
+with the maths of ``noise.quantize_activation`` (straight-through in training), the same the graph
+nodes compute.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator, Mapping
+
+import torch
+from torch import nn
+from torch.func import functional_call
+from torch.overrides import TorchFunctionMode
+
+from nft_deploy.converters.handlers import torch_family
+from nft_deploy.device_plan import DevicePlan, FoundWeight, LayerPlan, compile_plan, layer_name
+from nft_deploy.errors import ConfigError
+from nft_deploy.noise import quantize_activation
+from nft_deploy.profiles import DeviceProfile
+
+
+class _Probe(TorchFunctionMode):
+    """Records the first use of every parameter that a family's torch function takes as its weight."""
+
+    def __init__(self, params: Mapping[int, str]):
+        super().__init__()
+        self.params, self.found = params, {}
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        fam = torch_family(getattr(func, "__name__", ""))
+        if fam is not None:
+            site = fam.torch_site(func.__name__, args, lambda t: id(t) in self.params)
+            if site is not None:
+                w = args[site.weight_arg]
+                name = self.params[id(w)]
+                self.found.setdefault(name, FoundWeight(layer_name(name), site.op, name, tuple(w.shape),
+                                                        site.out_axis, decline=site.decline))
+        return func(*args, **(kwargs or {}))
+
+
+def find_weights(model: nn.Module, sample: torch.Tensor) -> list[FoundWeight]:
+    """The crossbar-op weights of ``model`` in call order, from one probe forward of ``sample``."""
+    params = {id(p): n for n, p in model.named_parameters()}
+    probe = _Probe(params)
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad(), probe:
+            model(sample)
+    except Exception as e:  # noqa: BLE001  - the user's model rejected the sample: say which shape
+        raise ConfigError(f"the model's forward failed on a sample of shape {tuple(sample.shape)} while planning its "
+                          f"crossbar layers ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})") from None
+    finally:
+        model.train(was_training)
+    return list(probe.found.values())
+
+
+def torch_plan(model: nn.Module, profile: DeviceProfile, sample: torch.Tensor, sigma: float | None = None
+               ) -> DevicePlan:
+    """The device plan of a torch model (the same rows its ONNX export gets from the graph pass)."""
+    return compile_plan(find_weights(model, sample), profile, sigma)
+
+
+class _Converters(TorchFunctionMode):
+    """DAC on the activation and ADC on the output of every call whose weight is a mapped layer's."""
+
+    def __init__(self, by_id: Mapping[int, LayerPlan]):
+        super().__init__()
+        self.by_id = by_id
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        fam = torch_family(getattr(func, "__name__", ""))
+        site = fam.torch_site(func.__name__, args, lambda t: id(t) in self.by_id) if fam else None
+        if site is None or site.decline is not None:
+            return func(*args, **kwargs)
+        lay = self.by_id[id(args[site.weight_arg])]
+        if lay.input_bits:
+            args = list(args)
+            args[site.data_arg] = quantize_activation(args[site.data_arg], lay.input_bits)
+        out = func(*args, **kwargs)
+        return quantize_activation(out, lay.output_bits) if lay.output_bits else out
+
+
+def has_converters(plan: DevicePlan) -> bool:
+    return any(lay.input_bits or lay.output_bits for lay in plan.mapped)
+
+
+@contextlib.contextmanager
+def converters(plan: DevicePlan, weights: Mapping[str, torch.Tensor]) -> Iterator[None]:
+    """The plan's DAC/ADC around the calls that use ``weights`` (weight name -> the tensor passed)."""
+    if not has_converters(plan):
+        yield
+        return
+    by_id = {id(weights[lay.weight]): lay for lay in plan.mapped if lay.weight in weights}
+    with _Converters(by_id):
+        yield
+
+
+def on_device(model: nn.Module, plan: DevicePlan, weights: Mapping[str, torch.Tensor], x: torch.Tensor):
+    """``model(x)`` with the mapped weights replaced by ``weights`` and the plan's converters applied."""
+    with converters(plan, weights):
+        return functional_call(model, dict(weights), (x,))
+
+
+__all__ = ["converters", "find_weights", "has_converters", "on_device", "torch_plan"]
