@@ -27,7 +27,7 @@ from nft_deploy.converters.handlers import REFUSED, Decline, WeightSite, handler
 from nft_deploy.converters.report import PassReport, RewrittenNode
 
 from nft_deploy.chips import META_PLAN, META_PROFILE, META_SOURCE_SHA256, META_VERSION
-from nft_deploy.device_plan import FoundWeight, compile_plan, layer_name
+from nft_deploy.device_plan import DevicePlan, FoundWeight, compile_plan, layer_name
 from nft_deploy.errors import ExportError
 from nft_deploy.profiles import DeviceProfile
 
@@ -46,22 +46,7 @@ def run_pass(model: onnx.ModelProto, profile: DeviceProfile, config: PassConfig 
              ) -> tuple[onnx.ModelProto, PassReport]:
     """Insert quantization, variation, stuck-at, read-noise and DAC/ADC nodes as the compiled plan says."""
     start = time.perf_counter()
-    meta = {p.key for p in model.metadata_props}
-    if META_PLAN in meta or "nft.layers" in meta:
-        raise ExportError("the model is already CIM-deployed (it has nft.plan metadata); export the float model "
-                          "(--no-device) instead")
-    opset = _default_opset(model)
-    shaped = model
-    if profile.io.input_bits or profile.io.output_bits:  # converters need each activation's rank
-        shaped = onnx.shape_inference.infer_shapes(model)
-    graph = gs.import_onnx(shaped)
-    _lift_constant_nodes(graph)
-    if _needs_folding(graph):
-        graph.fold_constants()
-        graph.nodes = [n for n in graph.nodes if n.outputs]  # folded nodes lose their outputs
-    report = PassReport()
-    uses = _find_weights(graph, report)
-    report.plan = compile_plan(list({id(f): f for f, _, _ in uses}.values()), profile)  # one row per weight
+    graph, opset, uses, report = _planned(model, profile)
     rows = {lay.name: lay for lay in report.plan.mapped}
     deployed: dict[str, DeployedWeight] = {}
     for found, node, site in uses:
@@ -88,6 +73,32 @@ def run_pass(model: onnx.ModelProto, profile: DeviceProfile, config: PassConfig 
     report.seconds = time.perf_counter() - start
     _write_metadata(out, profile, report, config.source_sha256 or _sha256(model))
     return out, report
+
+
+def plan_graph(model: onnx.ModelProto, profile: DeviceProfile) -> DevicePlan:
+    """The device plan the pass would compile for ``model``, without rewriting anything."""
+    return _planned(model, profile)[3].plan
+
+
+def _planned(model: onnx.ModelProto, profile: DeviceProfile):
+    """The graph ready for rewriting, its opset, every crossbar-op use and a report holding the plan."""
+    meta = {p.key for p in model.metadata_props}
+    if META_PLAN in meta or "nft.layers" in meta:
+        raise ExportError("the model is already CIM-deployed (it has nft.plan metadata); export the float model "
+                          "(--no-device) instead")
+    opset = _default_opset(model)
+    shaped = model
+    if profile.io.input_bits or profile.io.output_bits:  # converters need each activation's rank
+        shaped = onnx.shape_inference.infer_shapes(model)
+    graph = gs.import_onnx(shaped)
+    _lift_constant_nodes(graph)
+    if _needs_folding(graph):
+        graph.fold_constants()
+        graph.nodes = [n for n in graph.nodes if n.outputs]  # folded nodes lose their outputs
+    report = PassReport()
+    uses = _find_weights(graph, report)
+    report.plan = compile_plan(list({id(f): f for f, _, _ in uses}.values()), profile)  # one row per weight
+    return graph, opset, uses, report
 
 
 def _find_weights(graph: gs.Graph, report: PassReport) -> list[tuple[FoundWeight, gs.Node, WeightSite | None]]:

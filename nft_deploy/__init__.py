@@ -6,6 +6,7 @@ The public API at a glance (heavy parts import lazily, so ``nft-deploy profiles 
 - device profiles: ``load_profile``, ``list_profiles``, ``DeviceProfile``
 - the noise model: ``NoiseModel``
 - training: ``train``, ``TrainConfig``, ``torch_monte_carlo``
+- the device plan (what every engine reads): ``plan``, ``DevicePlan``
 - export: ``export_model``, ``insert_device_nodes``
 - evaluation: ``evaluate``, ``compare``, ``check``, ``sweep``, ``EvalConfig``, ``Thresholds``
 - the end-to-end demo: ``run_demo``
@@ -26,6 +27,8 @@ _LAZY = {
     "train": "nft_deploy.training",
     "TrainConfig": "nft_deploy.training",
     "torch_monte_carlo": "nft_deploy.training",
+    "plan": "nft_deploy.planning",
+    "DevicePlan": "nft_deploy.device_plan",
     "export_model": "nft_deploy.export",
     "insert_device_nodes": "nft_deploy.export",
     "ExportResult": "nft_deploy.export",

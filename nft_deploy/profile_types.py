@@ -147,6 +147,12 @@ class Mapping:
     """Per-layer replacements; the first matching override wins."""
 
 
+SIGMA_HELP = ("Programming sigma S (profile unit) for this run: the profile's top-level programming.sigma "
+              "becomes S and every per-layer override keeps its ratio to it (an override at 3x stays at 3x). "
+              "The same meaning in train, export, plan, evaluate, compare, check and sweep.")
+"""The help of every ``--sigma`` flag: the one meaning that ``DeviceProfile.with_sigma`` implements."""
+
+
 @dataclass(frozen=True)
 class DeviceProfile:
     """A complete device description: how weights are stored and how the device disturbs them."""

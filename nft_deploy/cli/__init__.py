@@ -20,6 +20,7 @@ COMMANDS = {
     "profiles": "nft_deploy.cli.profiles:profiles",
     "train": "nft_deploy.cli.train:train",
     "export": "nft_deploy.cli.export:export",
+    "plan": "nft_deploy.cli.plan:plan",
     "evaluate": "nft_deploy.cli.evaluate:evaluate",
     "compare": "nft_deploy.cli.evaluate:compare",
     "check": "nft_deploy.cli.evaluate:check",

@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from nft_deploy.errors import ConfigError
+from nft_deploy.profile_types import SIGMA_HELP
 
 
 def _floats(flag: str, text: str | None) -> tuple[float, ...] | None:
@@ -30,7 +31,7 @@ def _ints(flag: str, text: str | None) -> tuple[int, ...] | None:
 @click.option("--method", default="ovf", show_default=True,
               help="plain, noise_injection, temperature, correctnet, ovf, irs.")
 @click.option("--profile", default="nft_reference", show_default=True, help="Device profile: name or JSON path.")
-@click.option("--sigma", type=float, default=None, help="Override the profile's programming sigma (profile unit).")
+@click.option("--sigma", type=float, default=None, help=SIGMA_HELP)
 @click.option("--beta", type=float, default=None, help="Feedback strength (ovf default 1e-3, irs per model).")
 @click.option("--draws", type=int, default=1, show_default=True,
               help="noise_injection: average the loss over K noise draws per step.")

@@ -1,0 +1,70 @@
+"""``nft_deploy.plan(...)``: the device plan of a model on a profile, the API behind ``nft-deploy plan``.
+
+Shows, before any training or export, which layers a device maps and how: one row per weight-bearing
+layer (mapped or digital and why, sigma, weight noise in units of max|W|, cells, DAC/ADC bits). The rows
+are the ones every engine reads: a torch model is planned by ``training.torch_plan``, a float ONNX model
+by the graph pass's handlers, a deployed ONNX model carries its plan in metadata.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from nft_deploy.device_plan import DevicePlan
+from nft_deploy.errors import ExportError
+from nft_deploy.profiles import DeviceProfile, load_profile, profile_from_dict
+
+
+def plan(model, profile: str | Path | DeviceProfile | None = None, *, sigma: float | None = None,
+         model_name: str | None = None, model_kwargs: dict[str, Any] | None = None,
+         input_shape: tuple[int, ...] | None = None, trust_checkpoint: bool = False) -> DevicePlan:
+    """The device plan of ``model`` (a checkpoint, a state dict with ``model_name``, an ``.onnx`` file, an
+    ``nn.Module`` with ``input_shape`` or an ``onnx.ModelProto``) on ``profile`` at ``sigma``.
+
+    A checkpoint defaults to its stored profile; a deployed ONNX model has its plan (``profile`` must then
+    be None; ``sigma`` still applies).
+    """
+    from nft_deploy.converters.loaders import load_source
+
+    src = load_source(model, model=model_name, model_kwargs=model_kwargs, trust_checkpoint=trust_checkpoint,
+                      input_shape=input_shape)
+    if src.onnx_model is not None:
+        return _onnx_plan(src.onnx_model, str(src.path or "<model>"), profile, sigma)
+    import torch
+
+    from nft_deploy.training.torch_plan import torch_plan
+
+    return torch_plan(src.module, _profile(profile, src), torch.zeros((2, *src.input_shape)), sigma)
+
+
+def _onnx_plan(proto, name: str, profile, sigma: float | None) -> DevicePlan:
+    from nft_deploy.chips import META_PLAN
+    from nft_deploy.converters.graph_pass import plan_graph
+
+    meta = {p.key: p.value for p in proto.metadata_props}
+    if META_PLAN in meta:
+        if profile is not None:
+            raise ExportError(f"{name}: --profile: the model is already deployed; its plan is fixed (use --sigma, "
+                              "or plan the float model or the checkpoint with another profile)")
+        return DevicePlan.from_json(meta[META_PLAN], f"{name}:{META_PLAN}").with_sigma(sigma)
+    if profile is None:
+        raise ExportError(f"{name}: --profile: required for a float ONNX model (a built-in name or a .json path)")
+    prof = load_profile(profile)
+    return plan_graph(proto, prof if sigma is None else prof.with_sigma(sigma))
+
+
+def _profile(profile, src) -> DeviceProfile:
+    if profile is not None:
+        return load_profile(profile)
+    if src.kind == "checkpoint":
+        from nft_deploy.checkpoint import load_checkpoint
+
+        stored = load_checkpoint(src.path).get("profile")
+        if stored is not None:
+            return profile_from_dict(stored, f"{src.path}:profile")
+    raise ExportError(f"{src.path or 'the model'}: --profile: required (the source stores no device profile); "
+                      "give a built-in name such as rram_4bit or a .json path")
+
+
+__all__ = ["plan"]
