@@ -17,8 +17,8 @@ import pytest
 import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-
 from nft_deploy.converters.graph_pass import run_pass
+
 from nft_deploy.evaluation.deployed import load_deployed
 from nft_deploy.evaluation.runner import chip_logits as ort_chip_logits
 from nft_deploy.export import export_model
