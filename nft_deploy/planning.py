@@ -2,7 +2,7 @@
 
 Shows, before any training or export, which layers a device maps and how: one row per weight-bearing
 layer (mapped or digital and why, sigma, weight noise in units of max|W|, cells, DAC/ADC bits). The rows
-are the ones every engine reads: a torch model is planned by ``training.torch_plan``, a float ONNX model
+are the ones every engine reads: a torch model is planned by ``training.crossbars.torch_plan``, a float ONNX model
 by the graph pass's handlers, a deployed ONNX model carries its plan in metadata.
 """
 
@@ -33,7 +33,7 @@ def plan(model, profile: str | Path | DeviceProfile | None = None, *, sigma: flo
         return _onnx_plan(src.onnx_model, str(src.path or "<model>"), profile, sigma)
     import torch
 
-    from nft_deploy.training.torch_plan import torch_plan
+    from nft_deploy.training.crossbars import torch_plan
 
     return torch_plan(src.module, _profile(profile, src), torch.zeros((2, *src.input_shape)), sigma)
 

@@ -4,6 +4,7 @@ the trainer behind ``nft-deploy train`` and a torch Monte Carlo check over progr
 from __future__ import annotations
 
 from nft_deploy.training.config import METHOD_NAMES, TrainConfig
+from nft_deploy.training.crossbars import torch_plan
 from nft_deploy.training.methods import METHODS, make_method
 from nft_deploy.training.montecarlo import (
     TorchMonteCarloResult,
@@ -13,7 +14,6 @@ from nft_deploy.training.montecarlo import (
     torch_monte_carlo,
 )
 from nft_deploy.training.noisy import NoisyModel, mapped_layers
-from nft_deploy.training.torch_plan import torch_plan
 from nft_deploy.training.trainer import EpochMetrics, TrainResult, evaluate, train
 
 __all__ = [

@@ -1,6 +1,6 @@
 """Torch Monte Carlo: accuracy of a torch model over programmed chips, before any export exists.
 
-The model's device plan (``training.torch_plan``) names the mapped layers; chip ``i`` of layer ``L`` is
+The model's device plan (``training.crossbars.torch_plan``) names the mapped layers; chip ``i`` of layer ``L`` is
 exactly ``nft_deploy.chips.draw_chip(plan.mapped, weights, seed, i)[L]`` applied with the layer's
 ``NoiseModel.apply_chip_torch``: the same chip the ONNX Runtime evaluator feeds to the exported graph,
 fixed across the whole test set, with the plan's DAC/ADC around every mapped call. It draws no read
@@ -20,7 +20,7 @@ from nft_deploy.device_plan import DevicePlan
 from nft_deploy.errors import EvaluationError
 from nft_deploy.noise import ChipDraw
 from nft_deploy.profiles import DeviceProfile, load_profile
-from nft_deploy.training.torch_plan import on_device, torch_plan
+from nft_deploy.training.crossbars import on_device, torch_plan
 
 
 def model_plan(model: nn.Module, profile: DeviceProfile | str, x, sigma: float | None = None) -> DevicePlan:

@@ -1,6 +1,6 @@
 """Noisy forwards of any ``nn.Module`` without touching its code.
 
-The model's device plan (``training.torch_plan``, the same rows its export gets) decides which layers are
+The model's device plan (``training.crossbars.torch_plan``, the same rows its export gets) decides which layers are
 on crossbars, their noise and their converters. A noisy forward replaces those layers' weights with
 ``NoiseModel.perturb`` copies through ``torch.func.functional_call`` and applies the plan's DAC/ADC: a
 fresh draw per layer per forward, straight-through rounding, max|W| detached, biases and batch-norm
@@ -24,7 +24,7 @@ from torch.func import functional_call, vmap
 from nft_deploy.device_plan import DevicePlan, LayerPlan
 from nft_deploy.noise import NoiseModel
 from nft_deploy.profiles import DeviceProfile
-from nft_deploy.training.torch_plan import has_converters, on_device, torch_plan
+from nft_deploy.training.crossbars import has_converters, on_device, torch_plan
 
 
 def mapped_layers(model: nn.Module, profile: DeviceProfile, sample: torch.Tensor) -> list[LayerPlan]:

@@ -30,6 +30,7 @@ from nft_deploy.data import Dataset, batches, load_data
 from nft_deploy.errors import DataError
 from nft_deploy.models import MODELS, build_model
 from nft_deploy.training.config import TrainConfig
+from nft_deploy.training.crossbars import on_device
 from nft_deploy.training.distributed import (
     Distributed,
     describe,
@@ -41,7 +42,6 @@ from nft_deploy.training.methods import Method, make_method
 from nft_deploy.training.montecarlo import torch_monte_carlo
 from nft_deploy.training.noisy import NoisyModel
 from nft_deploy.training.progress import Progress
-from nft_deploy.training.torch_plan import on_device
 
 
 @dataclass(frozen=True)
