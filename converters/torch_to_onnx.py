@@ -94,14 +94,13 @@ def _torchscript(module: torch.nn.Module, sample: torch.Tensor, config: TorchExp
     return model
 
 
-def missing_weight_names(module: torch.nn.Module, model: onnx.ModelProto) -> list[str]:
-    """Conv/Linear weights of ``module`` that are not initializers of the same name in ``model`` (a torch-side
-    Monte Carlo keyed by module path would not line up with the ONNX layers for those)."""
+def missing_weight_names(module: torch.nn.Module, model: onnx.ModelProto, sample: torch.Tensor) -> list[str]:
+    """Crossbar weights of ``module`` (as the op-family registry finds them in a forward of ``sample``) that
+    are not initializers of the same name in ``model``: the torch and ONNX plans would not line up there."""
+    from nft_deploy.training.crossbars import find_weights
+
     names = {i.name for i in model.graph.initializer}
-    kinds = (torch.nn.Conv1d, torch.nn.Conv2d, torch.nn.Conv3d, torch.nn.Linear, torch.nn.ConvTranspose1d,
-             torch.nn.ConvTranspose2d, torch.nn.ConvTranspose3d)
-    wanted = [f"{path}.weight" if path else "weight" for path, m in module.named_modules() if isinstance(m, kinds)]
-    return [w for w in wanted if w not in names]
+    return [f.weight for f in find_weights(module, sample) if f.weight not in names]
 
 
 @contextlib.contextmanager

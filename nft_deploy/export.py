@@ -136,7 +136,7 @@ def _float_model(src: LoadedSource, opset: int | None, exporter: str) -> tuple[o
     notes = []
     if exp.fallback_reason:
         notes.append(f"dynamo export failed ({exp.fallback_reason}); used the TorchScript exporter")
-    missing = missing_weight_names(src.module, exp.model)
+    missing = missing_weight_names(src.module, exp.model, sample)
     if missing:
         notes.append(f"{len(missing)} torch weights have another name in ONNX (e.g. {missing[0]}): torch-side "
                      f"chip draws keyed by module path will not match those layers")

@@ -35,7 +35,7 @@ def _net():
 def test_exporter_keeps_batchnorm_names_and_a_dynamic_batch(exporter, tiny):
     net = _net()
     exp = torch_to_onnx(net, torch.rand(2, 1, 6, 6), TorchExportConfig(exporter=exporter))
-    assert exp.exporter == exporter and missing_weight_names(net, exp.model) == []
+    assert exp.exporter == exporter and missing_weight_names(net, exp.model, torch.rand(2, 1, 6, 6)) == []
     assert tiny.op_counts(exp.model)["BatchNormalization"] == 1
     np.testing.assert_array_equal(tiny.initializer(exp.model, "conv.weight"), net.conv.weight.detach().numpy())
     for batch in (1, 5):
@@ -51,7 +51,7 @@ def test_missing_weight_names_reports_renamed_initializers():
     for init in exp.model.graph.initializer:
         if init.name == "fc.weight":
             init.name = "onnx::Gemm_5"
-    assert missing_weight_names(net, exp.model) == ["fc.weight"]
+    assert missing_weight_names(net, exp.model, torch.rand(2, 1, 6, 6)) == ["fc.weight"]
 
 
 @pytest.mark.filterwarnings("ignore::DeprecationWarning")
