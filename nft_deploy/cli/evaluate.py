@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+import warnings
 
 import click
 
@@ -40,6 +41,11 @@ def _eval_options(fn):
                      "same results for the same seed."),
         click.option("--address", default=None, help="Ray cluster to join with --backend ray (HOST:PORT, "
                      "ray://HOST:PORT or auto) [start a local Ray with --workers CPUs]."),
+        click.option("--engine", default="onnxruntime", show_default=True,
+                     type=click.Choice(["onnxruntime", "torch"]), help="onnxruntime: the deployed graph; torch: a "
+                     "checkpoint in the training-time torch simulation on the same chips, same JSON (strategy "
+                     "'torch'), to cross-check the export against it; no read noise; evaluate only (not --sweep, "
+                     "compare, check or sweep)."),
         click.option("--quiet", is_flag=True, help="No progress bar."),
         click.option("--json", "json_path", default=None, type=click.Path(dir_okay=False), help="Write JSON here."),
         click.option("--markdown", "md_path", default=None, type=click.Path(dir_okay=False),
@@ -52,12 +58,17 @@ def _eval_options(fn):
     return fn
 
 
-def _config(kw: dict):
-    from nft_deploy.evaluation.runner import EvalConfig
+def _config(kw: dict, torch_ok: bool = False):
+    """The EvalConfig of the flags; ``torch_ok`` False: --engine torch is refused (one line) before any loading."""
+    from nft_deploy.errors import EvaluationError
+    from nft_deploy.evaluation.runner import TORCH_EVALUATE_ONLY, EvalConfig
 
     names = ("chips", "seed", "sigma", "batch_size", "workers", "threads", "strategy", "limit", "quiet", "backend",
-             "address")
-    return EvalConfig(**{k: kw.pop(k) for k in names})
+             "address", "engine")
+    config = EvalConfig(**{k: kw.pop(k) for k in names})
+    if config.engine == "torch" and not torch_ok:
+        raise EvaluationError(TORCH_EVALUATE_ONLY)
+    return config
 
 
 def _outputs(result, kw: dict, show_table: bool = True) -> None:
@@ -94,16 +105,31 @@ def evaluate(model, data, profile, sweep_spec, **kw):
 
     if sweep_spec is not None and kw["sigma"] is not None:
         raise EvaluationError("--sigma and --sweep: give one of them (--sweep sets the sigmas)")
-    config = _config(kw)
+    config = _config(kw, torch_ok=sweep_spec is None)
     if sweep_spec is not None:
         from nft_deploy.evaluation.sweep import sweep as run_sweep
 
         result = run_sweep([model], data, sweep_spec, config, profile=profile)
     else:
-        from nft_deploy.evaluation.runner import evaluate as run_evaluate
-
-        result = run_evaluate(model, data, config, profile=profile)
+        result = _evaluate_one(model, data, config, profile)
     _outputs(result, kw)
+
+
+def _evaluate_one(model, data, config, profile):
+    """``runner.evaluate``; with --engine torch, its notes (read noise left out) go to stderr as ``Note:`` lines:
+    the run is valid, but the user should know what it leaves out before comparing it with onnxruntime."""
+    from nft_deploy.evaluation.runner import evaluate as run_evaluate
+
+    if config.engine != "torch":  # no torch import for a deployed .onnx
+        return run_evaluate(model, data, config, profile=profile)
+    from nft_deploy.evaluation.torch_engine import ReadNoiseNote
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", ReadNoiseNote)
+        result = run_evaluate(model, data, config, profile=profile)
+    for w in caught:
+        click.echo(f"{'Note' if issubclass(w.category, ReadNoiseNote) else 'Warning'}: {w.message}", err=True)
+    return result
 
 
 @click.command()

@@ -1,6 +1,7 @@
 """Monte Carlo evaluation of CIM-deployed ONNX models in ONNX Runtime: metrics, comparison, CI gate.
 
-- ``runner.evaluate(model, data, chips=200, seed=0, ...) -> EvaluationResult`` (also exported here)
+- ``runner.evaluate(model, data, chips=200, seed=0, ...) -> EvaluationResult`` (also exported here);
+  ``engine="torch"`` runs a checkpoint in the torch simulation on the same chips (``torch_engine``)
 - ``compare.compare([a, b, ...], data, ...) -> CompareResult`` (same chips, paired deltas)
 - ``sweep.sweep([models], data, "0:0.4:0.05") -> SweepResult``
 - ``check.check(model, data, Thresholds(...)) -> CheckResult`` (PASSED/FAILED lines, JUnit XML)

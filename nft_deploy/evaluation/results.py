@@ -111,8 +111,9 @@ class EvaluationResult:
     """Programming sigma evaluated (profile unit): the exported one or ``--sigma``."""
     sigma_unit: str
     strategy: str
-    """How chips ran in ONNX Runtime: ``fold`` (a session per chip, draws folded into constant weights)
-    or ``feed`` (one session, draws fed as inputs)."""
+    """How chips ran: in ONNX Runtime ``fold`` (a session per chip, draws folded into constant weights) or
+    ``feed`` (one session, draws fed as inputs); ``torch`` for ``--engine torch`` (the checkpoint in the torch
+    simulation, same chips, no read noise): the one field that tells the two engines' files apart."""
     clean: CleanMetrics
     accuracy: AccuracyStats
     accuracy_drop: float

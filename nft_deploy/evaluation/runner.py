@@ -42,9 +42,13 @@ from nft_deploy.evaluation.deployed import (
 )
 from nft_deploy.evaluation.progress import chip_progress
 from nft_deploy.evaluation.results import ChipMetrics, CleanMetrics, EvaluationResult
+from nft_deploy.profiles import DeviceProfile
 
 STRATEGIES = ("auto", "fold", "feed")
 BACKENDS = ("local", "ray")
+ENGINES = ("onnxruntime", "torch")
+TORCH_EVALUATE_ONLY = ("--engine torch: only evaluate (without --sweep) runs on torch for now; compare, check and "
+                       "sweep need --engine onnxruntime")
 READ_NOISE_KEY = zlib.crc32(b"nft.read")
 
 
@@ -77,6 +81,10 @@ class EvalConfig:
     address: str | None = None
     """Ray cluster to join (HOST:PORT, ray://HOST:PORT or auto); None: start a local Ray with ``workers``
     CPUs for the run and shut it down after (a Ray this process already joined is reused)."""
+    engine: str = "onnxruntime"
+    """onnxruntime (the deployed graph, this module) | torch (a checkpoint in the training-time simulation on
+    the same chips, ``torch_engine``: a cross-check of the export; evaluate only, no read noise, in this
+    process: workers, threads, strategy and backend do not apply)."""
 
     def __post_init__(self):
         for flag, v, lo in (("--chips", self.chips, 1), ("--batch-size", self.batch_size, 1),
@@ -88,6 +96,8 @@ class EvalConfig:
             raise EvaluationError(f"--sigma: must be >= 0, got {self.sigma}")
         if self.strategy not in STRATEGIES:
             raise EvaluationError(f"--strategy: must be one of {', '.join(STRATEGIES)}; got {self.strategy!r}")
+        if self.engine not in ENGINES:
+            raise EvaluationError(f"--engine: must be one of {', '.join(ENGINES)}; got {self.engine!r}")
         if self.backend not in BACKENDS:
             raise EvaluationError(f"--backend: must be one of {', '.join(BACKENDS)}; got {self.backend!r}")
         if self.address is not None and self.backend != "ray":
@@ -340,6 +350,8 @@ def run_monte_carlo(model: DeployedModel, x: np.ndarray, y: np.ndarray, config: 
                     data_name: str = "<data>", timings: dict | None = None) -> EvaluationResult:
     """Clean pass, then ``config.chips`` chips; the summary of all of it. ``timings``, when given, receives
     ``clean_s`` and ``chips_s`` (wall seconds; kept out of the result so that its JSON stays reproducible)."""
+    if config.engine == "torch":  # compare, check and sweep come here; evaluate dispatches before
+        raise EvaluationError(TORCH_EVALUATE_ONLY)
     x = np.ascontiguousarray(x, np.float32)
     check_input(model, x, data_name)
     sigma_scale(model, config.sigma)  # user errors surface before a Ray is started
@@ -366,11 +378,13 @@ def _monte_carlo(model: DeployedModel, x: np.ndarray, y: np.ndarray, config: Eva
     shards = _run_all(job, config.chips, workers, config.quiet, f"{model.name} ({data_name})", config.backend)
     if timings is not None:
         timings.update(clean_s=clean_done - start, chips_s=time.perf_counter() - clean_done)
-    return summarize(model, data_name, config, sigma, strategy, clean, shards, classes)
+    return summarize(model.name, model.profile, data_name, config, sigma, strategy, clean, shards, classes)
 
 
-def summarize(model: DeployedModel, data_name: str, config: EvalConfig, sigma: float, strategy: str,
+def summarize(name: str, profile: DeviceProfile, data_name: str, config: EvalConfig, sigma: float, strategy: str,
               clean: CleanMetrics, shards: list[_Shard], classes: int) -> EvaluationResult:
+    """The result of a run from its reduced sums; both engines (this runner and ``torch_engine``) end here,
+    so their JSON can only differ where their numbers do."""
     probs, bins = shards[0].probs, shards[0].bins
     for s in shards[1:]:
         probs.merge(s.probs)
@@ -381,9 +395,9 @@ def summarize(model: DeployedModel, data_name: str, config: EvalConfig, sigma: f
     ekl, predictive = M.ekl_from_sums(probs.mean(), expected_entropy)
     confidence = float(np.mean([c.confidence for c in chips]))
     return EvaluationResult(
-        model=model.name, data=data_name, samples=int(probs.total.shape[0]), num_classes=classes,
-        chips=len(chips), seed=config.seed, profile=model.profile.name, sigma=sigma,
-        sigma_unit=model.profile.programming.unit, strategy=strategy, clean=clean, accuracy=acc,
+        model=name, data=data_name, samples=int(probs.total.shape[0]), num_classes=classes,
+        chips=len(chips), seed=config.seed, profile=profile.name, sigma=sigma,
+        sigma_unit=profile.programming.unit, strategy=strategy, clean=clean, accuracy=acc,
         accuracy_drop=clean.accuracy - acc.mean, confidence=confidence, confidence_drop=clean.confidence - confidence,
         ekl=ekl, predictive_entropy=predictive, expected_entropy=expected_entropy,
         flip_rate=float(np.mean([c.flip_rate for c in chips])), ece=float(np.mean([c.ece for c in chips])),
@@ -423,8 +437,13 @@ def make_config(config: EvalConfig | None, overrides: dict) -> EvalConfig:
 
 def evaluate(model, data, config: EvalConfig | None = None, *, profile=None, **overrides) -> EvaluationResult:
     """Monte Carlo evaluation of ``model`` (deployed .onnx; float .onnx or checkpoint with ``profile``) on
-    the test split of ``data``; keyword overrides set ``EvalConfig`` fields (``chips=200, seed=0``...)."""
+    the test split of ``data``; keyword overrides set ``EvalConfig`` fields (``chips=200, seed=0``...).
+    ``engine="torch"`` runs a checkpoint in torch instead (``torch_engine.evaluate_torch``)."""
     config = make_config(config, overrides)
+    if config.engine == "torch":
+        from nft_deploy.evaluation.torch_engine import evaluate_torch
+
+        return evaluate_torch(model, data, config, profile=profile)
     deployed = load_deployed(model, profile)
     name, x, y = resolve_data(data, config.limit)
     return run_monte_carlo(deployed, x, y, config, data_name=name)
