@@ -7,12 +7,15 @@ import warnings
 
 import click
 
+from nft_deploy.profile_types import SIGMA_HELP
+
 CHIP_HELP = """
 One chip = one programmed instance of the model: one numpy draw per mapped layer, seeded by
 SeedSequence(SEED) spawned per chip (and keyed by layer name), fixed across the whole test set; read
 noise is redrawn for every inference. Chip i is the same chip for every model with the same layer
-names, whatever --workers or --backend is. --sigma rescales the programming variation of the exported model
-without re-exporting. Clean accuracy is the same deployed graph with all device noise off
+names, whatever --workers or --backend is. --sigma S evaluates at sigma S without re-exporting: the
+top-level sigma becomes S and each override keeps its ratio to it (each layer's chip normals are scaled by
+its device plan's ratio). Clean accuracy is the same deployed graph with all device noise off
 (weight quantization and converters, if the profile has them, stay on).
 """
 
@@ -26,8 +29,7 @@ def _eval_options(fn):
         click.option("--seed", default=0, show_default=True, type=int, help="Run seed (chip draws)."),
         click.option("--profile", default=None, help="Device profile (name or .json) to deploy a float .onnx or a "
                      "checkpoint on the fly (checkpoints default to their stored profile)."),
-        click.option("--sigma", default=None, type=float, help="Programming sigma to evaluate (profile unit); "
-                     "default: the exported one."),
+        click.option("--sigma", default=None, type=float, help=SIGMA_HELP + " Default: the exported sigma."),
         click.option("--batch-size", default=256, show_default=True, type=int),
         click.option("--workers", default=None, type=int, help="Worker processes (chip shards), 1 thread each "
                      "by default [one per core]."),
