@@ -78,6 +78,19 @@ def load_source(source: str | Path | torch.nn.Module | onnx.ModelProto, *, model
     raise CheckpointError(f"{path}: not a checkpoint (holds a {type(obj).__name__}); {_EXPECTED}")
 
 
+def source_profile(src: LoadedSource, profile=None):
+    """``profile`` loaded (a name, a path or a DeviceProfile), else the profile a checkpoint stores, else None."""
+    from nft_deploy.profiles import load_profile, profile_from_dict
+
+    if profile is not None:
+        return load_profile(profile)
+    if src.kind == "checkpoint":
+        stored = load_checkpoint(src.path).get("profile")
+        if stored is not None:
+            return profile_from_dict(stored, f"{src.path}:profile")
+    return None
+
+
 def _load_torch(path: Path, trust: bool) -> Any:
     """Weights-only load; a pickled module loads only when trusted, with a warning."""
     try:

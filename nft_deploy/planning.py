@@ -13,7 +13,7 @@ from typing import Any
 
 from nft_deploy.device_plan import DevicePlan
 from nft_deploy.errors import ExportError
-from nft_deploy.profiles import DeviceProfile, load_profile, profile_from_dict
+from nft_deploy.profiles import DeviceProfile, load_profile
 
 
 def plan(model, profile: str | Path | DeviceProfile | None = None, *, sigma: float | None = None,
@@ -25,7 +25,7 @@ def plan(model, profile: str | Path | DeviceProfile | None = None, *, sigma: flo
     A checkpoint defaults to its stored profile; a deployed ONNX model has its plan (``profile`` must then
     be None; ``sigma`` still applies).
     """
-    from nft_deploy.converters.loaders import load_source
+    from nft_deploy.converters.loaders import load_source, source_profile
 
     src = load_source(model, model=model_name, model_kwargs=model_kwargs, trust_checkpoint=trust_checkpoint,
                       input_shape=input_shape)
@@ -35,7 +35,11 @@ def plan(model, profile: str | Path | DeviceProfile | None = None, *, sigma: flo
 
     from nft_deploy.training.crossbars import torch_plan
 
-    return torch_plan(src.module, _profile(profile, src), torch.zeros((2, *src.input_shape)), sigma)
+    prof = source_profile(src, profile)
+    if prof is None:
+        raise ExportError(f"{src.path or 'the model'}: --profile: required (the source stores no device profile); "
+                          "give a built-in name such as rram_4bit or a .json path")
+    return torch_plan(src.module, prof, torch.zeros((2, *src.input_shape)), sigma)
 
 
 def _onnx_plan(proto, name: str, profile, sigma: float | None) -> DevicePlan:
@@ -52,19 +56,6 @@ def _onnx_plan(proto, name: str, profile, sigma: float | None) -> DevicePlan:
         raise ExportError(f"{name}: --profile: required for a float ONNX model (a built-in name or a .json path)")
     prof = load_profile(profile)
     return plan_graph(proto, prof if sigma is None else prof.with_sigma(sigma))
-
-
-def _profile(profile, src) -> DeviceProfile:
-    if profile is not None:
-        return load_profile(profile)
-    if src.kind == "checkpoint":
-        from nft_deploy.checkpoint import load_checkpoint
-
-        stored = load_checkpoint(src.path).get("profile")
-        if stored is not None:
-            return profile_from_dict(stored, f"{src.path}:profile")
-    raise ExportError(f"{src.path or 'the model'}: --profile: required (the source stores no device profile); "
-                      "give a built-in name such as rram_4bit or a .json path")
 
 
 __all__ = ["plan"]

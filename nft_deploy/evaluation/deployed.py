@@ -21,7 +21,7 @@ from onnx import numpy_helper
 from nft_deploy.chips import META_PLAN
 from nft_deploy.device_plan import DevicePlan, LayerPlan
 from nft_deploy.errors import EvaluationError
-from nft_deploy.profiles import DeviceProfile, load_profile, profile_from_dict
+from nft_deploy.profiles import DeviceProfile, load_profile
 
 RANDOM_OPS = ("RandomNormalLike", "RandomNormal", "RandomUniformLike", "RandomUniform")
 CHECKPOINT_SUFFIXES = (".pt", ".pth", ".ckpt")
@@ -114,16 +114,14 @@ def _from_proto(proto: onnx.ModelProto, name: str, profile) -> DeployedModel:
 def _from_checkpoint(path: Path, profile) -> DeployedModel:
     import tempfile
 
-    from nft_deploy.checkpoint import load_checkpoint
+    from nft_deploy.converters.loaders import LoadedSource, source_profile
     from nft_deploy.export import export_model
 
+    profile = source_profile(LoadedSource("checkpoint", "", path=path), profile)
     if profile is None:
-        stored = load_checkpoint(path).get("profile")
-        if stored is None:
-            raise EvaluationError(f"{path}: the checkpoint stores no device profile; pass --profile NAME")
-        profile = profile_from_dict(stored, f"{path}:profile")
+        raise EvaluationError(f"{path}: the checkpoint stores no device profile; pass --profile NAME")
     with tempfile.TemporaryDirectory() as tmp:  # export_model writes a file; keep it out of the user's folder
-        result = export_model(str(path), profile=load_profile(profile), output=Path(tmp) / "model.cim.onnx")
+        result = export_model(str(path), profile=profile, output=Path(tmp) / "model.cim.onnx")
     return _from_proto(result.model, str(path), None)
 
 

@@ -27,7 +27,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from nft_deploy.converters.loaders import LoadedSource, load_source
+from nft_deploy.converters.loaders import LoadedSource, load_source, source_profile
 from nft_deploy.data import batches
 from nft_deploy.device_plan import DevicePlan
 from nft_deploy.errors import EvaluationError
@@ -42,7 +42,7 @@ from nft_deploy.evaluation.runner import (
     resolve_data,
     summarize,
 )
-from nft_deploy.profiles import DeviceProfile, load_profile, profile_from_dict
+from nft_deploy.profiles import DeviceProfile
 from nft_deploy.training.montecarlo import chip_weights, model_plan, plan_logits
 
 STRATEGY = "torch"
@@ -85,14 +85,9 @@ def load_torch_model(source, profile: str | Path | DeviceProfile | None = None) 
 
 
 def _profile(src: LoadedSource, name: str, profile) -> DeviceProfile:
-    if profile is not None:
-        return load_profile(profile)
-    if src.kind == "checkpoint":
-        from nft_deploy.checkpoint import load_checkpoint
-
-        stored = load_checkpoint(src.path).get("profile")
-        if stored is not None:
-            return profile_from_dict(stored, f"{name}:profile")
+    prof = source_profile(src, profile)
+    if prof is not None:
+        return prof
     kind = "checkpoint" if src.kind == "checkpoint" else src.kind.replace("_", " ")
     raise EvaluationError(f"{name}: the {kind} stores no device profile; pass --profile NAME")
 
