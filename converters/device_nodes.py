@@ -133,10 +133,10 @@ def _qdq(em: Emitter, weight: gs.Constant, scale: np.ndarray, out_axis: int, lev
     return em.op("DequantizeLinear", [q, step_c, zero_c], "quantized", attrs)
 
 
-def insert_io_quantization(em: Emitter, node: gs.Node, data_input: int, input_bits: int | None,
+def insert_io_quantization(em: Emitter, node: gs.Node, data_input: int | None, input_bits: int | None,
                            output_bits: int | None, opset: int) -> None:
     """Input DAC on the node's activation, output ADC on its output, as ``quantize_activation`` defines."""
-    if input_bits:
+    if input_bits and data_input is not None:
         node.inputs[data_input] = _quantize_activation(em, node.inputs[data_input], input_bits, "dac", opset)
     if output_bits:
         out = node.outputs[0]

@@ -23,7 +23,7 @@ from nft_deploy.converters.device_nodes import (
     build_deployed_weight,
     insert_io_quantization,
 )
-from nft_deploy.converters.handlers import REFUSED, Decline, WeightSite, handler_for
+from nft_deploy.converters.handlers import REFUSED, Decline, WeightSite, handler_for, sites
 from nft_deploy.converters.report import PassReport, RewrittenNode
 
 from nft_deploy.chips import META_PLAN, META_PROFILE, META_SOURCE_SHA256, META_VERSION
@@ -49,22 +49,25 @@ def run_pass(model: onnx.ModelProto, profile: DeviceProfile, config: PassConfig 
     graph, opset, uses, report = _planned(model, profile)
     rows = {lay.name: lay for lay in report.plan.mapped}
     deployed: dict[str, DeployedWeight] = {}
-    for found, node, site in uses:
-        lay = rows.get(found.name)
-        if lay is None or site is None:
-            continue
-        weight = node.inputs[site.weight_input]
-        if weight.name not in deployed:
-            if weight.values.dtype != np.float32:
-                raise ExportError(f"node {node.name!r} ({node.op}): weight {weight.name!r} is "
-                                  f"{weight.values.dtype}; the pass maps float32 weights only")
-            deployed[weight.name] = build_deployed_weight(graph, lay, weight, config.read_seed + len(deployed), opset)
-            report.inserted_nodes += deployed[weight.name].nodes
-        node.inputs[site.weight_input] = deployed[weight.name].tensor
-        em = Emitter(graph, f"nft/io/{node.name or lay.name}")
-        insert_io_quantization(em, node, site.data_input, lay.input_bits, lay.output_bits, opset)
-        report.inserted_nodes += em.count
-        report.rewritten.append(RewrittenNode(node=node.name, op_type=node.op, layer=lay.name))
+    for node, pairs in uses:
+        mapped = [(rows[f.name], site) for f, site in pairs if site is not None and f.name in rows]
+        for lay, site in mapped:
+            weight = node.inputs[site.weight_input]
+            if weight.name not in deployed:
+                if weight.values.dtype != np.float32:
+                    raise ExportError(f"node {node.name!r} ({node.op}): weight {weight.name!r} is "
+                                      f"{weight.values.dtype}; the pass maps float32 weights only")
+                deployed[weight.name] = build_deployed_weight(graph, lay, weight, config.read_seed + len(deployed),
+                                                              opset)
+                report.inserted_nodes += deployed[weight.name].nodes
+            node.inputs[site.weight_input] = deployed[weight.name].tensor
+        if mapped:  # converters once per node, at its first mapped weight's activation and at its output
+            lay, site = mapped[0]
+            em = Emitter(graph, f"nft/io/{node.name or lay.name}")
+            insert_io_quantization(em, node, site.data_input, lay.input_bits, lay.output_bits, opset)
+            report.inserted_nodes += em.count
+            report.rewritten.append(RewrittenNode(node=node.name, op_type=node.op,
+                                                  layer=",".join(lay.name for lay, _ in mapped)))
     if not report.plan.mapped:
         raise ExportError(_no_layer_message(profile, report))
     graph.toposort()
@@ -97,13 +100,15 @@ def _planned(model: onnx.ModelProto, profile: DeviceProfile):
         graph.nodes = [n for n in graph.nodes if n.outputs]  # folded nodes lose their outputs
     report = PassReport()
     uses = _find_weights(graph, report)
-    report.plan = compile_plan(list({id(f): f for f, _, _ in uses}.values()), profile)  # one row per weight
+    report.plan = compile_plan(list({id(f): f for _, pairs in uses for f, _ in pairs}.values()), profile)
     return graph, opset, uses, report
 
 
-def _find_weights(graph: gs.Graph, report: PassReport) -> list[tuple[FoundWeight, gs.Node, WeightSite | None]]:
-    """Every node of a registered op family, as the plan's ``FoundWeight`` (one per weight) plus the node
-    and its site; op types without a family are counted as passed through."""
+def _find_weights(graph: gs.Graph, report: PassReport
+                  ) -> list[tuple[gs.Node, list[tuple[FoundWeight, WeightSite | None]]]]:
+    """Every node of a registered op family with its weights, each as the plan's ``FoundWeight`` (one
+    object per weight, however many nodes share it) and its site (None where the node is declined); op
+    types without a family are counted as passed through."""
     uses, seen = [], {}
     for node in graph.nodes:
         handler = handler_for(node.op)
@@ -113,17 +118,19 @@ def _find_weights(graph: gs.Graph, report: PassReport) -> list[tuple[FoundWeight
                                   f"map ({REFUSED[node.op]})")
             report.passthrough[node.op] = report.passthrough.get(node.op, 0) + 1
             continue
-        site = handler(node)
-        if isinstance(site, Decline):
+        answer = handler(node)
+        if isinstance(answer, Decline):
             weight = node.inputs[1] if len(node.inputs) > 1 else None
             name = layer_name(weight.name) if weight is not None else node.name
-            uses.append((FoundWeight(name, node.op, None, decline=site, node=node.name), node, None))
+            uses.append((node, [(FoundWeight(name, node.op, None, decline=answer, node=node.name), None)]))
             continue
-        w = node.inputs[site.weight_input]
-        found = seen.get(w.name) or FoundWeight(layer_name(w.name), node.op, w.name, tuple(int(d) for d in w.shape),
-                                                site.out_axis, node=node.name)
-        uses.append((found, node, site))
-        seen[w.name] = found
+        pairs = []
+        for site in sites(answer):
+            w = node.inputs[site.weight_input]
+            found = seen.setdefault(w.name, FoundWeight(layer_name(w.name), node.op, w.name,
+                                                        tuple(int(d) for d in w.shape), site.out_axis, node=node.name))
+            pairs.append((found, site))
+        uses.append((node, pairs))
     return uses
 
 

@@ -21,8 +21,9 @@ class WeightSite:
     """Index of the weight among the node's inputs."""
     out_axis: int
     """Output-channel axis of the weight as stored (per-channel scale, stuck-at digits)."""
-    data_input: int
-    """Index of the activation input (where an input DAC goes)."""
+    data_input: int | None
+    """Index of the activation input (where an input DAC goes); None when the op reads this weight
+    against an internal state (a recurrent weight), where no DAC can sit."""
 
 
 @dataclass(frozen=True)
@@ -44,8 +45,8 @@ class TorchSite:
     """The ONNX op type the call exports to (``linear`` with a 2-D input is Gemm, otherwise MatMul)."""
     weight_arg: int
     """Position of the weight among the call's arguments."""
-    data_arg: int
-    """Position of the activation (where an input DAC goes)."""
+    data_arg: int | None
+    """Position of the activation (where an input DAC goes); None: no DAC for this weight."""
     out_axis: int
     """Output-channel axis of the weight as stored."""
     decline: Decline | None = None
@@ -61,16 +62,24 @@ class OpFamily:
     name: str
     onnx_ops: tuple[str, ...]
     """ONNX op types of the family (what ``mapping.op_types`` lists)."""
-    handle: Callable[[Any], WeightSite | Decline]
-    """ONNX: ``handle(gs.Node)`` says where the node's weight is, or why it cannot be mapped."""
+    handle: Callable[[Any], WeightSite | tuple[WeightSite, ...] | Decline]
+    """ONNX: ``handle(gs.Node)`` says where the node's weight is (a tuple for an op with several, such as
+    LSTM's W and R), or why it cannot be mapped."""
     torch_functions: tuple[str, ...]
     """``__name__`` of the torch functions of the family (``conv2d``, ``linear``, ``matmul``)."""
-    torch_site: Callable[[str, tuple, Any], TorchSite | None]
+    torch_site: Callable[[str, tuple, Any], TorchSite | tuple[TorchSite, ...] | None]
     """torch: ``torch_site(function_name, args, is_weight)`` gives the site of a call whose weight argument
     is a parameter (``is_weight(tensor) -> bool``), or None when no argument is one."""
     fold_chips: bool = False
     """ONNX Runtime runs this family faster with each chip's weights folded into constants (pre-packed
     convolution kernels): the evaluator's ``auto`` strategy folds models that map it."""
+
+
+def sites(answer) -> tuple:
+    """A handler's or torch matcher's answer as a tuple of sites (one site, several, or none for None)."""
+    if answer is None:
+        return ()
+    return answer if isinstance(answer, tuple) else (answer,)
 
 
 def constant_input(node, index: int):

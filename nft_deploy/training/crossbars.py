@@ -21,7 +21,7 @@ from torch import nn
 from torch.func import functional_call
 from torch.overrides import TorchFunctionMode
 
-from nft_deploy.converters.handlers import torch_family
+from nft_deploy.converters.handlers import sites, torch_family
 from nft_deploy.device_plan import DevicePlan, FoundWeight, LayerPlan, compile_plan, layer_name
 from nft_deploy.errors import ConfigError
 from nft_deploy.noise import quantize_activation
@@ -38,8 +38,7 @@ class _Probe(TorchFunctionMode):
     def __torch_function__(self, func, types, args=(), kwargs=None):
         fam = torch_family(getattr(func, "__name__", ""))
         if fam is not None:
-            site = fam.torch_site(func.__name__, args, lambda t: id(t) in self.params)
-            if site is not None:
+            for site in sites(fam.torch_site(func.__name__, args, lambda t: id(t) in self.params)):
                 w = args[site.weight_arg]
                 name = self.params[id(w)]
                 self.found.setdefault(name, FoundWeight(layer_name(name), site.op, name, tuple(w.shape),
@@ -80,11 +79,13 @@ class _Converters(TorchFunctionMode):
     def __torch_function__(self, func, types, args=(), kwargs=None):
         kwargs = kwargs or {}
         fam = torch_family(getattr(func, "__name__", ""))
-        site = fam.torch_site(func.__name__, args, lambda t: id(t) in self.by_id) if fam else None
-        if site is None or site.decline is not None:
+        found = sites(fam.torch_site(func.__name__, args, lambda t: id(t) in self.by_id)) if fam else ()
+        mapped = [s for s in found if s.decline is None]
+        if not mapped:
             return func(*args, **kwargs)
+        site = mapped[0]  # converters once per call, as the graph puts them once per node
         lay = self.by_id[id(args[site.weight_arg])]
-        if lay.input_bits:
+        if lay.input_bits and site.data_arg is not None:
             args = list(args)
             args[site.data_arg] = quantize_activation(args[site.data_arg], lay.input_bits)
         out = func(*args, **kwargs)
