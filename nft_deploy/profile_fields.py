@@ -105,6 +105,13 @@ def field_specs(cls: type) -> tuple[FieldSpec, ...]:
     return tuple(specs)
 
 
+def choices_of(limits: dict) -> tuple | None:
+    """A field's allowed values; a callable is asked at validation time (the op-family registry, which
+    code outside the package may extend)."""
+    choices = limits.get("choices")
+    return choices() if callable(choices) else choices
+
+
 def rules_for(cls: type) -> tuple[Rule, ...]:
     """The rules between fields of section ``cls``."""
     return tuple(r for r in RULES if r.section is cls)

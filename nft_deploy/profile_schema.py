@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from nft_deploy import profile_types
-from nft_deploy.profile_fields import FieldSpec, field_specs
+from nft_deploy.profile_fields import FieldSpec, choices_of, field_specs
 from nft_deploy.profile_types import RULES, SCHEMA_VERSION, DeviceProfile
 
 REGENERATE = "python -m nft_deploy.profile_schema > device_profiles/schema.json"
@@ -104,7 +104,7 @@ class _Writer:
             if key in lim:
                 out[word] = lim[key]
         if "choices" in lim:
-            out["enum"] = list(lim["choices"]) + ([None] if spec.nullable else [])
+            out["enum"] = list(choices_of(lim)) + ([None] if spec.nullable else [])
         if lim.get("nonblank"):
             out.update(minLength=1, pattern="\\S")
         return out

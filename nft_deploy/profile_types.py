@@ -139,7 +139,7 @@ class LayerOverride:
 class Mapping:
     """Which layers are programmed onto crossbars."""
 
-    op_types: tuple[str, ...] = limits(MAPPABLE_OPS, items={"choices": MAPPABLE_OPS})
+    op_types: tuple[str, ...] = limits(MAPPABLE_OPS, items={"choices": mappable_ops})
     """ONNX op types mapped to crossbars (torch: Conv* and Linear). Subset of Conv, Gemm, MatMul, ConvTranspose."""
     digital_layers: tuple[str, ...] = ()
     """Globs of layer names kept digital (noise-free, float)."""

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from nft_deploy.errors import ProfileError
-from nft_deploy.profile_fields import FieldSpec, field_specs, rules_for
+from nft_deploy.profile_fields import FieldSpec, choices_of, field_specs, rules_for
 from nft_deploy.profile_types import (
     MAPPABLE_OPS,
     QUANT_STYLES,
@@ -84,8 +84,9 @@ def _check_limits(spec: FieldSpec, v: Any, path: str, origin: str) -> None:
         _fail(origin, path, f"must be >= {lim['min']}, got {str(v)[:40]}")
     if "max" in lim and v > lim["max"]:
         _fail(origin, path, f"must be <= {lim['max']}, got {str(v)[:40]}")
-    if "choices" in lim and v not in lim["choices"]:
-        _fail(origin, path, f"must be one of {', '.join(map(repr, lim['choices']))}; got {v!r}")
+    choices = choices_of(lim)
+    if choices is not None and v not in choices:
+        _fail(origin, path, f"must be one of {', '.join(map(repr, choices))}; got {v!r}")
     if "const" in lim and v != lim["const"]:
         _fail(origin, path, f"must be {lim['const']}, got {v}")
     if lim.get("nonblank") and not v.strip():
