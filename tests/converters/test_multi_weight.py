@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
 from nft_deploy.converters.handlers import OP_FAMILIES, Decline, OpFamily, WeightSite, register_op_family
 from nft_deploy.converters.handlers.site import constant_input
+
 from nft_deploy.evaluation.deployed import load_deployed
 from nft_deploy.evaluation.runner import chip_logits
 from nft_deploy.export import insert_device_nodes
