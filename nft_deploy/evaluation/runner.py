@@ -159,7 +159,7 @@ def choose_strategy(model: DeployedModel, requested: str) -> str:
     return "feed"
 
 
-def sigma_scale(model: DeployedModel, sigma: float | None) -> tuple[float, dict[str, float] | None]:
+def resolve_sigma(model: DeployedModel, sigma: float | None) -> tuple[float, dict[str, float] | None]:
     """(sigma evaluated, per-layer factor on the chip normals) for ``--sigma``: the plan at ``sigma``
     (``DevicePlan.with_sigma``, the one meaning of --sigma) against the plan the model was exported with."""
     exported = model.plan.sigma
@@ -297,7 +297,7 @@ def _run_all(job: _Job, chips: int, workers: int, quiet: bool, label: str, backe
 def chip_logits(model: DeployedModel, x: np.ndarray, chip: int, seed: int = 0, sigma: float | None = None,
                 batch_size: int = 256) -> np.ndarray:
     """Logits (samples, classes) of one chip, exactly as the Monte Carlo computes them (parity checks)."""
-    _, factors = sigma_scale(model, sigma)
+    _, factors = resolve_sigma(model, sigma)
     feeds = chip_feeds(model.layers, draw_chip(model.layers, model.weights, seed, chip), factors)
     read = np.random.SeedSequence(seed, spawn_key=(chip, READ_NOISE_KEY)) if model.has_read_noise else None
     template = fold_template(model.proto, model.chip_inputs)
@@ -354,7 +354,7 @@ def run_monte_carlo(model: DeployedModel, x: np.ndarray, y: np.ndarray, config: 
         raise EvaluationError(TORCH_EVALUATE_ONLY)
     x = np.ascontiguousarray(x, np.float32)
     check_input(model, x, data_name)
-    sigma_scale(model, config.sigma)  # user errors surface before a Ray is started
+    resolve_sigma(model, config.sigma)  # user errors surface before a Ray is started
     choose_strategy(model, config.strategy)
     with backend_session(config) as workers:
         return _monte_carlo(model, x, y, config, data_name, timings, workers)
@@ -365,7 +365,7 @@ def _monte_carlo(model: DeployedModel, x: np.ndarray, y: np.ndarray, config: Eva
     import time
 
     start = time.perf_counter()
-    sigma, factors = sigma_scale(model, config.sigma)
+    sigma, factors = resolve_sigma(model, config.sigma)
     strategy = choose_strategy(model, config.strategy)
     threads = config.threads or max(1, (os.cpu_count() or 1) // workers)
     clean, clean_pred, classes = clean_pass(model, x, y, config.batch_size, threads, config.n_bins)

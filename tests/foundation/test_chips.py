@@ -76,7 +76,7 @@ def test_chip_draw_uses_each_layers_override_and_weights_for_stuck_at():
         np.testing.assert_allclose(nm.apply_chip(w, zero_noise, out_axis), 0.0, atol=1e-12)  # all cells stuck at 0
 
 
-def test_chip_feeds_are_float32_named_graph_inputs_and_sigma_scale_rescales_the_noise():
+def test_chip_feeds_are_float32_named_graph_inputs_and_sigma_factors_rescale_the_noise():
     p = load_profile("nft_reference")
     lays = [layer("a", (5, 4)), layer("b", (3, 5), stuck=True), layer("digital", (2, 3), chip=False)]
     draws = draw_chip(on(p, lays), {}, seed=3, chip=0)

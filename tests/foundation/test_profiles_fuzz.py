@@ -3,6 +3,7 @@ accepts too, and it round-trips."""
 
 from __future__ import annotations
 
+import copy
 import json
 
 import pytest
@@ -61,14 +62,16 @@ def mutated_profiles(draw, base_name):
         for k in path[:-1]:
             parent = parent[k]
         action = draw(st.sampled_from(["replace", "near", "delete", "add"]))
+        # drawn values are copied: a later step mutates in place, and hypothesis may hand the same object
+        # to another example (it then sees a different strategy and reports FlakyStrategyDefinition)
         if action == "replace":
-            parent[path[-1]] = draw(json_values)
+            parent[path[-1]] = copy.deepcopy(draw(json_values))
         elif action == "near":
-            parent[path[-1]] = draw(near_values)
+            parent[path[-1]] = copy.deepcopy(draw(near_values))
         elif action == "delete":
             del parent[path[-1]]
         elif isinstance(parent, dict):
-            parent[draw(st.sampled_from(KEYS) | st.text(max_size=6))] = draw(near_values | json_values)
+            parent[draw(st.sampled_from(KEYS) | st.text(max_size=6))] = copy.deepcopy(draw(near_values | json_values))
     return obj
 
 
