@@ -61,8 +61,8 @@ def run_pass(model: onnx.ModelProto, profile: DeviceProfile, config: PassConfig 
                                                               opset)
                 report.inserted_nodes += deployed[weight.name].nodes
             node.inputs[site.weight_input] = deployed[weight.name].tensor
-        if mapped:  # converters once per node, at its first mapped weight's activation and at its output
-            lay, site = mapped[0]
+        if mapped:  # converters once per node: at the first weight that reads an activation, and the output
+            lay, site = next(((lay, site) for lay, site in mapped if site.data_input is not None), mapped[0])
             em = Emitter(graph, f"nft/io/{node.name or lay.name}")
             insert_io_quantization(em, node, site.data_input, lay.input_bits, lay.output_bits, opset)
             report.inserted_nodes += em.count
@@ -120,9 +120,13 @@ def _find_weights(graph: gs.Graph, report: PassReport
             continue
         answer = handler(node)
         if isinstance(answer, Decline):
-            weight = node.inputs[1] if len(node.inputs) > 1 else None
-            name = layer_name(weight.name) if weight is not None else node.name
-            uses.append((node, [(FoundWeight(name, node.op, None, decline=answer, node=node.name), None)]))
+            const = next((t for t in node.inputs[:2] if isinstance(t, gs.Constant)), None)
+            guess = const or (node.inputs[1] if len(node.inputs) > 1 else None)
+            name = layer_name(guess.name) if guess is not None else node.name
+            found = FoundWeight(name, node.op, const.name if const is not None else None,
+                                tuple(int(d) for d in const.shape) if const is not None else (), decline=answer,
+                                node=node.name)
+            uses.append((node, [(found, None)]))
             continue
         pairs = []
         for site in sites(answer):

@@ -94,15 +94,6 @@ def _torchscript(module: torch.nn.Module, sample: torch.Tensor, config: TorchExp
     return model
 
 
-def missing_weight_names(module: torch.nn.Module, model: onnx.ModelProto, sample: torch.Tensor) -> list[str]:
-    """Crossbar weights of ``module`` (as the op-family registry finds them in a forward of ``sample``) that
-    are not initializers of the same name in ``model``: the torch and ONNX plans would not line up there."""
-    from nft_deploy.training.crossbars import find_weights
-
-    names = {i.name for i in model.graph.initializer}
-    return [f.weight for f in find_weights(module, sample) if f.weight not in names]
-
-
 @contextlib.contextmanager
 def _quiet():
     """Silence the exporters' warnings and log lines (torchvision notices, deprecations)."""

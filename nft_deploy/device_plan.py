@@ -19,10 +19,10 @@ override keeps its ratio to it.
 
 from __future__ import annotations
 
-import fnmatch
 import json
 from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
+from functools import cached_property
 
 from nft_deploy.converters.handlers import Decline
 from nft_deploy.errors import ExportError, ProfileError
@@ -45,7 +45,7 @@ class FoundWeight:
     name: str
     """Layer name (see the module docstring)."""
     op: str
-    """ONNX op type: Conv, Gemm, MatMul, ConvTranspose."""
+    """ONNX op type of the node the weight feeds (a registered family's: Conv, Gemm, MatMul, ConvTranspose...)."""
     weight: str | None
     """Weight tensor name (ONNX initializer = torch parameter path); None when the op has no constant weight."""
     shape: tuple[int, ...] = ()
@@ -77,8 +77,9 @@ class LayerPlan:
     """Graph input fed the stuck-at delta (None: no stuck-at faults)."""
     node: str | None = None
 
-    @property
+    @cached_property
     def noise(self) -> NoiseModel:
+        """The layer's noise model (built once: training asks for it every step)."""
         return NoiseModel(self.device)
 
     @property
@@ -165,7 +166,7 @@ def compile_plan(found: Iterable[FoundWeight], profile: DeviceProfile, sigma: fl
 
 
 def _row(f: FoundWeight, prof: DeviceProfile) -> LayerPlan:
-    glob = next((g for g in prof.mapping.digital_layers if fnmatch.fnmatchcase(f.name, g)), None)
+    glob = prof.digital_glob(f.name)
     if f.op not in prof.mapping.op_types:
         reason = f"op type {f.op} not in mapping.op_types"
     elif glob is not None:
@@ -201,6 +202,21 @@ def sigma_factors(exported: DevicePlan, wanted: DevicePlan, model: str = "the mo
     return factors
 
 
+def differences(torch_side: DevicePlan, graph_side: DevicePlan) -> list[str]:
+    """Layers that one of two plans of the same model maps and the other does not map alike (op, shape,
+    output axis), one phrase each: where training's noise and the deployed graph's would not line up."""
+    a = {lay.name: lay for lay in torch_side.mapped}
+    b = {lay.name: lay for lay in graph_side.mapped}
+    out = []
+    for name in [*a, *(n for n in b if n not in a)]:
+        x, y = a.get(name), b.get(name)
+        if x is None or y is None:
+            out.append(f"{name} ({(x or y).op}) mapped in {'training' if y is None else 'the graph'} only")
+        elif (x.op, x.shape, x.out_axis) != (y.op, y.shape, y.out_axis):
+            out.append(f"{name} is {x.op} {x.shape} in training but {y.op} {y.shape} in the graph")
+    return out
+
+
 def table(plan: DevicePlan) -> list[str]:
     """The plan as aligned text rows (``nft-deploy plan``, ``export``'s report)."""
     head = ("layer", "op", "shape", "device", "sigma", "std/max|W|", "cells", "DAC", "ADC")
@@ -227,4 +243,4 @@ def _bits(b: int | None) -> str:
 
 
 __all__ = ["CHIP_INPUT_PREFIX", "STUCK_INPUT_PREFIX", "DevicePlan", "FoundWeight", "LayerPlan", "compile_plan",
-           "layer_name", "sigma_factors", "table"]
+           "differences", "layer_name", "sigma_factors", "table"]

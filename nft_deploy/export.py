@@ -18,9 +18,9 @@ import torch
 
 from nft_deploy.checkpoint import atomic_write
 from nft_deploy.converters.graph_pass import PassConfig, run_pass
-from nft_deploy.converters.loaders import LoadedSource, load_source
+from nft_deploy.converters.loaders import LoadedSource, load_source, source_profile
 from nft_deploy.converters.report import PassReport
-from nft_deploy.converters.torch_to_onnx import TorchExportConfig, missing_weight_names, torch_to_onnx
+from nft_deploy.converters.torch_to_onnx import TorchExportConfig, torch_to_onnx
 from nft_deploy.errors import ExportError
 from nft_deploy.profiles import DeviceProfile, load_profile
 
@@ -75,16 +75,19 @@ def export_model(source: str | Path | torch.nn.Module | onnx.ModelProto, *,
                  read_seed: int = 0) -> ExportResult:
     """Source -> (float ONNX) -> deployed ONNX, written atomically to ``output`` (default
     ``<input stem>.cim.onnx``, or ``<stem>.float.onnx`` with ``no_device``)."""
-    prof = None if no_device else _resolve_profile(profile, sigma)
+    prof = None if no_device or profile is None else _resolve_profile(profile, sigma)
     out_path = _output_path(source, output, no_device)
     src = load_source(source, model=model, model_kwargs=model_kwargs, trust_checkpoint=trust_checkpoint,
                       input_shape=input_shape)
+    if prof is None and not no_device:  # a checkpoint is exported on the profile it was trained against
+        prof = _resolve_profile(source_profile(src), sigma)
     t0 = time.perf_counter()
     float_model, used, notes = _float_model(src, _opset_for(prof, opset, src), exporter)
     t1 = time.perf_counter()
     report = None
     if prof is not None:
         deployed, report = run_pass(float_model, prof, PassConfig(read_seed=read_seed, source_sha256=src.sha256))
+        notes += _plan_notes(src, prof, report)
     else:
         deployed = float_model
     t2 = time.perf_counter()
@@ -99,7 +102,8 @@ def export_model(source: str | Path | torch.nn.Module | onnx.ModelProto, *,
 
 def _resolve_profile(profile: str | Path | DeviceProfile | None, sigma: float | None) -> DeviceProfile:
     if profile is None:
-        raise ExportError("--profile: required (a built-in name such as rram_4bit, or a .json path) unless --no-device")
+        raise ExportError("--profile: required (a built-in name such as rram_4bit, or a .json path) unless "
+                          "--no-device or the source is a checkpoint that stores its profile")
     prof = load_profile(profile)
     return prof.with_sigma(sigma) if sigma is not None else prof
 
@@ -136,11 +140,23 @@ def _float_model(src: LoadedSource, opset: int | None, exporter: str) -> tuple[o
     notes = []
     if exp.fallback_reason:
         notes.append(f"dynamo export failed ({exp.fallback_reason}); used the TorchScript exporter")
-    missing = missing_weight_names(src.module, exp.model, sample)
-    if missing:
-        notes.append(f"{len(missing)} torch weights have another name in ONNX (e.g. {missing[0]}): torch-side "
-                     f"chip draws keyed by module path will not match those layers")
     return exp.model, exp.exporter, notes
+
+
+def _plan_notes(src: LoadedSource, prof: DeviceProfile, report: PassReport) -> list[str]:
+    """Where the torch plan (what training perturbs) and the graph's plan (what is deployed) differ."""
+    if src.module is None or isinstance(src.module, torch.jit.ScriptModule):
+        return []
+    from nft_deploy.device_plan import differences
+    from nft_deploy.training.crossbars import torch_plan
+
+    diff = differences(torch_plan(src.module, prof, torch.zeros((2, *src.input_shape))), report.plan)
+    if not diff:
+        return []
+    return [f"training and the deployed graph plan {len(diff)} layer(s) differently: {'; '.join(diff[:4])}"
+            f"{'; ...' if len(diff) > 4 else ''}. Chip draws and noise do not line up there (a weight the "
+            "exporter renamed or transposed, a view or parametrization of a parameter, or a composite torch "
+            "op); `nft-deploy plan` shows both sides"]
 
 
 __all__ = ["ExportResult", "export_model", "insert_device_nodes"]

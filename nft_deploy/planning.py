@@ -31,6 +31,9 @@ def plan(model, profile: str | Path | DeviceProfile | None = None, *, sigma: flo
                       input_shape=input_shape)
     if src.onnx_model is not None:
         return _onnx_plan(src.onnx_model, str(src.path or "<model>"), profile, sigma)
+    if src.kind == "torchscript":
+        raise ExportError(f"{src.path}: a TorchScript module runs no Python calls to probe; plan its ONNX export "
+                          "instead (`nft-deploy export FILE --no-device --input-shape C,H,W`, then `plan` the .onnx)")
     import torch
 
     from nft_deploy.training.crossbars import torch_plan
@@ -39,7 +42,8 @@ def plan(model, profile: str | Path | DeviceProfile | None = None, *, sigma: flo
     if prof is None:
         raise ExportError(f"{src.path or 'the model'}: --profile: required (the source stores no device profile); "
                           "give a built-in name such as rram_4bit or a .json path")
-    return torch_plan(src.module, prof, torch.zeros((2, *src.input_shape)), sigma)
+    device = next((p.device for p in src.module.parameters()), torch.device("cpu"))
+    return torch_plan(src.module, prof, torch.zeros((2, *src.input_shape), device=device), sigma)
 
 
 def _onnx_plan(proto, name: str, profile, sigma: float | None) -> DevicePlan:

@@ -24,7 +24,9 @@ SCHEMA_VERSION = 1
 SIGMA_UNITS = ("cell_range", "level")
 SCALE_GRANULARITIES = ("per_layer", "per_channel")
 MAPPABLE_OPS = mappable_ops()
-"""ONNX op types a profile may map: every op family of the registry (``nft_deploy.converters.handlers``)."""
+"""The ONNX op types of the built-in op families (``nft_deploy.converters.handlers``), the default of
+``mapping.op_types``. Validation asks the registry itself, so a family registered at run time is a valid
+op type too; a profile lists it explicitly to map it."""
 QUANT_STYLES = ("round_clip", "qdq")
 
 
@@ -206,9 +208,9 @@ class DeviceProfile:
             mapping=dataclasses.replace(self.mapping, overrides=tuple(overrides)),
         )
 
-    def is_digital(self, layer: str) -> bool:
-        """True when ``layer`` matches a ``mapping.digital_layers`` glob."""
-        return any(fnmatch.fnmatchcase(layer, g) for g in self.mapping.digital_layers)
+    def digital_glob(self, layer: str) -> str | None:
+        """The first ``mapping.digital_layers`` glob that keeps ``layer`` digital, or None."""
+        return next((g for g in self.mapping.digital_layers if fnmatch.fnmatchcase(layer, g)), None)
 
     def for_layer(self, layer: str) -> DeviceProfile:
         """The profile as it applies to one layer: the first matching override's sections replace ours."""

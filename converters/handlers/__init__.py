@@ -11,7 +11,7 @@ deploying a half-noisy model. Adding a family: write a module with a ``FAMILY`` 
 from __future__ import annotations
 
 from nft_deploy.converters.handlers import conv, conv_transpose, gemm, matmul
-from nft_deploy.converters.handlers.site import Decline, OpFamily, TorchSite, WeightSite, sites
+from nft_deploy.converters.handlers.site import Decline, OpFamily, TorchSite, WeightSite, positional, sites
 
 OP_FAMILIES: dict[str, OpFamily] = {}
 
@@ -62,4 +62,4 @@ def torch_family(func_name: str) -> OpFamily | None:
 
 
 __all__ = ["OP_FAMILIES", "REFUSED", "Decline", "OpFamily", "TorchSite", "WeightSite", "handler_for",
-           "mappable_ops", "onnx_family", "register_op_family", "sites", "torch_family"]
+           "mappable_ops", "onnx_family", "positional", "register_op_family", "sites", "torch_family"]

@@ -34,4 +34,5 @@ def torch_site(func: str, args: tuple, is_weight) -> TorchSite | None:
     return None
 
 
-FAMILY = OpFamily("matmul", ("MatMul",), handle, ("matmul", "mm", "__matmul__"), torch_site)
+FAMILY = OpFamily("matmul", ("MatMul",), handle, ("matmul", "mm", "__matmul__"), torch_site,
+                  torch_args=("input", "other"))

@@ -2,7 +2,7 @@
 mapped. The same answer is given for an ONNX node (``WeightSite``) and for a torch call (``TorchSite``),
 so both engines see the same layers.
 
-Handlers only describe; the plan (``nft_deploy.plan``) decides mapped or digital, and the driver
+Handlers only describe; ``device_plan.compile_plan`` decides mapped or digital, and the driver
 (``graph_pass``) inserts the nodes.
 """
 
@@ -70,9 +70,22 @@ class OpFamily:
     torch_site: Callable[[str, tuple, Any], TorchSite | tuple[TorchSite, ...] | None]
     """torch: ``torch_site(function_name, args, is_weight)`` gives the site of a call whose weight argument
     is a parameter (``is_weight(tensor) -> bool``), or None when no argument is one."""
+    torch_args: tuple[str, ...] = ("input", "weight", "bias")
+    """Names of the torch functions' leading arguments, so a weight passed by keyword is found too."""
     fold_chips: bool = False
     """ONNX Runtime runs this family faster with each chip's weights folded into constants (pre-packed
     convolution kernels): the evaluator's ``auto`` strategy folds models that map it."""
+
+
+def positional(family: OpFamily, args: tuple, kwargs: dict) -> tuple[tuple, dict]:
+    """``args`` with the family's leading keyword arguments moved into their positions, and the rest."""
+    if not kwargs:
+        return tuple(args), {}
+    args, rest = list(args), dict(kwargs)
+    for i, name in enumerate(family.torch_args):
+        if i == len(args) and name in rest:
+            args.append(rest.pop(name))
+    return tuple(args), rest
 
 
 def sites(answer) -> tuple:

@@ -8,13 +8,13 @@ import warnings
 import click
 
 from nft_deploy.cli.source_options import model_kwargs, source_options
-from nft_deploy.errors import ExportError
 from nft_deploy.profile_types import SIGMA_HELP
 
 
 @click.command("export")
 @click.argument("source", type=click.Path(dir_okay=False))
-@click.option("--profile", "-p", help="Device profile: a built-in name (rram_4bit) or a .json path.")
+@click.option("--profile", "-p", help="Device profile: a built-in name (rram_4bit) or a .json path [a checkpoint's "
+              "stored profile].")
 @click.option("--output", "-o", type=click.Path(dir_okay=False),
               help="Output file [default: <input stem>.cim.onnx, or <stem>.float.onnx with --no-device].")
 @click.option("--no-device", is_flag=True, help="Write the float ONNX model only (the clean baseline).")
@@ -34,8 +34,6 @@ def export(source, profile, output, no_device, model_name, input_shape, trust_ch
     """
     from nft_deploy.export import export_model
 
-    if profile is None and not no_device:
-        raise ExportError("--profile: required (a built-in name such as rram_4bit, or a .json path) unless --no-device")
     kwargs = model_kwargs({**kw, "model_name": model_name})
     with _spinner(quiet, f"exporting {source}"), warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", UserWarning)

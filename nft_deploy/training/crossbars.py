@@ -21,11 +21,24 @@ from torch import nn
 from torch.func import functional_call
 from torch.overrides import TorchFunctionMode
 
-from nft_deploy.converters.handlers import sites, torch_family
+from nft_deploy.converters.handlers import positional, sites, torch_family
 from nft_deploy.device_plan import DevicePlan, FoundWeight, LayerPlan, compile_plan, layer_name
 from nft_deploy.errors import ConfigError
 from nft_deploy.noise import quantize_activation
 from nft_deploy.profiles import DeviceProfile
+
+
+def _mapped_sites(func, args: tuple, kwargs: dict, is_weight) -> tuple[tuple, dict, tuple]:
+    """The call's arguments (keyword weights moved into place) and the sites a family finds in it."""
+    fam = torch_family(getattr(func, "__name__", ""))
+    if fam is None:
+        return args, kwargs, ()
+    args, kwargs = positional(fam, args, kwargs)
+    return args, kwargs, sites(fam.torch_site(func.__name__, args, is_weight))
+
+
+class _OwnError(Exception):
+    """An error raised by our matching code inside the probe: a bug, which keeps its traceback."""
 
 
 class _Probe(TorchFunctionMode):
@@ -36,18 +49,25 @@ class _Probe(TorchFunctionMode):
         self.params, self.found = params, {}
 
     def __torch_function__(self, func, types, args=(), kwargs=None):
-        fam = torch_family(getattr(func, "__name__", ""))
-        if fam is not None:
-            for site in sites(fam.torch_site(func.__name__, args, lambda t: id(t) in self.params)):
+        try:
+            args, kwargs, found = _mapped_sites(func, args, kwargs or {}, lambda t: id(t) in self.params)
+            for site in found:
                 w = args[site.weight_arg]
                 name = self.params[id(w)]
                 self.found.setdefault(name, FoundWeight(layer_name(name), site.op, name, tuple(w.shape),
                                                         site.out_axis, decline=site.decline))
-        return func(*args, **(kwargs or {}))
+        except Exception as e:
+            raise _OwnError() from e
+        return func(*args, **kwargs)
 
 
 def find_weights(model: nn.Module, sample: torch.Tensor) -> list[FoundWeight]:
-    """The crossbar-op weights of ``model`` in call order, from one probe forward of ``sample``."""
+    """The crossbar-op weights of ``model`` in call order, from one probe forward of ``sample``.
+
+    The probe sees calls of the registry's torch functions whose weight argument is a parameter itself:
+    not a view of one (``w.t()``), not one computed by a parametrization, and not calls made inside
+    another overridable torch function (``nn.MultiheadAttention``'s projections). ``export`` compares
+    this plan with the graph's and names any layer where they differ."""
     params = {id(p): n for n, p in model.named_parameters()}
     probe = _Probe(params)
     was_training = model.training
@@ -55,6 +75,8 @@ def find_weights(model: nn.Module, sample: torch.Tensor) -> list[FoundWeight]:
     try:
         with torch.no_grad(), probe:
             model(sample)
+    except _OwnError as e:
+        raise e.__cause__  # noqa: B904  - a bug in the matching code: its own traceback, not a user error
     except Exception as e:  # noqa: BLE001  - the user's model rejected the sample: say which shape
         raise ConfigError(f"the model's forward failed on a sample of shape {tuple(sample.shape)} while planning its "
                           f"crossbar layers ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})") from None
@@ -77,13 +99,13 @@ class _Converters(TorchFunctionMode):
         self.by_id = by_id
 
     def __torch_function__(self, func, types, args=(), kwargs=None):
-        kwargs = kwargs or {}
-        fam = torch_family(getattr(func, "__name__", ""))
-        found = sites(fam.torch_site(func.__name__, args, lambda t: id(t) in self.by_id)) if fam else ()
+        args, kwargs, found = _mapped_sites(func, args, kwargs or {}, lambda t: id(t) in self.by_id)
         mapped = [s for s in found if s.decline is None]
         if not mapped:
             return func(*args, **kwargs)
-        site = mapped[0]  # converters once per call, as the graph puts them once per node
+        # once per call, as the graph puts them once per node: the DAC at the first weight that reads an
+        # activation, the ADC on the output
+        site = next((s for s in mapped if s.data_arg is not None), mapped[0])
         lay = self.by_id[id(args[site.weight_arg])]
         if lay.input_bits and site.data_arg is not None:
             args = list(args)

@@ -107,7 +107,8 @@ class NoisyModel:
         """
         sets = [self.sample_weights(s) for s in sigmas]
         with frozen_bn_stats(self.model):
-            if not batched or len(sets) == 1 or has_converters(self.plan):  # converters key on tensor identity
+            # converters key on tensor identity, which vmap's wrappers hide; vmap needs a weight to map over
+            if not batched or len(sets) == 1 or not sets[0] or has_converters(self.plan):
                 return torch.stack([on_device(self.model, self.plan, p, x) for p in sets])
             stacked = {k: torch.stack([p[k] for p in sets]) for k in sets[0]}
 

@@ -27,7 +27,7 @@ from torch import nn
 
 from nft_deploy.checkpoint import atomic_write, save_checkpoint
 from nft_deploy.data import Dataset, batches, load_data
-from nft_deploy.errors import DataError
+from nft_deploy.errors import ConfigError, DataError
 from nft_deploy.models import MODELS, build_model
 from nft_deploy.training.config import TrainConfig
 from nft_deploy.training.crossbars import on_device
@@ -127,6 +127,11 @@ def _train(config: TrainConfig, dist: Distributed, data: Dataset | None, model: 
         sample = torch.as_tensor(data.x_train[:2], device=device)
         net = NoisyModel(model, profile, gen, sample)
         method = make_method(config, net, sample, data.num_classes, model_name)
+        if method.noisy and not net.layers:
+            method.close()
+            raise ConfigError(f"--profile {net.profile.name}: maps no layer of this model, so --method {method.name} "
+                              "would train without device noise; check mapping.op_types and digital_layers "
+                              "(`nft-deploy plan` lists every layer and why), or use --method plain")
         find_unused = dist.enabled and has_unused_parameters(model, sample)
     try:
         history = _fit(config, net, method, data, dist, on_epoch if dist.is_main else None, find_unused)

@@ -5,10 +5,14 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from nft_deploy.converters.graph_pass import plan_graph
 from nft_deploy.converters.loaders import load_source
-from nft_deploy.converters.torch_to_onnx import TorchExportConfig, missing_weight_names, torch_to_onnx
+from nft_deploy.converters.torch_to_onnx import TorchExportConfig, torch_to_onnx
 
+from nft_deploy.device_plan import differences
 from nft_deploy.errors import ExportError
+from nft_deploy.profiles import load_profile
+from nft_deploy.training.crossbars import torch_plan
 
 
 class ConvBN(torch.nn.Module):
@@ -35,7 +39,9 @@ def _net():
 def test_exporter_keeps_batchnorm_names_and_a_dynamic_batch(exporter, tiny):
     net = _net()
     exp = torch_to_onnx(net, torch.rand(2, 1, 6, 6), TorchExportConfig(exporter=exporter))
-    assert exp.exporter == exporter and missing_weight_names(net, exp.model, torch.rand(2, 1, 6, 6)) == []
+    prof = load_profile("rram_4bit")
+    assert exp.exporter == exporter
+    assert differences(torch_plan(net, prof, torch.rand(2, 1, 6, 6)), plan_graph(exp.model, prof)) == []
     assert tiny.op_counts(exp.model)["BatchNormalization"] == 1
     np.testing.assert_array_equal(tiny.initializer(exp.model, "conv.weight"), net.conv.weight.detach().numpy())
     for batch in (1, 5):
@@ -45,13 +51,17 @@ def test_exporter_keeps_batchnorm_names_and_a_dynamic_batch(exporter, tiny):
             np.testing.assert_allclose(y, net(torch.from_numpy(x)).numpy(), atol=1e-5)
 
 
-def test_missing_weight_names_reports_renamed_initializers():
+def test_plan_differences_name_a_weight_the_exporter_renamed():
     net = _net()
     exp = torch_to_onnx(net, torch.rand(2, 1, 6, 6), TorchExportConfig(exporter="torchscript"))
     for init in exp.model.graph.initializer:
         if init.name == "fc.weight":
             init.name = "onnx::Gemm_5"
-    assert missing_weight_names(net, exp.model, torch.rand(2, 1, 6, 6)) == ["fc.weight"]
+    for node in exp.model.graph.node:
+        node.input[:] = ["onnx::Gemm_5" if i == "fc.weight" else i for i in node.input]
+    prof = load_profile("rram_4bit")
+    assert differences(torch_plan(net, prof, torch.rand(2, 1, 6, 6)), plan_graph(exp.model, prof)) == [
+        "fc (Gemm) mapped in training only", "onnx::Gemm_5 (Gemm) mapped in the graph only"]
 
 
 @pytest.mark.filterwarnings("ignore::DeprecationWarning")

@@ -144,3 +144,56 @@ def test_training_forwards_pass_through_the_profiles_converters_with_a_straight_
     out = with_io.noisy(x)
     out.sum().backward()
     assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in with_io.mapped_weights())
+
+
+class KeywordAndView(torch.nn.Module):
+    """``F.linear`` with the weight by keyword (found by the probe), and ``x @ w.t()``, a view of a
+    parameter (the exporter folds it into a new constant: the two plans differ there, and export says so)."""
+
+    def __init__(self):
+        super().__init__()
+        self.a = torch.nn.Parameter(torch.randn(8, 6))
+        self.b = torch.nn.Parameter(torch.randn(3, 8))
+
+    def forward(self, x):
+        return torch.nn.functional.linear(input=x, weight=self.a) @ self.b.t()
+
+
+def test_export_names_the_layers_where_training_and_the_graph_plan_differ():
+    torch.manual_seed(0)
+    net = KeywordAndView()
+    res = export_model(net, profile="rram_4bit", input_shape=(6,))
+    assert "a" in [lay.name for lay in res.report.plan.mapped]
+    assert [lay.name for lay in nft_deploy.plan(net, "rram_4bit", input_shape=(6,)).mapped] == ["a"]
+    (note,) = [n for n in res.notes if "differently" in n]
+    assert "1 layer(s)" in note and "mapped in the graph only" in note and "a (" not in note
+
+
+def test_export_of_a_checkpoint_without_profile_uses_the_stored_one(files, tmp_path):
+    r = CliRunner().invoke(main, ["export", str(files / "m.pt"), "-o", str(tmp_path / "m.cim.onnx")])
+    assert r.exit_code == 0, r.output
+    assert "Profile  | pcm_8bit" in r.output
+    r = CliRunner().invoke(main, ["export", str(files / "sd.pt"), "--model", "lenet5", "--width", "0.5"])
+    assert r.exit_code == 1 and "--profile: required" in r.output and len(r.output.strip().splitlines()) == 1
+
+
+def test_a_noisy_method_on_a_profile_that_maps_nothing_is_one_config_error():
+    from nft_deploy.errors import ConfigError
+
+    nothing = profile_from_dict({"schema_version": 1, "name": "none", "programming": {"sigma": 0.1},
+                                 "mapping": {"digital_layers": ["*"]}})
+    cfg = TrainConfig(model="lenet5", width=0.5, method="ovf", profile=nothing, epochs=1, progress=False)
+    with pytest.raises(ConfigError, match="maps no layer of this model.*nft-deploy plan"):
+        train(cfg, data=_data())
+    train(TrainConfig(model="lenet5", width=0.5, method="plain", profile=nothing, epochs=1, progress=False),
+          data=_data())  # plain training needs no device
+
+
+def test_plan_of_a_torchscript_file_is_one_line_pointing_at_its_onnx_export(files, tmp_path):
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        torch.jit.save(torch.jit.script(build_model("lenet5", width=0.5)), str(tmp_path / "m.ts.pt"))
+    r = _plan(tmp_path / "m.ts.pt", "--input-shape", "1,28,28", "--profile", "rram_4bit")
+    assert r.exit_code == 1 and "TorchScript" in r.output and "--no-device" in r.output

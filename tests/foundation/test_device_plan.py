@@ -63,7 +63,8 @@ def test_plan_at_a_sigma_keeps_override_ratios_graph_inputs_and_json_round_trip(
     assert [lay.chip_input for lay in at.mapped] == [lay.chip_input for lay in plan.mapped]
     factors = sigma_factors(plan, at)
     assert factors["conv1"] == pytest.approx(2.0) and factors["proj"] == pytest.approx(2.0) and factors["fc1"] == 0
-    assert DevicePlan.from_json(at.to_json()) == at
+    back = DevicePlan.from_json(at.to_json())
+    assert back == at and [lay.to_dict() for lay in back.layers] == [lay.to_dict() for lay in at.layers]
     assert "3 mapped, 1 digital; profile 'p' at sigma 0.2" in table(at)[-1]
 
 

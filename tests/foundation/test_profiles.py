@@ -250,7 +250,7 @@ def test_cells_per_weight_is_ceil_m_over_k(bits, k, cells):
     assert p.weights.cells == cells and p.weights.levels == 2**bits - 1
 
 
-def test_for_layer_takes_the_first_matching_override_and_is_digital_matches_globs(reference_dict):
+def test_for_layer_takes_the_first_matching_override_and_digital_glob_matches_globs(reference_dict):
     p = profile_from_dict(reference_dict)
     c1 = p.for_layer("conv1")
     assert c1.programming == ProgrammingVariation(sigma=0.5)  # a replacement section, not a merge
@@ -258,7 +258,8 @@ def test_for_layer_takes_the_first_matching_override_and_is_digital_matches_glob
     c2 = p.for_layer("conv2")
     assert c2.weights.bits == 4 and c2.stuck_at.zero_rate == 0.5 and c2.programming == p.programming
     assert p.for_layer("fc.0") is p
-    assert p.is_digital("fc.0") and p.is_digital("head") and not p.is_digital("conv1") and not p.is_digital("fc")
+    assert p.digital_glob("fc.0") == "fc.*" and p.digital_glob("head") == "head"
+    assert p.digital_glob("conv1") is None and p.digital_glob("fc") is None
 
 
 def test_with_sigma_sets_the_top_level_and_overrides_keep_their_ratio(reference_dict):
