@@ -37,6 +37,9 @@ def _ints(flag: str, text: str | None) -> tuple[int, ...] | None:
               help="noise_injection: average the loss over K noise draws per step.")
 @click.option("--ovf-n", type=int, default=3, show_default=True, help="OVF: number of extra forwards N.")
 @click.option("--ovf-offsets", default=None, help="OVF: sigma offsets, comma-separated (default 0.15,0.10,0.05).")
+@click.option("--ovf-feedback-grad", default="full", show_default=True,
+              help="OVF: full (reference): backpropagate through the N extra forwards; none: run them without "
+                   "gradient, as constants in the loss (same draws and loss value, cheaper steps).")
 @click.option("--gammas", default=None, help="OVF/IRS feedback weights, comma-separated (default 10^-(n-1)).")
 @click.option("--temperature", type=float, default=None, help="temperature method: T in CE(z/T) (default N+1).")
 @click.option("--irs-layers", default=None, help="IRS: module paths, comma-separated, shallowest first.")
@@ -62,9 +65,9 @@ def _ints(flag: str, text: str | None) -> tuple[int, ...] | None:
 @click.option("--mc-chips", type=int, default=0, show_default=True,
               help="After training: torch Monte Carlo over N chips on the test set.")
 @click.option("--quiet", is_flag=True, help="No progress bars and no per-epoch lines.")
-def train(model, width, data, method, profile, sigma, beta, draws, ovf_n, ovf_offsets, gammas, temperature,
-          irs_layers, irs_pool, epochs, batch_size, lr, schedule, seed, device, dist_backend, expect_world_size,
-          batched, limit_train, limit_test, output, log_file, mc_chips, quiet):
+def train(model, width, data, method, profile, sigma, beta, draws, ovf_n, ovf_offsets, ovf_feedback_grad, gammas,
+          temperature, irs_layers, irs_pool, epochs, batch_size, lr, schedule, seed, device, dist_backend,
+          expect_world_size, batched, limit_train, limit_test, output, log_file, mc_chips, quiet):
     """Train a model for a noisy CIM device (NFT: OVF, IRS, or a baseline) and write a checkpoint.
 
     Runs unchanged under torchrun --nproc_per_node N (DistributedDataParallel; rank 0 prints and writes).
@@ -75,7 +78,7 @@ def train(model, width, data, method, profile, sigma, beta, draws, ovf_n, ovf_of
     config = TrainConfig(
         model=model, width=width, data=data, limit_train=limit_train, limit_test=limit_test, method=method,
         beta=beta, draws=draws, ovf_n=ovf_n, ovf_offsets=_floats("--ovf-offsets", ovf_offsets),
-        gammas=_floats("--gammas", gammas), temperature=temperature,
+        ovf_feedback_grad=ovf_feedback_grad, gammas=_floats("--gammas", gammas), temperature=temperature,
         irs_layers=tuple(s.strip() for s in irs_layers.split(",") if s.strip()) if irs_layers else None,
         irs_pool=_ints("--irs-pool", irs_pool), batched=batched, profile=profile, sigma=sigma, epochs=epochs,
         batch_size=batch_size, lr=lr, schedule=schedule, seed=seed, device=device, dist_backend=dist_backend,

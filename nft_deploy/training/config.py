@@ -15,6 +15,7 @@ BACKENDS = ("gloo", "nccl")
 """torch.distributed backends for torchrun (kept here, free of torch imports)."""
 METHOD_NAMES = ("plain", "noise_injection", "temperature", "correctnet", "ovf", "irs")
 SCHEDULES = ("cosine", "constant")
+OVF_FEEDBACK_GRADS = ("full", "none")
 
 
 @dataclass
@@ -41,6 +42,9 @@ class TrainConfig:
     """OVF: number of extra forwards N."""
     ovf_offsets: tuple[float, ...] | None = None
     """OVF: sigma offsets of the extra forwards (profile unit); None: 0.15, 0.10, 0.05 (0.05 * (N-n+1))."""
+    ovf_feedback_grad: str = "full"
+    """OVF: full (the reference): gradients flow through all N extra forwards; none: the extra forwards run
+    under no_grad and enter the loss as constants (same draws, same loss value), skipping their backward."""
     gammas: tuple[float, ...] | None = None
     """OVF/IRS feedback weights; None: 10^-(n-1)."""
     temperature: float | None = None
@@ -104,6 +108,9 @@ class TrainConfig:
         """Raise ConfigError naming the first bad option."""
         if self.method not in METHOD_NAMES:
             raise ConfigError(f"--method: unknown method {self.method!r}; choose one of: {', '.join(METHOD_NAMES)}")
+        if self.ovf_feedback_grad not in OVF_FEEDBACK_GRADS:
+            raise ConfigError(f"--ovf-feedback-grad: must be {' or '.join(OVF_FEEDBACK_GRADS)}, got "
+                              f"{self.ovf_feedback_grad!r}")
         if self.schedule not in SCHEDULES:
             raise ConfigError(f"schedule: {self.schedule!r}; choose one of: {', '.join(SCHEDULES)}")
         _positive("--epochs", self.epochs, integer=True)
@@ -153,4 +160,4 @@ def _positive(flag: str, value, integer: bool = False) -> None:
         raise ConfigError(f"{flag}: must be a positive {'integer' if integer else 'number'}, got {value!r}")
 
 
-__all__ = ["METHOD_NAMES", "SCHEDULES", "TrainConfig"]
+__all__ = ["METHOD_NAMES", "OVF_FEEDBACK_GRADS", "SCHEDULES", "TrainConfig"]

@@ -9,7 +9,8 @@ JSON stored in the checkpoint's ``method`` entry.
   the loss over K draws per step (K = N + 1 spends OVF's compute on noise injection).
 - ``temperature``: ``CE(z / T)`` with noise, no feedback: OVF's ``/(N + 1)`` alone (ablation).
 - ``correctnet``: noise injection + ``lambda * sum ||W^T W - I||_F^2`` over the mapped layers.
-- ``ovf``: backbone at the profile sigma plus N forwards at sigma + offsets, feedback loss.
+- ``ovf``: backbone at the profile sigma plus N forwards at sigma + offsets, feedback loss
+  (``feedback_grad="none"``: the N forwards as constants, without their backward).
 - ``irs``: snapshot heads on intermediate layers (``nft_deploy.training.irs``), feedback loss.
 """
 
@@ -115,18 +116,25 @@ class CorrectNet(_Simple):
 
 @dataclass(frozen=True)
 class OVF(_Simple):
-    """Oriented Variational Forward: N extra forwards at larger sigma feed back negatively."""
+    """Oriented Variational Forward: N extra forwards at larger sigma feed back negatively.
+
+    ``feedback_grad="full"`` is the reference: gradients flow through all N + 1 passes. ``"none"`` runs the
+    N extra passes under ``torch.no_grad``: they draw the same noise in the same order and give the same
+    loss value, but enter it as constants, so the step skips their backward and their autograd memory.
+    """
 
     beta: float = 1e-3
     offsets: tuple[float, ...] = (0.15, 0.10, 0.05)
     gammas: tuple[float, ...] = (1.0, 0.1, 0.01)
+    feedback_grad: str = "full"
     batched: bool = True
     name: ClassVar[str] = "ovf"
     noisy: ClassVar[bool] = True
 
     def loss(self, net, x, y):
         z = net.noisy(x)
-        outs = net.noisy_many(x, [net.sigma + o for o in self.offsets], self.batched)
+        with torch.set_grad_enabled(torch.is_grad_enabled() and self.feedback_grad == "full"):
+            outs = net.noisy_many(x, [net.sigma + o for o in self.offsets], self.batched)
         return feedback_loss(z, outs, y, self.beta, self.gammas)
 
 
@@ -151,7 +159,8 @@ def make_method(config: TrainConfig, net: NoisyModel, sample_x: torch.Tensor, nu
     if name == "ovf":
         return OVF(beta=1e-3 if config.beta is None else config.beta,
                    offsets=tuple(config.ovf_offsets or default_offsets(n)),
-                   gammas=tuple(config.gammas or default_gammas(n)), batched=config.use_vmap)
+                   gammas=tuple(config.gammas or default_gammas(n)), feedback_grad=config.ovf_feedback_grad,
+                   batched=config.use_vmap)
     return IRS.from_config(config, net, sample_x, num_classes, model_name)
 
 
