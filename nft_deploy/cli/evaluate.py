@@ -9,6 +9,9 @@ import click
 
 from nft_deploy.profile_types import SIGMA_HELP
 
+CI_WIDTH_HELP = ("Sequential Monte Carlo: stop adding chips once the interval of the mean accuracy is narrower than "
+                 "this (accuracy units, e.g. 0.01) at --alpha; --chips is the maximum.")
+
 CHIP_HELP = """
 One chip = one programmed instance of the model: one numpy draw per mapped layer, seeded by
 SeedSequence(SEED) spawned per chip (and keyed by layer name), fixed across the whole test set; read
@@ -48,6 +51,10 @@ def _eval_options(fn):
                      "checkpoint in the training-time torch simulation on the same chips, same JSON (strategy "
                      "'torch'), to cross-check the export against it; no read noise; evaluate only (not --sweep, "
                      "compare, check or sweep)."),
+        click.option("--alpha", default=0.05, show_default=True, type=float, help="Error rate of a sequential "
+                     "decision (--ci-width, check), spent over a fixed schedule of looks (Bonferroni)."),
+        click.option("--first-look", default=16, show_default=True, type=int, help="Chips at the first look of a "
+                     "sequential run; each later look doubles them, --chips is the last."),
         click.option("--quiet", is_flag=True, help="No progress bar."),
         click.option("--json", "json_path", default=None, type=click.Path(dir_okay=False), help="Write JSON here."),
         click.option("--markdown", "md_path", default=None, type=click.Path(dir_okay=False),
@@ -66,7 +73,8 @@ def _config(kw: dict, torch_ok: bool = False):
     from nft_deploy.evaluation.runner import TORCH_EVALUATE_ONLY, EvalConfig
 
     names = ("chips", "seed", "sigma", "batch_size", "workers", "threads", "strategy", "limit", "quiet", "backend",
-             "address", "engine")
+             "address", "engine", "alpha", "first_look", "ci_width")
+    kw.setdefault("ci_width", None)
     config = EvalConfig(**{k: kw.pop(k) for k in names})
     if config.engine == "torch" and not torch_ok:
         raise EvaluationError(TORCH_EVALUATE_ONLY)
@@ -98,6 +106,7 @@ def _doc(text: str):
 @click.command()
 @click.argument("model", type=click.Path())
 @_eval_options
+@click.option("--ci-width", type=float, default=None, help=CI_WIDTH_HELP)
 @click.option("--sweep", "sweep_spec", default=None, help="Sweep programming sigma START:STOP:STEP (e.g. 0:0.4:0.05) "
               "or a comma list; reports accuracy vs sigma with CI bands.")
 @_doc("Monte Carlo accuracy, confidence and uncertainty of MODEL on noisy chips.\n\nMODEL: a CIM-deployed "
@@ -138,6 +147,8 @@ def _evaluate_one(model, data, config, profile):
 @click.argument("models", nargs=-1, required=True, type=click.Path())
 @_eval_options
 @_doc("Evaluate several MODELS on the same chips and data; deltas and paired CIs against the first.")
+@click.option("--ci-width", type=float, default=None, help=CI_WIDTH_HELP + " Here: of every paired difference "
+              "against the first model.")
 def compare(models, data, profile, **kw):
     from nft_deploy.evaluation.compare import compare as run_compare
 
@@ -165,14 +176,18 @@ def sweep(models, data, profile, sigma_spec, **kw):
 @click.option("--max-drop", type=float, default=None, help="Maximum clean minus mean accuracy (fraction).")
 @click.option("--min-confidence", type=float, default=None, help="Minimum mean max-softmax confidence.")
 @click.option("--junit", "junit_path", default=None, type=click.Path(dir_okay=False), help="Write JUnit XML here.")
-@_doc("Gate MODEL on robustness thresholds: PASSED/FAILED lines, exit 0 when all pass, 1 otherwise.")
-def check(model, data, profile, min_accuracy, percentile, max_drop, min_confidence, junit_path, **kw):
+@click.option("--fixed", is_flag=True, help="Run all --chips chips (no early stop once the verdict is settled).")
+@_doc("Gate MODEL on robustness thresholds: PASSED/FAILED lines, exit 0 when all pass, 1 otherwise.\n\n"
+      "Chips are added look by look (--first-look, doubling, --chips at most) and the run stops as soon as "
+      "every threshold's decision is settled at --alpha (or one fails for sure); the CHIPS line says when "
+      "and why.")
+def check(model, data, profile, min_accuracy, percentile, max_drop, min_confidence, junit_path, fixed, **kw):
     from nft_deploy.evaluation.check import Thresholds, write_junit
     from nft_deploy.evaluation.check import check as run_check
 
     thresholds = Thresholds(min_accuracy=min_accuracy, percentile=percentile, max_drop=max_drop,
                             min_confidence=min_confidence)
-    result = run_check(model, data, thresholds, _config(kw), profile=profile)
+    result = run_check(model, data, thresholds, _config(kw), profile=profile, sequential=not fixed)
     _outputs(result.evaluation, kw, show_table=False)
     if junit_path:
         write_junit(result, junit_path)

@@ -6,6 +6,7 @@ Lines read ``PASSED | subject | value >= threshold (--flag)``; a failing line is
 
 from __future__ import annotations
 
+import dataclasses
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -14,8 +15,16 @@ import numpy as np
 
 from nft_deploy.checkpoint import atomic_write
 from nft_deploy.errors import EvaluationError
-from nft_deploy.evaluation.results import EvaluationResult
-from nft_deploy.evaluation.runner import EvalConfig, evaluate
+from nft_deploy.evaluation.deployed import load_deployed
+from nft_deploy.evaluation.results import CleanMetrics, EvaluationResult
+from nft_deploy.evaluation.runner import (
+    TORCH_EVALUATE_ONLY,
+    EvalConfig,
+    make_config,
+    resolve_data,
+    run_monte_carlo,
+)
+from nft_deploy.evaluation.sequential import Criterion, GateRule, fraction_below_at_most, mean_at_least
 
 
 @dataclass(frozen=True)
@@ -77,7 +86,8 @@ class CheckResult:
         return all(line.passed for line in self.lines)
 
     def text(self) -> str:
-        out = []
+        ev = self.evaluation
+        out = [f"CHIPS  | {ev.chips} of at most {ev.chips_max} | {ev.stop_reason}"]
         for line in self.lines:
             out.append(line.text())
             if not line.passed:
@@ -89,8 +99,32 @@ def _negate(op: str) -> str:
     return "<" if op == ">=" else ">"
 
 
-def apply_thresholds(result: EvaluationResult, t: Thresholds) -> CheckResult:
-    """Compare an evaluation with thresholds (no new Monte Carlo)."""
+def criteria(t: Thresholds, clean: CleanMetrics) -> list[Criterion]:
+    """The thresholds as sequential criteria (``sequential``), named as the stop reason prints them."""
+    out = []
+    if t.min_accuracy is not None and t.percentile is None:
+        out.append(mean_at_least(f"mean accuracy >= {t.min_accuracy:g}", t.min_accuracy, lambda c: c.accuracy))
+    elif t.min_accuracy is not None:  # the p-th percentile >= m  <=>  at most p% of chips fall below m
+        out.append(fraction_below_at_most(f"{_ordinal(t.percentile)} percentile >= {t.min_accuracy:g}",
+                                          t.min_accuracy, t.percentile / 100))
+    if t.max_drop is not None:
+        out.append(mean_at_least(f"drop from clean <= {t.max_drop:g}", clean.accuracy - t.max_drop,
+                                 lambda c: c.accuracy))
+    if t.min_confidence is not None:
+        out.append(mean_at_least(f"mean confidence >= {t.min_confidence:g}", t.min_confidence,
+                                 lambda c: c.confidence))
+    return out
+
+
+def _ordinal(p: float) -> str:
+    n = f"{p:g}"
+    suffix = "th" if n.endswith(("11", "12", "13")) else {"1": "st", "2": "nd", "3": "rd"}.get(n[-1], "th")
+    return n + suffix
+
+
+def apply_thresholds(result: EvaluationResult, t: Thresholds, settled: dict[str, str] | None = None) -> CheckResult:
+    """Compare an evaluation with thresholds (no new Monte Carlo). ``settled`` (criterion -> "pass" or
+    "fail", from a sequential run) decides the lines it names; the others compare point estimates."""
     lines, n = [], result.chips
     if t.min_accuracy is not None:
         accs = [c.accuracy for c in result.per_chip]
@@ -106,13 +140,27 @@ def apply_thresholds(result: EvaluationResult, t: Thresholds) -> CheckResult:
     if t.min_confidence is not None:
         lines.append(CheckLine("min_confidence", f"confidence (mean max softmax over {n} chips)", result.confidence,
                                ">=", t.min_confidence, "--min-confidence", result.confidence >= t.min_confidence))
+    if settled:
+        names = [c.describe for c in criteria(t, result.clean)]
+        lines = [dataclasses.replace(line, passed=settled[name] == "pass") if name in settled else line
+                 for line, name in zip(lines, names, strict=True)]
     return CheckResult(evaluation=result, lines=lines)
 
 
 def check(model, data, thresholds: Thresholds, config: EvalConfig | None = None, *, profile=None,
-          **overrides) -> CheckResult:
-    """Evaluate ``model`` on ``data`` and gate it on ``thresholds``."""
-    return apply_thresholds(evaluate(model, data, config, profile=profile, **overrides), thresholds)
+          sequential: bool = True, **overrides) -> CheckResult:
+    """Evaluate ``model`` on ``data`` and gate it on ``thresholds``.
+
+    ``sequential`` (the default) adds chips look by look and stops once the verdict is settled at
+    ``config.alpha`` (``nft_deploy.evaluation.sequential``); False runs every chip of ``config.chips``."""
+    config = make_config(config, overrides)
+    if config.engine == "torch":
+        raise EvaluationError(TORCH_EVALUATE_ONLY)
+    deployed = load_deployed(model, profile)
+    name, x, y = resolve_data(data, config.limit)
+    gate = GateRule(lambda clean: criteria(thresholds, clean), config.alpha) if sequential else None
+    result = run_monte_carlo(deployed, x, y, config, data_name=name, rule=gate)
+    return apply_thresholds(result, thresholds, gate.decisions if gate else None)
 
 
 def junit_xml(result: CheckResult) -> str:
@@ -122,8 +170,8 @@ def junit_xml(result: CheckResult) -> str:
                        failures=str(failures), errors="0", skipped="0")
     props = ET.SubElement(suite, "properties")
     ev = result.evaluation
-    for k, v in (("model", ev.model), ("data", ev.data), ("chips", ev.chips), ("seed", ev.seed),
-                 ("profile", ev.profile), ("sigma", ev.sigma)):
+    for k, v in (("model", ev.model), ("data", ev.data), ("chips", ev.chips), ("chips_max", ev.chips_max),
+                 ("stop_reason", ev.stop_reason), ("seed", ev.seed), ("profile", ev.profile), ("sigma", ev.sigma)):
         ET.SubElement(props, "property", name=k, value=str(v))
     for line in result.lines:
         case = ET.SubElement(suite, "testcase", classname=f"nft-deploy.check.{_safe(ev.model)}", name=line.name)

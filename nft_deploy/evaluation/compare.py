@@ -14,13 +14,8 @@ from nft_deploy.errors import EvaluationError
 from nft_deploy.evaluation.deployed import load_deployed
 from nft_deploy.evaluation.metrics import paired_difference
 from nft_deploy.evaluation.results import CompareResult, EvaluationResult, ModelDelta
-from nft_deploy.evaluation.runner import (
-    EvalConfig,
-    backend_session,
-    make_config,
-    resolve_data,
-    run_monte_carlo,
-)
+from nft_deploy.evaluation.runner import EvalConfig, make_config, resolve_data, run_on_same_chips
+from nft_deploy.evaluation.sequential import paired_width_rule
 
 
 def deltas(results: Sequence[EvaluationResult]) -> list[ModelDelta]:
@@ -44,6 +39,6 @@ def compare(models: Sequence, data, config: EvalConfig | None = None, *, profile
     config = make_config(config, overrides)
     name, x, y = resolve_data(data, config.limit)
     deployed = [load_deployed(m, profile) for m in models]
-    with backend_session(config):  # one Ray (when --backend ray) for all models
-        results = [run_monte_carlo(d, x, y, config, data_name=name) for d in deployed]
+    rule = None if config.ci_width is None else paired_width_rule(config.ci_width)
+    results = run_on_same_chips(deployed, x, y, config, data_name=name, rule=rule)
     return CompareResult(results=results, deltas=deltas(results))

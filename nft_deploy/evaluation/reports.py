@@ -39,8 +39,10 @@ def _rows(r: EvaluationResult) -> list[tuple[str, str]]:
 
 
 def _header(r: EvaluationResult) -> str:
-    return (f"{r.data}, {r.samples} samples, {r.chips} chips, seed {r.seed}, profile {r.profile}, "
+    chips = f"{r.chips} chips" if r.stop_reason.startswith("fixed") else f"{r.chips} of at most {r.chips_max} chips"
+    head = (f"{r.data}, {r.samples} samples, {chips}, seed {r.seed}, profile {r.profile}, "
             f"sigma {r.sigma:g} ({r.sigma_unit}), strategy {r.strategy}")
+    return head if r.stop_reason.startswith("fixed") else f"{head}; {r.stop_reason}"
 
 
 def _short(model: str) -> str:

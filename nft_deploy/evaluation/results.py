@@ -134,9 +134,14 @@ class EvaluationResult:
     """Mean over chips of the per-chip ECE."""
     reliability: Reliability
     per_chip: list[ChipMetrics] = field(default_factory=list)
+    chips_max: int = 0
+    """``--chips``: the most chips the run could use (``chips`` is how many it used)."""
+    stop_reason: str = ""
+    """Why the run stopped adding chips: ``fixed: N chips``, or a sequential rule's ``settled: ...`` or
+    ``not settled ...`` (``nft_deploy.evaluation.sequential``)."""
 
     def to_dict(self) -> dict[str, Any]:
-        return {"schema": SCHEMA, "version": SCHEMA_VERSION, **_jsonable(self)}
+        return {"schema": SCHEMA, "version": SCHEMA_VERSION, **_stop_keys(self), **_jsonable(self)}
 
 
 @dataclass(frozen=True)
@@ -160,7 +165,8 @@ class CompareResult:
     deltas: list[ModelDelta]
 
     def to_dict(self) -> dict[str, Any]:
-        return {"schema": SCHEMA + "/compare", "version": SCHEMA_VERSION, **_jsonable(self)}
+        return {"schema": SCHEMA + "/compare", "version": SCHEMA_VERSION, **_stop_keys(self.results[0]),
+                **_jsonable(self)}
 
 
 @dataclass(frozen=True)
@@ -173,6 +179,11 @@ class SweepResult:
 
     def to_dict(self) -> dict[str, Any]:
         return {"schema": SCHEMA + "/sweep", "version": SCHEMA_VERSION, **_jsonable(self)}
+
+
+def _stop_keys(result: EvaluationResult) -> dict[str, Any]:
+    """``chips_used``, ``chips_max`` and ``stop_reason`` at the top of a file, where a reader looks first."""
+    return {"chips_used": result.chips, "chips_max": result.chips_max, "stop_reason": result.stop_reason}
 
 
 def _jsonable(obj: Any) -> Any:

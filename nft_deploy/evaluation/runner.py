@@ -33,6 +33,7 @@ from nft_deploy.data import Dataset, batches, load_data
 from nft_deploy.device_plan import LayerPlan, sigma_factors
 from nft_deploy.errors import EvaluationError
 from nft_deploy.evaluation import metrics as M
+from nft_deploy.evaluation import sequential
 from nft_deploy.evaluation.deployed import (
     DeployedModel,
     clean_proto,
@@ -81,6 +82,13 @@ class EvalConfig:
     address: str | None = None
     """Ray cluster to join (HOST:PORT, ray://HOST:PORT or auto); None: start a local Ray with ``workers``
     CPUs for the run and shut it down after (a Ray this process already joined is reused)."""
+    ci_width: float | None = None
+    """Sequential Monte Carlo: stop adding chips once the interval of the mean accuracy (compare: of each
+    paired difference) is narrower than this (accuracy units); ``chips`` stays the maximum. None: all chips."""
+    alpha: float = 0.05
+    """Error rate of a sequential decision (``--ci-width``, ``check``), spent over the looks (Bonferroni)."""
+    first_look: int = 16
+    """Chips at the first look of a sequential run; every later look doubles the count (fixed schedule)."""
     engine: str = "onnxruntime"
     """onnxruntime (the deployed graph, this module) | torch (a checkpoint in the training-time simulation on
     the same chips, ``torch_engine``: a cross-check of the export; evaluate only, no read noise, in this
@@ -89,9 +97,14 @@ class EvalConfig:
     def __post_init__(self):
         for flag, v, lo in (("--chips", self.chips, 1), ("--batch-size", self.batch_size, 1),
                             ("--workers", self.workers, 1), ("--threads", self.threads, 1),
-                            ("--limit", self.limit, 1), ("--bins", self.n_bins, 1), ("--seed", self.seed, 0)):
+                            ("--limit", self.limit, 1), ("--bins", self.n_bins, 1), ("--seed", self.seed, 0),
+                            ("--first-look", self.first_look, 1)):
             if v is not None and (not isinstance(v, (int, np.integer)) or v < lo):
                 raise EvaluationError(f"{flag}: must be an integer >= {lo}, got {v!r}")
+        if self.ci_width is not None and not 0 < self.ci_width <= 1:
+            raise EvaluationError(f"--ci-width: must be in (0, 1] (accuracy units), got {self.ci_width}")
+        if not 0 < self.alpha < 1:
+            raise EvaluationError(f"--alpha: must be in (0, 1), got {self.alpha}")
         if self.sigma is not None and not self.sigma >= 0:
             raise EvaluationError(f"--sigma: must be >= 0, got {self.sigma}")
         if self.strategy not in STRATEGIES:
@@ -267,31 +280,31 @@ def backend_session(config: EvalConfig) -> Iterator[int]:
         yield config.workers or min(cpus, config.chips)
 
 
-def _chunks(chips: int, workers: int) -> list[list[int]]:
+def _chunks(chips: list[int], workers: int) -> list[list[int]]:
     """Chip indices split into several chunks per worker (load balance); order does not matter."""
-    return [c.tolist() for c in np.array_split(np.arange(chips), min(chips, workers * 4))]
+    return [c.tolist() for c in np.array_split(np.asarray(chips), min(len(chips), workers * 4))]
 
 
-def _run_all(job: _Job, chips: int, workers: int, quiet: bool, label: str, backend: str = "local") -> list[_Shard]:
-    with chip_progress(chips, label, quiet) as advance:
-        if backend == "ray":
-            from nft_deploy.evaluation.ray_backend import run_shards
+def _run_all(job: _Job, chips: list[int], workers: int, advance, backend: str = "local") -> list[_Shard]:
+    """Runs ``chips`` on the backend and returns their shards (one look of a sequential run, or all)."""
+    if backend == "ray":
+        from nft_deploy.evaluation.ray_backend import run_shards
 
-            return run_shards(job, _chunks(chips, workers), advance)
-        if workers == 1:
-            return [_run_shard(job, list(range(chips)), advance)]
-        chunks = _chunks(chips, workers)
-        # fork: workers inherit the job without re-importing the caller's __main__ (spawn would need a
-        # `if __name__ == "__main__"` guard in every user script); no ORT session is alive at this point.
-        methods = multiprocessing.get_all_start_methods()
-        ctx = multiprocessing.get_context("fork" if "fork" in methods else "spawn")
-        shards = []
-        with ProcessPoolExecutor(workers, mp_context=ctx, initializer=_init_worker, initargs=(job,)) as ex:
-            futures = {ex.submit(_worker_shard, c): len(c) for c in chunks}
-            for f in as_completed(futures):
-                shards.append(f.result())
-                advance(futures[f])
-        return shards
+        return run_shards(job, _chunks(chips, workers), advance)
+    if workers == 1 or len(chips) == 1:
+        return [_run_shard(job, chips, advance)]
+    # fork: workers inherit the job without re-importing the caller's __main__ (spawn would need a
+    # `if __name__ == "__main__"` guard in every user script); no ORT session is alive at this point.
+    methods = multiprocessing.get_all_start_methods()
+    ctx = multiprocessing.get_context("fork" if "fork" in methods else "spawn")
+    shards = []
+    with ProcessPoolExecutor(min(workers, len(chips)), mp_context=ctx, initializer=_init_worker,
+                             initargs=(job,)) as ex:
+        futures = {ex.submit(_worker_shard, c): len(c) for c in _chunks(chips, workers)}
+        for f in as_completed(futures):
+            shards.append(f.result())
+            advance(futures[f])
+    return shards
 
 
 def chip_logits(model: DeployedModel, x: np.ndarray, chip: int, seed: int = 0, sigma: float | None = None,
@@ -347,42 +360,103 @@ def check_labels(model: DeployedModel, y: np.ndarray, classes: int) -> None:
 
 
 def run_monte_carlo(model: DeployedModel, x: np.ndarray, y: np.ndarray, config: EvalConfig,
-                    data_name: str = "<data>", timings: dict | None = None) -> EvaluationResult:
-    """Clean pass, then ``config.chips`` chips; the summary of all of it. ``timings``, when given, receives
-    ``clean_s`` and ``chips_s`` (wall seconds; kept out of the result so that its JSON stays reproducible)."""
+                    data_name: str = "<data>", timings: dict | None = None, rule=None) -> EvaluationResult:
+    """Clean pass, then chips: all ``config.chips`` of them, or look by look until ``rule`` settles
+    (``sequential.run_looks``; ``config.ci_width`` makes the interval-width rule). ``timings``, when given,
+    receives ``clean_s`` and ``chips_s`` (wall seconds; kept out of the result so that its JSON stays
+    reproducible)."""
+    if rule is None and config.ci_width is not None:
+        rule = sequential.ci_width_rule(config.ci_width)
+    return run_on_same_chips([model], x, y, config, data_name, timings, rule)[0]
+
+
+def run_on_same_chips(models: list[DeployedModel], x: np.ndarray, y: np.ndarray, config: EvalConfig,
+                      data_name: str = "<data>", timings: dict | None = None, rule=None) -> list[EvaluationResult]:
+    """Every model on the same chips, look by look: ``rule(chips, level, n)`` sees each model's chips so
+    far (a list per model), so a paired rule can stop them together."""
     if config.engine == "torch":  # compare, check and sweep come here; evaluate dispatches before
         raise EvaluationError(TORCH_EVALUATE_ONLY)
     x = np.ascontiguousarray(x, np.float32)
-    check_input(model, x, data_name)
-    resolve_sigma(model, config.sigma)  # user errors surface before a Ray is started
-    choose_strategy(model, config.strategy)
-    with backend_session(config) as workers:
-        return _monte_carlo(model, x, y, config, data_name, timings, workers)
-
-
-def _monte_carlo(model: DeployedModel, x: np.ndarray, y: np.ndarray, config: EvalConfig, data_name: str,
-                 timings: dict | None, workers: int) -> EvaluationResult:
+    for model in models:
+        check_input(model, x, data_name)
+        resolve_sigma(model, config.sigma)  # user errors surface before a Ray is started
+        choose_strategy(model, config.strategy)
     import time
 
-    start = time.perf_counter()
+    with backend_session(config) as workers:
+        start = time.perf_counter()
+        runs = [prepare_run(m, x, y, config, data_name, workers) for m in models]
+        clean_done = time.perf_counter()
+        if getattr(rule, "needs_clean", False):
+            rule = rule.bind(runs[0].clean)
+        label = runs[0].label if len(runs) == 1 else f"{len(runs)} models ({data_name})"
+        with chip_progress(config.chips * len(runs), label, config.quiet) as advance:
+            outcome = sequential.run_looks(
+                lambda ids: [r.step(ids, advance) for r in runs], lambda: [r.chips() for r in runs],
+                config.chips, config.first_look, None if rule is None else _per_model(rule, len(runs)),
+                config.alpha)
+        if timings is not None:
+            timings.update(clean_s=clean_done - start, chips_s=time.perf_counter() - clean_done)
+        return [r.result(outcome) for r in runs]
+
+
+def _per_model(rule, n_models: int):
+    """A one-model rule (it reads one chip list) applied to a one-model run; paired rules read them all."""
+    if getattr(rule, "paired", False):
+        return rule
+    if n_models != 1:
+        raise ValueError("a one-model stopping rule given several models")
+    return lambda chips, level, n: rule(chips[0], level, n)
+
+
+@dataclass
+class PreparedRun:
+    """One model's Monte Carlo after its clean pass: chips are added look by look (``step``)."""
+
+    model: DeployedModel
+    config: EvalConfig
+    data_name: str
+    job: _Job
+    workers: int
+    clean: CleanMetrics
+    sigma: float
+    shards: list[_Shard] = field(default_factory=list)
+
+    @property
+    def label(self) -> str:
+        return f"{self.model.name} ({self.data_name})"
+
+    def step(self, chips: list[int], advance) -> None:
+        """Runs these chips and keeps their shards."""
+        self.shards += _run_all(self.job, chips, self.workers, advance, self.config.backend)
+
+    def chips(self) -> list[ChipMetrics]:
+        """Every chip run so far, in chip order."""
+        return sorted((c for s in self.shards for c in s.chips), key=lambda c: c.chip)
+
+    def result(self, outcome: sequential.Outcome) -> EvaluationResult:
+        return summarize(self.model.name, self.model.profile, self.data_name, self.config, self.sigma,
+                         self.job.strategy, self.clean, self.shards, self.job.num_classes, outcome)
+
+
+def prepare_run(model: DeployedModel, x: np.ndarray, y: np.ndarray, config: EvalConfig, data_name: str,
+                workers: int) -> PreparedRun:
+    """The clean pass and the job every look ships to the workers."""
     sigma, factors = resolve_sigma(model, config.sigma)
     strategy = choose_strategy(model, config.strategy)
     threads = config.threads or max(1, (os.cpu_count() or 1) // workers)
     clean, clean_pred, classes = clean_pass(model, x, y, config.batch_size, threads, config.n_bins)
-    clean_done = time.perf_counter()
     job = _Job(model_bytes=model.proto.SerializeToString(), chip_inputs=model.chip_inputs, layers=model.layers,
                weights=model.weights, input_name=model.input_name,
                output_name=model.output_name, x=x, y=y, clean_pred=clean_pred,
                num_classes=classes, seed=config.seed, sigma_factors=factors, strategy=strategy,
                batch_size=config.batch_size, threads=threads, n_bins=config.n_bins, read_noise=model.has_read_noise)
-    shards = _run_all(job, config.chips, workers, config.quiet, f"{model.name} ({data_name})", config.backend)
-    if timings is not None:
-        timings.update(clean_s=clean_done - start, chips_s=time.perf_counter() - clean_done)
-    return summarize(model.name, model.profile, data_name, config, sigma, strategy, clean, shards, classes)
+    return PreparedRun(model, config, data_name, job, workers, clean, sigma)
 
 
 def summarize(name: str, profile: DeviceProfile, data_name: str, config: EvalConfig, sigma: float, strategy: str,
-              clean: CleanMetrics, shards: list[_Shard], classes: int) -> EvaluationResult:
+              clean: CleanMetrics, shards: list[_Shard], classes: int,
+              outcome: sequential.Outcome | None = None) -> EvaluationResult:
     """The result of a run from its reduced sums; both engines (this runner and ``torch_engine``) end here,
     so their JSON can only differ where their numbers do."""
     probs, bins = shards[0].probs, shards[0].bins
@@ -401,7 +475,9 @@ def summarize(name: str, profile: DeviceProfile, data_name: str, config: EvalCon
         accuracy_drop=clean.accuracy - acc.mean, confidence=confidence, confidence_drop=clean.confidence - confidence,
         ekl=ekl, predictive_entropy=predictive, expected_entropy=expected_entropy,
         flip_rate=float(np.mean([c.flip_rate for c in chips])), ece=float(np.mean([c.ece for c in chips])),
-        reliability=bins.reliability(), per_chip=chips)
+        reliability=bins.reliability(), per_chip=chips,
+        chips_max=outcome.chips_max if outcome else len(chips),
+        stop_reason=outcome.stop_reason if outcome else f"fixed: {len(chips)} chips")
 
 
 # ---------------------------------------------------------------- the library entry point

@@ -65,10 +65,11 @@ def test_check_exits_0_above_and_1_below_threshold_with_valid_junit(files):
     args = ["check", files / "a.cim.onnx", "--data", files / "data.npz", "--chips", 5]
     ok = run(*args, "--min-accuracy", 0.0, "--junit", files / "ok.xml")
     assert ok.exit_code == 0, ok.output
-    assert ok.output.startswith("PASSED | accuracy (mean over 5 chips) |")
+    assert ok.output.startswith("CHIPS  | 5 of at most 5 | settled: mean accuracy >= 0 at alpha 0.05 after 5 chips")
+    assert ok.output.splitlines()[1].startswith("PASSED | accuracy (mean over 5 chips) |")
     bad = run(*args, "--min-accuracy", 0.99, "--percentile", 5, "--max-drop", 1.0, "--junit", files / "bad.xml")
     assert bad.exit_code == 1
-    lines = bad.output.splitlines()
+    lines = bad.output.splitlines()[1:]
     assert lines[0].startswith("FAILED | accuracy (5th percentile of 5 chips) |") and "< 0.9900 (--min-accuracy)" in lines[0]
     assert lines[1].startswith("Note: ") and "lower --min-accuracy" in lines[1]
     assert lines[2].startswith("PASSED | accuracy drop")
