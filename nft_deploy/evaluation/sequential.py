@@ -10,7 +10,12 @@ taken at level ``1 - alpha / K`` (Bonferroni over a fixed look schedule: the cha
 interval misses the truth is at most alpha, whichever look the run stops at), so a decision that a
 rule calls settled is wrong with probability at most alpha (Jennison & Turnbull, *Group Sequential
 Methods with Applications to Clinical Trials*, 2000, ch. 2; the doubling schedule keeps K near
-log2(chips / first_look) + 1). Intervals: Student-t for a mean over chips (per-chip accuracies are
+log2(chips / first_look) + 1). A gate decision needs only the bound on its side (a wrong pass needs the
+upper bound to miss, a wrong fail the lower), so gates use one-sided bounds at alpha / K.
+
+The price of a percentile gate: "at most 5% of chips below m" can be called a pass only once even zero
+chips below gives an upper bound under 5%, which takes n >= ln(alpha / K) / ln(0.95), about 90 chips at
+alpha 0.05 over 5 looks. Mean and drop gates and every clear fail settle far sooner. Intervals: Student-t for a mean over chips (per-chip accuracies are
 bounded, so the t-interval is the usual large-sample one; the simulation test checks its error rate), and
 Clopper-Pearson (exact) for the fraction of chips below a threshold, which decides a percentile
 criterion. A run that reaches ``--chips`` unsettled says so; its decision then is the point estimate's.
@@ -162,7 +167,10 @@ class GateRule:
         return self
 
     def __call__(self, chips, level, n):
-        self.decisions = {c.describe: d for c in self.criteria if (d := c.settle(chips, level)) is not None}
+        # a wrong "pass" needs the upper bound to miss, a wrong "fail" the lower one, and only one of them can
+        # be wrong for a given truth: one-sided bounds at alpha / K each, i.e. two-sided at 1 - 2 alpha / K
+        one_sided = 1 - 2 * (1 - level)
+        self.decisions = {c.describe: d for c in self.criteria if (d := c.settle(chips, one_sided)) is not None}
         failed = [k for k, d in self.decisions.items() if d == "fail"]
         if failed:
             return f"settled: {failed[0]} fails at alpha {self.alpha:g} after {n} chips", self.decisions

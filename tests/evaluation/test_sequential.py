@@ -1,0 +1,135 @@
+"""Sequential Monte Carlo: the look schedule, the intervals against independent computations, the error
+guarantee by simulation (fixed seed), and the stop point on real runs (the same for 1 and 2 workers)."""
+
+from __future__ import annotations
+
+import math
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+
+from nft_deploy.evaluation import metrics as M
+from nft_deploy.evaluation.check import Thresholds, check
+from nft_deploy.evaluation.compare import compare
+from nft_deploy.evaluation.results import to_json
+from nft_deploy.evaluation.runner import evaluate
+from nft_deploy.evaluation.sequential import (
+    GateRule,
+    fraction_below_at_most,
+    look_schedule,
+    mean_at_least,
+    mean_interval,
+    proportion_interval,
+    run_looks,
+)
+
+
+def test_looks_double_from_the_first_and_end_at_the_maximum():
+    assert look_schedule(200) == (16, 32, 64, 128, 200)
+    assert look_schedule(20, first_look=5) == (5, 10, 20) and look_schedule(8) == (8,)
+
+
+def test_mean_interval_is_the_projects_student_t_interval_at_95():
+    v = np.random.default_rng(0).uniform(0.8, 0.95, 23)
+    lo, hi = mean_interval(v, 0.95)
+    ref = M.accuracy_stats(v).ci95  # the hand-written t quantile in metrics: an independent computation
+    assert lo == pytest.approx(ref.low, abs=1e-9) and hi == pytest.approx(ref.high, abs=1e-9)
+
+
+@pytest.mark.parametrize("k, n", [(0, 20), (3, 20), (19, 20), (20, 20), (7, 100)])
+def test_clopper_pearson_bounds_put_alpha_over_2_in_each_binomial_tail(k, n):
+    lo, hi = proportion_interval(k, n, 0.9)
+
+    def tail_at_least(p):  # P(X >= k), float64 from the binomial formula
+        return sum(math.comb(n, j) * p**j * (1 - p) ** (n - j) for j in range(k, n + 1))
+
+    assert lo == 0.0 if k == 0 else tail_at_least(lo) == pytest.approx(0.05, rel=1e-6)
+    assert hi == 1.0 if k == n else 1 - tail_at_least(hi) + math.comb(n, k) * hi**k * (1 - hi) ** (n - k) == \
+        pytest.approx(0.05, rel=1e-6)
+
+
+def _simulate(criterion, draw, truth: str, runs: int = 600, chips_max: int = 200, alpha: float = 0.05):
+    """Repeated sequential runs on chips drawn by ``draw(rng, n)``: (error rate of settled decisions,
+    its simulation standard error, mean chips used)."""
+    rng = np.random.default_rng(12345)
+    wrong, used = 0, []
+    for _ in range(runs):
+        chips: list = []
+
+        def step(ids, chips=chips):
+            chips += [SimpleNamespace(accuracy=a) for a in draw(rng, len(ids))]
+
+        rule = GateRule(lambda clean: [criterion], alpha).bind(None)
+        out = run_looks(step, lambda chips=chips: chips, chips_max, 16, rule, alpha)
+        decided = out.decisions.get(criterion.describe)
+        wrong += decided is not None and decided != truth
+        used.append(out.chips_used)
+    rate = wrong / runs
+    return rate, math.sqrt(max(rate, alpha) * (1 - rate) / runs), float(np.mean(used))
+
+
+def _beta(mean: float, sd: float):
+    k = mean * (1 - mean) / sd**2 - 1
+    return lambda rng, n: rng.beta(mean * k, (1 - mean) * k, n)
+
+
+MEAN_090 = mean_at_least("mean accuracy >= 0.9", 0.90, lambda c: c.accuracy)
+
+
+@pytest.mark.parametrize("mean, truth, max_chips", [
+    (0.95, "pass", 50),  # clear pass: settled at the first or second look, at least 4x fewer chips than 200
+    (0.85, "fail", 50),  # clear fail
+    (0.905, "pass", 200),  # borderline: the guarantee still holds for whatever it settles
+    (0.90, "pass", 200),  # on the threshold: a false fail is likeliest here; unadjusted looks give ~0.1
+])
+def test_mean_rule_is_wrong_at_most_alpha_of_the_time_and_saves_chips_when_clear(mean, truth, max_chips):
+    rate, se, used = _simulate(MEAN_090, _beta(mean, 0.03), truth)
+    assert rate <= 0.05 + 3 * se, f"error rate {rate:.3f} (+- {se:.3f}) above alpha"
+    assert used <= max_chips
+
+
+# a percentile pass needs n >= ln(0.05 / 5) / ln(0.95) = 90 chips even with no chip below: the 128-chip look
+@pytest.mark.parametrize("mean, truth, max_chips", [(0.95, "pass", 135), (0.85, "fail", 40), (0.914, "pass", 200), (0.88 + 1.645 * 0.02, "pass", 200)])
+def test_percentile_rule_is_wrong_at_most_alpha_of_the_time(mean, truth, max_chips):
+    # chips ~ Normal(mean, 0.02 ** 2); their 5th percentile is mean - 1.645 * 0.02 (0.914 -> 0.881)
+    rule = fraction_below_at_most("5th percentile >= 0.88", 0.88, 0.05)
+    rate, se, used = _simulate(rule, lambda rng, n: rng.normal(mean, 0.02, n), truth)
+    assert rate <= 0.05 + 3 * se and used <= max_chips
+
+
+def test_stop_point_and_json_are_the_same_for_one_and_two_workers(tiny_cnn):
+    path, data = tiny_cnn
+    runs = [evaluate(path, data, chips=64, ci_width=0.3, first_look=4, workers=w, threads=1, quiet=True)
+            for w in (1, 2)]
+    assert runs[0].chips < 64 and runs[0].chips_max == 64 and runs[0].stop_reason.startswith("settled")
+    assert to_json(runs[0]) == to_json(runs[1])
+    assert [c.chip for c in runs[0].per_chip] == list(range(runs[0].chips))  # a prefix of the fixed order
+    fixed = evaluate(path, data, chips=runs[0].chips, workers=1, quiet=True)
+    assert [c.accuracy for c in fixed.per_chip] == [c.accuracy for c in runs[0].per_chip]
+
+
+def test_check_stops_early_on_a_clear_verdict_and_runs_every_chip_when_fixed(tiny_cnn):
+    path, data = tiny_cnn
+    easy = check(path, data, Thresholds(min_accuracy=0.0, max_drop=0.9), chips=64, first_look=8, quiet=True)
+    assert easy.passed and easy.evaluation.chips == 8
+    assert easy.evaluation.stop_reason == ("settled: mean accuracy >= 0, drop from clean <= 0.9 at alpha 0.05 "
+                                           "after 8 chips")
+    pct = check(path, data, Thresholds(min_accuracy=0.0, percentile=5), chips=200, first_look=8, quiet=True)
+    assert pct.passed and pct.evaluation.chips == 128  # the first look with n >= ln(0.05/6)/ln(0.95) = 94
+    hard = check(path, data, Thresholds(min_accuracy=1.0), chips=64, first_look=8, quiet=True)
+    assert not hard.passed and hard.evaluation.chips == 8 and "fails" in hard.evaluation.stop_reason
+    full = check(path, data, Thresholds(min_accuracy=0.0), chips=16, sequential=False, quiet=True)
+    assert full.evaluation.chips == 16 and full.evaluation.stop_reason == "fixed: 16 chips"
+    assert "CHIPS  | 16 of at most 16 | fixed: 16 chips" in full.text()
+
+
+def test_compare_with_ci_width_stops_every_model_at_the_same_chip(tiny_cnn, helpers):
+    path, data = tiny_cnn
+    other = path.with_name("b.cim.onnx")
+    import onnx
+
+    onnx.save(helpers.deploy(helpers.conv(1), "nft_reference"), other)
+    r = compare([path, other], data, chips=64, ci_width=0.5, first_look=4, workers=1, quiet=True)
+    assert r.results[0].chips == r.results[1].chips < 64
+    assert r.to_dict()["chips_used"] == r.results[0].chips and r.to_dict()["stop_reason"].startswith("settled")
