@@ -177,3 +177,14 @@ def test_bad_backend_address_combinations_name_the_flag():
         EvalConfig(address="1.2.3.4:6379")
     with pytest.raises(EvaluationError, match="--address host:port: the port is not a number"):
         ray_backend.check_reachable("host:port")
+
+
+def test_ray_stops_a_sequential_run_at_the_same_chip_with_the_same_json(local_ray, helpers, shard_log):
+    data = helpers.data()
+    model = helpers.deploy(helpers.conv(), "nft_reference")
+    local = evaluate(model, data, chips=32, seed=3, ci_width=0.3, first_look=4, workers=1, quiet=True)
+    on_ray = evaluate(model, data, chips=32, seed=3, ci_width=0.3, first_look=4, workers=2, backend="ray",
+                      quiet=True)
+    assert local.chips < 32 and to_json(on_ray) == to_json(local)
+    looks = [sorted(c for chunk in chunks for c in chunk) for chunks in shard_log]
+    assert looks[0] == [0, 1, 2, 3] and sum(map(len, looks)) == local.chips  # one Ray run per look, in order
