@@ -33,5 +33,10 @@ class EvaluationError(NftDeployError):
     """Bad evaluator input: a model without chip inputs, a bad chip count, mismatched data."""
 
 
+class Note(UserWarning):
+    """Not an error: something a user should know about a valid run (fewer workers than asked, a feature an
+    engine leaves out). The CLI prints each as one ``Note:`` line on stderr."""
+
+
 class ConfigError(NftDeployError):
     """A bad option combination or value (unknown method, model, backend...)."""

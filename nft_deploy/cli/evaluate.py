@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import sys
 import warnings
 
@@ -120,27 +121,30 @@ def evaluate(model, data, profile, sweep_spec, **kw):
     if sweep_spec is not None:
         from nft_deploy.evaluation.sweep import sweep as run_sweep
 
-        result = run_sweep([model], data, sweep_spec, config, profile=profile)
+        with _notes():
+            result = run_sweep([model], data, sweep_spec, config, profile=profile)
     else:
-        result = _evaluate_one(model, data, config, profile)
+        from nft_deploy.evaluation.runner import evaluate as run_evaluate
+
+        with _notes():
+            result = run_evaluate(model, data, config, profile=profile)
     _outputs(result, kw)
 
 
-def _evaluate_one(model, data, config, profile):
-    """``runner.evaluate``; with --engine torch, its notes (read noise left out) go to stderr as ``Note:`` lines:
-    the run is valid, but the user should know what it leaves out before comparing it with onnxruntime."""
-    from nft_deploy.evaluation.runner import evaluate as run_evaluate
-
-    if config.engine != "torch":  # no torch import for a deployed .onnx
-        return run_evaluate(model, data, config, profile=profile)
-    from nft_deploy.evaluation.torch_engine import ReadNoiseNote
+@contextlib.contextmanager
+def _notes():
+    """``Note`` warnings of the run (fewer workers than asked, what --engine torch leaves out) become one
+    ``Note:`` line each on stderr: the run is valid, but the user should know."""
+    from nft_deploy.errors import Note
 
     with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always", ReadNoiseNote)
-        result = run_evaluate(model, data, config, profile=profile)
-    for w in caught:
-        click.echo(f"{'Note' if issubclass(w.category, ReadNoiseNote) else 'Warning'}: {w.message}", err=True)
-    return result
+        warnings.simplefilter("always", Note)
+        try:
+            yield
+        finally:
+            for w in caught:
+                prefix = "Note" if issubclass(w.category, Note) else "Warning"
+                click.echo(f"{prefix}: {w.message}", err=True)
 
 
 @click.command()
@@ -152,7 +156,9 @@ def _evaluate_one(model, data, config, profile):
 def compare(models, data, profile, **kw):
     from nft_deploy.evaluation.compare import compare as run_compare
 
-    _outputs(run_compare(list(models), data, _config(kw), profile=profile), kw)
+    with _notes():
+        result = run_compare(list(models), data, _config(kw), profile=profile)
+    _outputs(result, kw)
 
 
 @click.command()
@@ -163,7 +169,9 @@ def compare(models, data, profile, **kw):
 def sweep(models, data, profile, sigma_spec, **kw):
     from nft_deploy.evaluation.sweep import sweep as run_sweep
 
-    _outputs(run_sweep(list(models), data, sigma_spec, _config(kw), profile=profile), kw)
+    with _notes():
+        result = run_sweep(list(models), data, sigma_spec, _config(kw), profile=profile)
+    _outputs(result, kw)
 
 
 @click.command()
@@ -187,7 +195,8 @@ def check(model, data, profile, min_accuracy, percentile, max_drop, min_confiden
 
     thresholds = Thresholds(min_accuracy=min_accuracy, percentile=percentile, max_drop=max_drop,
                             min_confidence=min_confidence)
-    result = run_check(model, data, thresholds, _config(kw), profile=profile, sequential=not fixed)
+    with _notes():
+        result = run_check(model, data, thresholds, _config(kw), profile=profile, sequential=not fixed)
     _outputs(result.evaluation, kw, show_table=False)
     if junit_path:
         write_junit(result, junit_path)

@@ -92,16 +92,16 @@ def ray_session(address: str | None, num_cpus: int) -> Iterator[int]:
 
 def _chip_task(job, chips: list[int]):
     """Ray task body: the local shard loop, streamed (chip metrics, then the shard's sums)."""
-    from nft_deploy.evaluation.runner import shard_stream
+    from nft_deploy.evaluation.shards import shard_stream
 
     yield from shard_stream(job, chips)
 
 
 def run_shards(job, chunks: list[list[int]], advance: Callable[[int], None]) -> list:
-    """Runs each chunk of chips as one Ray task; returns the ``_Shard``s (chips in any order).
+    """Runs each chunk of chips as one Ray task; returns the ``Shard``s (chips in any order).
 
     Cluster nodes need nft-deploy (this version) installed: tasks import it to run the chips."""
-    from nft_deploy.evaluation.runner import _Shard
+    from nft_deploy.evaluation.shards import Shard
 
     ray = import_ray()
     cpus = max(1, min(job.threads, cluster_cpus(ray)))  # each task reserves the threads its sessions use
@@ -115,7 +115,7 @@ def run_shards(job, chunks: list[list[int]], advance: Callable[[int], None]) -> 
             ready, pending = ray.wait(pending, num_returns=1)
             for stream in ready:
                 item = ray.get(next(stream))
-                if isinstance(item, _Shard):  # arrays from the object store are read-only: copy to merge
+                if isinstance(item, Shard):  # arrays from the object store are read-only: copy to merge
                     item = copy.deepcopy(item)
                     item.chips = chips[id(stream)]
                     shards.append(item)

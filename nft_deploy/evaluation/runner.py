@@ -1,27 +1,18 @@
-"""Monte Carlo over programmed chips in ONNX Runtime: sessions, streamed batches, per-chip aggregation.
-
-One chip = one programmed instance: ``chips.draw_chip(plan.mapped, weights, seed, chip)`` fed through
-``chips.chip_feeds`` and held fixed over the whole evaluation set; read noise (random nodes in the
-graph) is redrawn per inference, from a per-chip seed. Two ways to run a chip, same numbers:
-
-- ``fold``: the chip's feeds become initializers of a fresh session, so ONNX Runtime folds the noisy
-  weights into constants when it builds the session (weight pre-packing, NCHWc conv kernels stay on);
-- ``feed``: one session for all chips, the draws fed as graph inputs (no per-chip build cost).
+"""Monte Carlo over programmed chips in ONNX Runtime: the configuration, the clean pass, the runs look by
+look (``sequential``) and their summary. How one chip runs (``fold`` or ``feed``) is in ``shards``; where
+chips run is a backend: worker processes here (``local_backend``) or Ray tasks (``ray_backend``).
 
 ``auto`` folds models with mapped convolutions or read noise and feeds the rest (see
 benchmarks/results/evaluate.md). Memory is flat in the number of chips: each chip reduces to a few
-scalars plus shared fixed-point sums (``metrics.MeanProbSum``, ``metrics.BinSum``). ``workers`` runs
-chip shards in separate processes (``threads`` intra-op threads each), or as Ray tasks with
-``backend="ray"`` (``ray_backend``); results do not depend on either.
+scalars plus shared fixed-point sums (``metrics.MeanProbSum``, ``metrics.BinSum``). Results do not
+depend on the backend or the number of workers.
 """
 
 from __future__ import annotations
 
-import multiprocessing
 import os
-import zlib
+import warnings
 from collections.abc import Iterator
-from concurrent.futures import ProcessPoolExecutor, as_completed
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
@@ -30,10 +21,10 @@ import onnxruntime as ort
 
 from nft_deploy.chips import chip_feeds, draw_chip
 from nft_deploy.data import Dataset, batches, load_data
-from nft_deploy.device_plan import LayerPlan, sigma_factors
-from nft_deploy.errors import EvaluationError
+from nft_deploy.device_plan import sigma_factors
+from nft_deploy.errors import EvaluationError, Note
+from nft_deploy.evaluation import local_backend, sequential
 from nft_deploy.evaluation import metrics as M
-from nft_deploy.evaluation import sequential
 from nft_deploy.evaluation.deployed import (
     DeployedModel,
     clean_proto,
@@ -43,6 +34,7 @@ from nft_deploy.evaluation.deployed import (
 )
 from nft_deploy.evaluation.progress import chip_progress
 from nft_deploy.evaluation.results import ChipMetrics, CleanMetrics, EvaluationResult
+from nft_deploy.evaluation.shards import READ_NOISE_KEY, Job, Shard, chunks, make_session
 from nft_deploy.profiles import DeviceProfile
 
 STRATEGIES = ("auto", "fold", "feed")
@@ -50,7 +42,6 @@ BACKENDS = ("local", "ray")
 ENGINES = ("onnxruntime", "torch")
 TORCH_EVALUATE_ONLY = ("--engine torch: only evaluate (without --sweep) runs on torch for now; compare, check and "
                        "sweep need --engine onnxruntime")
-READ_NOISE_KEY = zlib.crc32(b"nft.read")
 
 
 @dataclass(frozen=True)
@@ -117,49 +108,6 @@ class EvalConfig:
             raise EvaluationError(f"--address {self.address}: only used with --backend ray")
 
 
-@dataclass
-class _Job:
-    """Everything a worker needs to run chips (picklable; sent once per worker)."""
-
-    model_bytes: bytes
-    chip_inputs: list[str]
-    layers: list[LayerPlan]
-    weights: dict[str, np.ndarray]
-    input_name: str
-    output_name: str
-    x: np.ndarray
-    y: np.ndarray
-    clean_pred: np.ndarray
-    num_classes: int
-    seed: int
-    sigma_factors: dict[str, float] | None
-    strategy: str
-    batch_size: int
-    threads: int
-    n_bins: int
-    read_noise: bool
-
-
-@dataclass
-class _Shard:
-    """The reduced results of some chips."""
-
-    chips: list[ChipMetrics] = field(default_factory=list)
-    probs: M.MeanProbSum | None = None
-    bins: M.BinSum | None = None
-
-
-def make_session(model_bytes: bytes, threads: int) -> ort.InferenceSession:
-    """A CPU session with all graph optimizations (constant folding included) and ``threads`` threads."""
-    so = ort.SessionOptions()
-    so.intra_op_num_threads = threads
-    so.inter_op_num_threads = 1
-    so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    so.log_severity_level = 3
-    return ort.InferenceSession(model_bytes, so, providers=["CPUExecutionProvider"])
-
-
 def choose_strategy(model: DeployedModel, requested: str) -> str:
     """``fold`` or ``feed`` for this model (``auto``: fold when convs are mapped or read noise is on)."""
     if requested == "feed" and model.has_read_noise:
@@ -191,120 +139,17 @@ def resolve_sigma(model: DeployedModel, sigma: float | None) -> tuple[float, dic
 # ---------------------------------------------------------------- one process's chips
 
 
-class _ChipRunner:
-    """Runs chips of one job in this process, reusing what can be reused."""
-
-    def __init__(self, job: _Job):
-        self.job = job
-        if job.strategy == "fold":
-            from onnx import ModelProto
-
-            proto = ModelProto()
-            proto.ParseFromString(job.model_bytes)
-            self.template = fold_template(proto, job.chip_inputs)
-        else:
-            self.session = make_session(job.model_bytes, job.threads)
-
-    def run(self, chip: int, probs: M.MeanProbSum) -> M.ChipAccumulator:
-        j = self.job
-        feeds = chip_feeds(j.layers, draw_chip(j.layers, j.weights, j.seed, chip), j.sigma_factors)
-        if j.strategy == "fold":
-            read = np.random.SeedSequence(j.seed, spawn_key=(chip, READ_NOISE_KEY)) if j.read_noise else None
-            session, feeds = make_session(fill_template(self.template, feeds, read), j.threads), {}
-        else:
-            session = self.session
-        acc = M.ChipAccumulator(chip, j.n_bins)
-        for idx in batches(len(j.y), j.batch_size):
-            logits = session.run([j.output_name], {j.input_name: j.x[idx], **feeds})[0]
-            p = M.softmax(logits.reshape(len(idx), -1))
-            acc.update(p, j.y[idx], j.clean_pred[idx])
-            probs.add(idx, p)
-        probs.chips += 1
-        return acc
-
-
-def shard_stream(job: _Job, chips: list[int]) -> Iterator[ChipMetrics | _Shard]:
-    """Runs ``chips`` in order, yielding each chip's metrics as it is done, then the shard's sums (a
-    ``_Shard`` whose ``chips`` is empty: the caller keeps the metrics it was given)."""
-    runner = _ChipRunner(job)
-    shard = _Shard(probs=M.MeanProbSum(len(job.y), job.num_classes), bins=M.BinSum(job.n_bins))
-    for chip in chips:
-        acc = runner.run(chip, shard.probs)
-        shard.bins.add_chip(acc)
-        yield acc.finish()
-    yield shard
-
-
-def _run_shard(job: _Job, chips: list[int], advance=None) -> _Shard:
-    done = []
-    for item in shard_stream(job, chips):
-        if isinstance(item, _Shard):
-            item.chips = done
-            return item
-        done.append(item)
-        if advance is not None:
-            advance(1)
-    raise AssertionError("shard_stream ends with a _Shard")
-
-
-_WORKER_JOB: list[_Job] = []  # set once per worker process by _init_worker; empty in the parent
-
-
-def _init_worker(job: _Job) -> None:
-    _WORKER_JOB.append(job)
-
-
-def _worker_shard(chips: list[int]) -> _Shard:
-    return _run_shard(_WORKER_JOB[0], chips)
-
-
-def resolve_workers(workers: int | None, chips: int) -> int:
-    """``workers`` as given, or (None) one per core, at most one per chip, 1 where fork is unavailable."""
-    if workers is not None:
-        return workers
-    if "fork" not in multiprocessing.get_all_start_methods():
-        return 1
-    return max(1, min(os.cpu_count() or 1, chips))
-
-
 @contextmanager
 def backend_session(config: EvalConfig) -> Iterator[int]:
     """The backend ready for the block (Ray started or joined, stopped after if started here); yields the
     number of workers to shard chips over. Nested sessions reuse the outer one (one Ray for a sweep)."""
     if config.backend == "local":
-        yield resolve_workers(config.workers, config.chips)
+        yield local_backend.resolve_workers(config.workers, config.chips)
         return
     from nft_deploy.evaluation.ray_backend import ray_session
 
-    with ray_session(config.address, resolve_workers(config.workers, config.chips)) as cpus:
+    with ray_session(config.address, local_backend.resolve_workers(config.workers, config.chips)) as cpus:
         yield config.workers or min(cpus, config.chips)
-
-
-def _chunks(chips: list[int], workers: int) -> list[list[int]]:
-    """Chip indices split into several chunks per worker (load balance); order does not matter."""
-    return [c.tolist() for c in np.array_split(np.asarray(chips), min(len(chips), workers * 4))]
-
-
-def _run_all(job: _Job, chips: list[int], workers: int, advance, backend: str = "local") -> list[_Shard]:
-    """Runs ``chips`` on the backend and returns their shards (one look of a sequential run, or all)."""
-    if backend == "ray":
-        from nft_deploy.evaluation.ray_backend import run_shards
-
-        return run_shards(job, _chunks(chips, workers), advance)
-    if workers == 1 or len(chips) == 1:
-        return [_run_shard(job, chips, advance)]
-    # fork: workers inherit the job without re-importing the caller's __main__ (spawn would need a
-    # `if __name__ == "__main__"` guard in every user script); no ORT session is alive at this point.
-    methods = multiprocessing.get_all_start_methods()
-    ctx = multiprocessing.get_context("fork" if "fork" in methods else "spawn")
-    shards = []
-    with ProcessPoolExecutor(min(workers, len(chips)), mp_context=ctx, initializer=_init_worker,
-                             initargs=(job,)) as ex:
-        futures = {ex.submit(_worker_shard, c): len(c) for c in _chunks(chips, workers)}
-        for f in as_completed(futures):
-            shards.append(f.result())
-            advance(futures[f])
-    return shards
 
 
 def chip_logits(model: DeployedModel, x: np.ndarray, chip: int, seed: int = 0, sigma: float | None = None,
@@ -416,11 +261,11 @@ class PreparedRun:
     model: DeployedModel
     config: EvalConfig
     data_name: str
-    job: _Job
+    job: Job
     workers: int
     clean: CleanMetrics
     sigma: float
-    shards: list[_Shard] = field(default_factory=list)
+    shards: list[Shard] = field(default_factory=list)
 
     @property
     def label(self) -> str:
@@ -428,7 +273,12 @@ class PreparedRun:
 
     def step(self, chips: list[int], advance) -> None:
         """Runs these chips and keeps their shards."""
-        self.shards += _run_all(self.job, chips, self.workers, advance, self.config.backend)
+        if self.config.backend == "ray":
+            from nft_deploy.evaluation.ray_backend import run_shards
+
+            self.shards += run_shards(self.job, chunks(chips, self.workers), advance)
+        else:
+            self.shards += local_backend.run_local(self.job, chips, self.workers, advance)
 
     def chips(self) -> list[ChipMetrics]:
         """Every chip run so far, in chip order."""
@@ -446,16 +296,23 @@ def prepare_run(model: DeployedModel, x: np.ndarray, y: np.ndarray, config: Eval
     strategy = choose_strategy(model, config.strategy)
     threads = config.threads or max(1, (os.cpu_count() or 1) // workers)
     clean, clean_pred, classes = clean_pass(model, x, y, config.batch_size, threads, config.n_bins)
-    job = _Job(model_bytes=model.proto.SerializeToString(), chip_inputs=model.chip_inputs, layers=model.layers,
-               weights=model.weights, input_name=model.input_name,
-               output_name=model.output_name, x=x, y=y, clean_pred=clean_pred,
-               num_classes=classes, seed=config.seed, sigma_factors=factors, strategy=strategy,
-               batch_size=config.batch_size, threads=threads, n_bins=config.n_bins, read_noise=model.has_read_noise)
+    job = Job(model_bytes=model.proto.SerializeToString(), chip_inputs=model.chip_inputs, layers=model.layers,
+              weights=model.weights, input_name=model.input_name,
+              output_name=model.output_name, x=x, y=y, clean_pred=clean_pred,
+              num_classes=classes, seed=config.seed, sigma_factors=factors, strategy=strategy,
+              batch_size=config.batch_size, threads=threads, n_bins=config.n_bins, read_noise=model.has_read_noise)
+    if config.backend == "local":  # fewer workers (saying so), or one line, rather than workers the system kills
+        per_worker = local_backend.worker_bytes(len(job.model_bytes), x.nbytes, strategy)
+        fit = local_backend.fit_workers(workers, per_worker, local_backend.available_bytes(), strategy,
+                                        config.workers is not None)
+        if fit.note:
+            warnings.warn(fit.note, Note, stacklevel=2)
+        workers = fit.workers
     return PreparedRun(model, config, data_name, job, workers, clean, sigma)
 
 
 def summarize(name: str, profile: DeviceProfile, data_name: str, config: EvalConfig, sigma: float, strategy: str,
-              clean: CleanMetrics, shards: list[_Shard], classes: int,
+              clean: CleanMetrics, shards: list[Shard], classes: int,
               outcome: sequential.Outcome | None = None) -> EvaluationResult:
     """The result of a run from its reduced sums; both engines (this runner and ``torch_engine``) end here,
     so their JSON can only differ where their numbers do."""

@@ -30,18 +30,18 @@ from torch import nn
 from nft_deploy.converters.loaders import LoadedSource, load_source, source_profile
 from nft_deploy.data import batches
 from nft_deploy.device_plan import DevicePlan
-from nft_deploy.errors import EvaluationError
+from nft_deploy.errors import EvaluationError, Note
 from nft_deploy.evaluation import metrics as M
 from nft_deploy.evaluation.progress import chip_progress
 from nft_deploy.evaluation.results import CleanMetrics, EvaluationResult
 from nft_deploy.evaluation.runner import (
     EvalConfig,
-    _Shard,
     check_input,
     check_labels,
     resolve_data,
     summarize,
 )
+from nft_deploy.evaluation.shards import Shard
 from nft_deploy.profiles import DeviceProfile
 from nft_deploy.training.montecarlo import chip_weights, model_plan, plan_logits
 
@@ -50,7 +50,7 @@ STRATEGY = "torch"
 ONNX_REFUSED = "--engine torch needs a checkpoint (.pt); ONNX models run on --engine onnxruntime"
 
 
-class ReadNoiseNote(UserWarning):
+class ReadNoiseNote(Note):
     """The profile has read noise, which the torch engine does not model (the CLI prints it as a Note)."""
 
 
@@ -114,7 +114,7 @@ def run_torch(model: TorchModel, x: np.ndarray, y: np.ndarray, config: EvalConfi
         warnings.warn(ReadNoiseNote(f"{model.name}: profile {model.profile.name!r} has read noise, which "
                                     "--engine torch does not model; its numbers leave read noise out"), stacklevel=3)
     clean, clean_pred, classes = _clean_pass(model, plan, xt, y, config)
-    shard = _Shard(probs=M.MeanProbSum(len(y), classes), bins=M.BinSum(config.n_bins))
+    shard = Shard(probs=M.MeanProbSum(len(y), classes), bins=M.BinSum(config.n_bins))
     with chip_progress(config.chips, f"{model.name} ({data_name})", config.quiet) as advance:
         for chip in range(config.chips):
             acc = M.ChipAccumulator(chip, config.n_bins)

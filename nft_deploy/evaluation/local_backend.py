@@ -1,0 +1,113 @@
+"""Chip shards in worker processes on this machine (``--backend local``), sized to the memory there is.
+
+Before workers start, the memory one worker needs is estimated from the model's size and the strategy
+(``worker_bytes``) and compared with what the machine has available: the worker count is reduced (and
+the run says so), or the run stops with one line naming ``--workers`` and ``--strategy``, instead of the
+system killing workers. A worker killed anyway is reported in one line naming its chips and how to rerun.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures.process import BrokenProcessPool
+from dataclasses import dataclass
+
+from nft_deploy.errors import EvaluationError
+from nft_deploy.evaluation.shards import Job, Shard, chunks, run_shard
+
+BYTES_PER_WEIGHT_BYTE = {"feed": 3.0, "fold": 24.0}
+"""Peak memory of one worker beyond what it shares with its parent, per byte of the deployed model, by
+strategy (measured on 9.6 M-parameter MLPs: feed 1.2x, fold 8.6x with float weights and 22x with
+quantization and stuck-at faults; rounded up). ``benchmarks/memory.py`` measures it."""
+
+_WORKER_JOB: list[Job] = []  # set once per worker process by _init_worker (fork start); empty in the parent
+
+
+def _init_worker(job: Job) -> None:
+    _WORKER_JOB.append(job)
+
+
+def _worker_shard(chips: list[int]) -> Shard:
+    return run_shard(_WORKER_JOB[0], chips)
+
+
+def resolve_workers(workers: int | None, chips: int) -> int:
+    """``workers`` as given, or (None) one per core, at most one per chip, 1 where fork is unavailable."""
+    if workers is not None:
+        return workers
+    if "fork" not in multiprocessing.get_all_start_methods():
+        return 1
+    return max(1, min(os.cpu_count() or 1, chips))
+
+
+def available_bytes() -> int | None:
+    """Memory the system can give without swapping (``MemAvailable``), or None where it is not known."""
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        return None
+    return None
+
+
+def worker_bytes(model_bytes: int, data_bytes: int, strategy: str) -> int:
+    """Estimated peak memory of one worker (what it does not share with its parent)."""
+    return int(model_bytes * BYTES_PER_WEIGHT_BYTE[strategy]) + data_bytes
+
+
+@dataclass(frozen=True)
+class WorkerPlan:
+    """How many workers the memory allows, and what to tell the user about it."""
+
+    workers: int
+    note: str | None = None
+
+
+def fit_workers(workers: int, per_worker: int, available: int | None, strategy: str, workers_given: bool
+                ) -> WorkerPlan:
+    """``workers`` if they fit in ``available`` bytes, else fewer (saying so), else one line to fix it."""
+    if available is None or workers * per_worker <= available:
+        return WorkerPlan(workers)
+    fit = available // per_worker
+    gib = 2**30
+    if fit < 1:
+        other = "feed" if strategy == "fold" else None
+        hint = f" or --strategy {other} (less memory per worker)" if other else ""
+        raise EvaluationError(f"--workers: one worker needs about {per_worker / gib:.1f} GiB ({strategy} strategy) "
+                              f"and {available / gib:.1f} GiB is available; free memory{hint}, or evaluate fewer "
+                              f"samples with --limit")
+    verb = "asked for" if workers_given else "would use"
+    return WorkerPlan(int(fit), f"--workers: {verb} {workers}, but each needs about {per_worker / gib:.1f} GiB and "
+                                f"{available / gib:.1f} GiB is available; running {int(fit)}")
+
+
+def run_local(job: Job, chips: list[int], workers: int, advance) -> list[Shard]:
+    """Runs ``chips`` in ``workers`` processes (in this one for a single worker); shards in any order."""
+    if workers == 1 or len(chips) == 1:
+        return [run_shard(job, chips, advance)]
+    # fork: workers inherit the job without re-importing the caller's __main__ (spawn would need a
+    # `if __name__ == "__main__"` guard in every user script); no ORT session is alive at this point.
+    methods = multiprocessing.get_all_start_methods()
+    ctx = multiprocessing.get_context("fork" if "fork" in methods else "spawn")
+    shards = []
+    with ProcessPoolExecutor(min(workers, len(chips)), mp_context=ctx, initializer=_init_worker,
+                             initargs=(job,)) as ex:
+        futures = {ex.submit(_worker_shard, c): c for c in chunks(chips, workers)}
+        for f in as_completed(futures):
+            try:
+                shards.append(f.result())
+            except BrokenProcessPool:
+                part = futures[f]
+                raise EvaluationError(
+                    f"a worker process died while running chips {part[0]}..{part[-1]} (killed by the system, "
+                    f"most likely out of memory); rerun with fewer --workers or --strategy feed") from None
+            advance(len(futures[f]))
+    return shards
+
+
+__all__ = ["BYTES_PER_WEIGHT_BYTE", "WorkerPlan", "available_bytes", "fit_workers", "resolve_workers", "run_local",
+           "worker_bytes"]

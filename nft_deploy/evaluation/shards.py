@@ -1,0 +1,138 @@
+"""One process's share of a Monte Carlo: the job shipped to a worker, a chip runner, and the reduced sums.
+
+One chip = one programmed instance: ``chips.draw_chip(plan.mapped, weights, seed, chip)`` fed through
+``chips.chip_feeds`` and held fixed over the whole evaluation set; read noise (random nodes in the graph)
+is redrawn per inference, from a per-chip seed. Two ways to run a chip, same numbers:
+
+- ``fold``: the chip's feeds become initializers of a fresh session, so ONNX Runtime folds the noisy
+  weights into constants when it builds the session (weight pre-packing, NCHWc conv kernels stay on);
+- ``feed``: one session for all chips, the draws fed as graph inputs (no per-chip build cost).
+
+Both backends (``local_backend``, ``ray_backend``) run chips through ``shard_stream``; chip seeds do not
+depend on the sharding and the sums merge exactly, so results do not depend on either.
+"""
+
+from __future__ import annotations
+
+import zlib
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+import numpy as np
+import onnxruntime as ort
+
+from nft_deploy.chips import chip_feeds, draw_chip
+from nft_deploy.data import batches
+from nft_deploy.device_plan import LayerPlan
+from nft_deploy.evaluation import metrics as M
+from nft_deploy.evaluation.deployed import fill_template, fold_template
+from nft_deploy.evaluation.results import ChipMetrics
+
+READ_NOISE_KEY = zlib.crc32(b"nft.read")
+
+
+@dataclass
+class Job:
+    """Everything a worker needs to run chips (picklable; sent once per worker)."""
+
+    model_bytes: bytes
+    chip_inputs: list[str]
+    layers: list[LayerPlan]
+    weights: dict[str, np.ndarray]
+    input_name: str
+    output_name: str
+    x: np.ndarray
+    y: np.ndarray
+    clean_pred: np.ndarray
+    num_classes: int
+    seed: int
+    sigma_factors: dict[str, float] | None
+    strategy: str
+    batch_size: int
+    threads: int
+    n_bins: int
+    read_noise: bool
+
+
+@dataclass
+class Shard:
+    """The reduced results of some chips."""
+
+    chips: list[ChipMetrics] = field(default_factory=list)
+    probs: M.MeanProbSum | None = None
+    bins: M.BinSum | None = None
+
+
+def make_session(model_bytes: bytes, threads: int) -> ort.InferenceSession:
+    """A CPU session with all graph optimizations (constant folding included) and ``threads`` threads."""
+    so = ort.SessionOptions()
+    so.intra_op_num_threads = threads
+    so.inter_op_num_threads = 1
+    so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    so.log_severity_level = 3
+    return ort.InferenceSession(model_bytes, so, providers=["CPUExecutionProvider"])
+
+
+class ChipRunner:
+    """Runs chips of one job in this process, reusing what can be reused."""
+
+    def __init__(self, job: Job):
+        self.job = job
+        if job.strategy == "fold":
+            from onnx import ModelProto
+
+            proto = ModelProto()
+            proto.ParseFromString(job.model_bytes)
+            self.template = fold_template(proto, job.chip_inputs)
+        else:
+            self.session = make_session(job.model_bytes, job.threads)
+
+    def run(self, chip: int, probs: M.MeanProbSum) -> M.ChipAccumulator:
+        j = self.job
+        feeds = chip_feeds(j.layers, draw_chip(j.layers, j.weights, j.seed, chip), j.sigma_factors)
+        if j.strategy == "fold":
+            read = np.random.SeedSequence(j.seed, spawn_key=(chip, READ_NOISE_KEY)) if j.read_noise else None
+            session, feeds = make_session(fill_template(self.template, feeds, read), j.threads), {}
+        else:
+            session = self.session
+        acc = M.ChipAccumulator(chip, j.n_bins)
+        for idx in batches(len(j.y), j.batch_size):
+            logits = session.run([j.output_name], {j.input_name: j.x[idx], **feeds})[0]
+            p = M.softmax(logits.reshape(len(idx), -1))
+            acc.update(p, j.y[idx], j.clean_pred[idx])
+            probs.add(idx, p)
+        probs.chips += 1
+        return acc
+
+
+def shard_stream(job: Job, chips: list[int]) -> Iterator[ChipMetrics | Shard]:
+    """Runs ``chips`` in order, yielding each chip's metrics as it is done, then the shard's sums (a
+    ``Shard`` whose ``chips`` is empty: the caller keeps the metrics it was given)."""
+    runner = ChipRunner(job)
+    shard = Shard(probs=M.MeanProbSum(len(job.y), job.num_classes), bins=M.BinSum(job.n_bins))
+    for chip in chips:
+        acc = runner.run(chip, shard.probs)
+        shard.bins.add_chip(acc)
+        yield acc.finish()
+    yield shard
+
+
+def run_shard(job: Job, chips: list[int], advance=None) -> Shard:
+    done = []
+    for item in shard_stream(job, chips):
+        if isinstance(item, Shard):
+            item.chips = done
+            return item
+        done.append(item)
+        if advance is not None:
+            advance(1)
+    raise AssertionError("shard_stream ends with a Shard")
+
+
+def chunks(chips: list[int], workers: int) -> list[list[int]]:
+    """Chip indices split into several chunks per worker (load balance); order does not matter."""
+    return [c.tolist() for c in np.array_split(np.asarray(chips), min(len(chips), workers * 4))]
+
+
+__all__ = ["READ_NOISE_KEY", "ChipRunner", "Job", "Shard", "chunks", "make_session", "run_shard", "shard_stream"]
