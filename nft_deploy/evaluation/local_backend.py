@@ -17,10 +17,12 @@ from dataclasses import dataclass
 from nft_deploy.errors import EvaluationError
 from nft_deploy.evaluation.shards import Job, Shard, chunks, run_shard
 
-BYTES_PER_WEIGHT_BYTE = {"feed": 3.0, "fold": 24.0}
-"""Peak memory of one worker beyond what it shares with its parent, per byte of the deployed model, by
-strategy (measured on 9.6 M-parameter MLPs: feed 1.2x, fold 8.6x with float weights and 22x with
-quantization and stuck-at faults; rounded up). ``benchmarks/memory.py`` measures it."""
+BYTES_PER_WEIGHT_BYTE = {"feed": 10.0, "fold": 28.0}
+"""Peak memory of one worker of its own, per byte of the model's weights, by strategy: the largest ratio
+``benchmarks/memory.py`` measured on a 53 M-parameter MLP (fold 12.7x float weights, 26.0x quantized with
+stuck-at faults; feed 8.7x), rounded up."""
+RUNTIME_BYTES = 64 * 2**20
+"""What a worker needs whatever the model (ONNX Runtime's arenas and session; 17-21 MB measured on LeNet-5)."""
 
 _WORKER_JOB: list[Job] = []  # set once per worker process by _init_worker (fork start); empty in the parent
 
@@ -56,7 +58,7 @@ def available_bytes() -> int | None:
 
 def worker_bytes(model_bytes: int, data_bytes: int, strategy: str) -> int:
     """Estimated peak memory of one worker (what it does not share with its parent)."""
-    return int(model_bytes * BYTES_PER_WEIGHT_BYTE[strategy]) + data_bytes
+    return int(model_bytes * BYTES_PER_WEIGHT_BYTE[strategy]) + data_bytes + RUNTIME_BYTES
 
 
 @dataclass(frozen=True)
@@ -109,5 +111,5 @@ def run_local(job: Job, chips: list[int], workers: int, advance) -> list[Shard]:
     return shards
 
 
-__all__ = ["BYTES_PER_WEIGHT_BYTE", "WorkerPlan", "available_bytes", "fit_workers", "resolve_workers", "run_local",
+__all__ = ["BYTES_PER_WEIGHT_BYTE", "RUNTIME_BYTES", "WorkerPlan", "available_bytes", "fit_workers", "resolve_workers", "run_local",
            "worker_bytes"]
