@@ -205,7 +205,8 @@ def plot(summary: dict) -> None:
                 ac = [s["accuracy"][label] for s in summary.values()]
                 vals, err = [t["mc_mean"] for t in ac], [np.nan_to_num(t["ci95"]) for t in ac]
             ax.bar(xs, vals, width, yerr=err, capsize=3, color=color, label=label)
-        ax.set_xticks(np.arange(len(summary)), [REGIMES[r]["title"] for r in summary], fontsize=8)
+        ticks = [REGIMES[r]["title"].replace(", ", "\n") for r in summary]
+        ax.set_xticks(np.arange(len(summary)), ticks, fontsize=8)
     axes[0].axhline(2.0, color="k", ls=":", lw=1, label="target 2x")
     axes[0].set_ylabel("step time / noise injection\n(median, quartiles over rounds)")
     accs = [t["mc_mean"] for s in summary.values() for t in s["accuracy"].values()]

@@ -63,7 +63,7 @@ def test_ovf_gradients_flow_through_the_extra_passes(tiny_net):
     grads = []
     for beta in (0.0, 0.5):
         tiny_net.zero_grad()
-        net, ovf, x, y = _setup(tiny_net, "ovf", seed=1, beta=beta)
+        net, ovf, x, y = _setup(tiny_net, "ovf", seed=1, beta=beta, ovf_feedback_grad="full")
         ovf.loss(net, x, y).backward()
         grads.append(tiny_net.fc2.weight.grad.clone())
     assert not torch.allclose(grads[0], grads[1])

@@ -1,4 +1,5 @@
-"""``--ovf-feedback-grad none``: OVF's extra passes as constants, same draws and loss, cheaper backward."""
+"""``--ovf-feedback-grad none`` (default): OVF's extra passes as constants, same draws and loss, cheaper backward;
+``full`` is the reference."""
 
 from __future__ import annotations
 
@@ -64,7 +65,8 @@ def test_only_passes_with_feedback_grad_build_a_graph(tiny_net, feedback_grad, r
     assert seen == recorded  # backbone first, then the N = 3 extra passes
 
 
-def test_feedback_grad_is_recorded_in_the_method_params(tiny_net):
+def test_default_is_none_and_recorded_in_the_method_params(tiny_net):
+    assert TrainConfig().ovf_feedback_grad == "none"
     _, ovf, _, _ = _ovf(tiny_net, "none")
     assert ovf.params()["feedback_grad"] == "none"
     _, ovf, _, _ = _ovf(tiny_net, "full")
@@ -84,7 +86,7 @@ def test_cli_flag_reaches_the_config(monkeypatch):
         return types.SimpleNamespace(rank=1)  # a non-zero rank prints nothing
 
     monkeypatch.setattr(nft_deploy.training, "train", fake_train)
-    for args, want in (([], "full"), (["--ovf-feedback-grad", "none"], "none")):
+    for args, want in (([], "none"), (["--ovf-feedback-grad", "full"], "full")):
         r = CliRunner().invoke(main, ["train", *args, "--quiet"])
         assert r.exit_code == 0, r.output
         assert seen[-1].ovf_feedback_grad == want
