@@ -81,7 +81,7 @@ def step_probe(data, sigma: float, rounds: int = 5, steps: int = 6) -> dict:
 def _stepper(method: str, extra: dict, prof, x, y):
     torch.manual_seed(0)
     model = build_model("lenet5", in_channels=1, num_classes=10, input_size=28)
-    net = NoisyModel(model, prof, torch.Generator().manual_seed(0))
+    net = NoisyModel(model, prof, torch.Generator().manual_seed(0), x[:2])
     m = make_method(TrainConfig(method=method, **extra), net, x, 10, "lenet5")
     opt = torch.optim.Adam(list(model.parameters()) + m.parameters(), 1e-3)
 
