@@ -27,7 +27,7 @@ from nft_deploy.converters.handlers import REFUSED, Decline, WeightSite, handler
 from nft_deploy.converters.report import PassReport, RewrittenNode
 
 from nft_deploy.chips import META_PLAN, META_PROFILE, META_SOURCE_SHA256, META_VERSION
-from nft_deploy.device_plan import DevicePlan, FoundWeight, compile_plan, layer_name
+from nft_deploy.device_plan import SHARED_WEIGHT, DevicePlan, FoundWeight, compile_plan, layer_name
 from nft_deploy.errors import ExportError
 from nft_deploy.profiles import DeviceProfile
 
@@ -131,9 +131,11 @@ def _find_weights(graph: gs.Graph, report: PassReport
         pairs = []
         for site in sites(answer):
             w = node.inputs[site.weight_input]
+            shared = any(handler_for(user.op) is None for user in w.outputs)
             found = seen.setdefault(w.name, FoundWeight(layer_name(w.name), node.op, w.name,
-                                                        tuple(int(d) for d in w.shape), site.out_axis, node=node.name))
-            pairs.append((found, site))
+                                                        tuple(int(d) for d in w.shape), site.out_axis, node=node.name,
+                                                        decline=SHARED_WEIGHT if shared else None))
+            pairs.append((found, None if shared else site))
         uses.append((node, pairs))
     return uses
 

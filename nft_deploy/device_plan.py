@@ -29,6 +29,10 @@ from nft_deploy.errors import ExportError, ProfileError
 from nft_deploy.noise import NoiseModel
 from nft_deploy.profiles import DeviceProfile, profile_from_dict
 
+SHARED_WEIGHT = Decline("weight also read outside a crossbar op")
+"""Why a weight that something else reads too (a tied embedding, ``w.sum()``) stays digital: the graph
+would perturb only the crossbar's copy while training perturbs every use, so both engines keep it exact."""
+
 CHIP_INPUT_PREFIX = "nft.chip/"
 STUCK_INPUT_PREFIX = "nft.stuck/"
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator, Mapping
+from dataclasses import replace
 
 import torch
 from torch import nn
@@ -22,7 +23,7 @@ from torch.func import functional_call
 from torch.overrides import TorchFunctionMode
 
 from nft_deploy.converters.handlers import positional, sites, torch_family
-from nft_deploy.device_plan import DevicePlan, FoundWeight, LayerPlan, compile_plan, layer_name
+from nft_deploy.device_plan import SHARED_WEIGHT, DevicePlan, FoundWeight, LayerPlan, compile_plan, layer_name
 from nft_deploy.errors import ConfigError
 from nft_deploy.noise import quantize_activation
 from nft_deploy.profiles import DeviceProfile
@@ -41,21 +42,32 @@ class _OwnError(Exception):
     """An error raised by our matching code inside the probe: a bug, which keeps its traceback."""
 
 
+METADATA_CALLS = frozenset({"__get__", "size", "dim", "numel", "stride", "is_contiguous", "element_size",
+                            "data_ptr", "__len__", "is_floating_point", "get_device"})
+"""Calls that read a tensor's description, not its values: they do not make a weight shared."""
+
+
 class _Probe(TorchFunctionMode):
-    """Records the first use of every parameter that a family's torch function takes as its weight."""
+    """Records the first use of every parameter that a family's torch function takes as its weight, and
+    every parameter some other call reads (a weight read outside a crossbar stays digital)."""
 
     def __init__(self, params: Mapping[int, str]):
         super().__init__()
-        self.params, self.found = params, {}
+        self.params, self.found, self.read_elsewhere = params, {}, set()
 
     def __torch_function__(self, func, types, args=(), kwargs=None):
         try:
             args, kwargs, found = _mapped_sites(func, args, kwargs or {}, lambda t: id(t) in self.params)
+            weights = set()
             for site in found:
                 w = args[site.weight_arg]
                 name = self.params[id(w)]
+                weights.add(id(w))
                 self.found.setdefault(name, FoundWeight(layer_name(name), site.op, name, tuple(w.shape),
                                                         site.out_axis, decline=site.decline))
+            if getattr(func, "__name__", "") not in METADATA_CALLS:
+                self.read_elsewhere |= {self.params[id(a)] for a in (*args, *kwargs.values())
+                                        if id(a) in self.params and id(a) not in weights}
         except Exception as e:
             raise _OwnError() from e
         return func(*args, **kwargs)
@@ -82,7 +94,8 @@ def find_weights(model: nn.Module, sample: torch.Tensor) -> list[FoundWeight]:
                           f"crossbar layers ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})") from None
     finally:
         model.train(was_training)
-    return list(probe.found.values())
+    return [replace(f, decline=SHARED_WEIGHT) if f.weight in probe.read_elsewhere and f.decline is None else f
+            for f in probe.found.values()]
 
 
 def torch_plan(model: nn.Module, profile: DeviceProfile, sample: torch.Tensor, sigma: float | None = None

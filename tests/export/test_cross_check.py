@@ -169,3 +169,32 @@ def test_random_valid_profiles_agree_per_chip(models, data):
     assert _rows(model_plan(module, prof, x)) == _rows(graph_plan)  # also when neither maps anything
     if graph_plan.mapped:  # else export refuses in one line (tested elsewhere)
         _agree(module, load_deployed(run_pass(float_onnx, prof)[0]), prof, x, None, chip=0)
+
+
+class ReadTwice(torch.nn.Module):
+    """``fc.weight`` feeds its crossbar and an elementwise product with an activation: the graph would
+    perturb only the crossbar's copy. (A function of the weight alone, ``w.sum()``, the exporter folds into
+    a constant: then only torch sees the second read, and ``export`` names the layer where the plans differ.)"""
+
+    def __init__(self):
+        super().__init__()
+        self.conv1 = torch.nn.Conv2d(1, 3, 3)
+        self.fc = torch.nn.Linear(3 * 6 * 6, 10)
+
+    def forward(self, x):
+        h = torch.flatten(torch.relu(self.conv1(x)), 1)
+        return self.fc(h) + (h.unsqueeze(1) * self.fc.weight).sum(2)
+
+
+def test_a_weight_also_read_outside_a_crossbar_stays_digital_in_both_engines():
+    torch.manual_seed(0)
+    net = ReadTwice().eval()
+    x = np.random.default_rng(2).random((64, 1, 8, 8), dtype=np.float32)
+    prof = dataclasses.replace(load_profile("rram_4bit"), read_noise=ReadNoise())
+    float_onnx = export_model(net, profile=None, no_device=True, input_shape=(1, 8, 8)).model
+    deployed = load_deployed(run_pass(float_onnx, prof)[0])
+    torch_side = model_plan(net, prof, x)
+    assert _rows(torch_side) == _rows(deployed.plan)
+    assert [(lay.name, lay.mapped, lay.reason) for lay in torch_side.layers] == [
+        ("conv1", True, "mapped"), ("fc", False, "weight also read outside a crossbar op")]
+    _agree(net, deployed, prof, x, None, chip=2)

@@ -197,3 +197,23 @@ def test_plan_of_a_torchscript_file_is_one_line_pointing_at_its_onnx_export(file
         torch.jit.save(torch.jit.script(build_model("lenet5", width=0.5)), str(tmp_path / "m.ts.pt"))
     r = _plan(tmp_path / "m.ts.pt", "--input-shape", "1,28,28", "--profile", "rram_4bit")
     assert r.exit_code == 1 and "TorchScript" in r.output and "--no-device" in r.output
+
+
+class SumOfWeight(torch.nn.Module):
+    """``fc.weight.sum()`` reads the weight outside its crossbar; the exporter folds it into a constant of
+    the clean weight, so only torch sees that read: training keeps fc digital, the graph would map it."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv1 = torch.nn.Conv2d(1, 3, 3)
+        self.fc = torch.nn.Linear(3 * 6 * 6, 10)
+
+    def forward(self, x):
+        return self.fc(torch.flatten(torch.relu(self.conv1(x)), 1)) + self.fc.weight.sum()
+
+
+def test_a_read_only_torch_sees_is_named_by_export():
+    torch.manual_seed(0)
+    res = export_model(SumOfWeight().eval(), profile="rram_4bit", input_shape=(1, 8, 8))
+    (note,) = [n for n in res.notes if "differently" in n]
+    assert "fc (Gemm) mapped in the graph only" in note
