@@ -69,15 +69,15 @@ class WorkerPlan:
     note: str | None = None
 
 
-def fit_workers(workers: int, per_worker: int, available: int | None, strategy: str, workers_given: bool
-                ) -> WorkerPlan:
+def fit_workers(workers: int, per_worker: int, available: int | None, strategy: str, workers_given: bool,
+                read_noise: bool = False) -> WorkerPlan:
     """``workers`` if they fit in ``available`` bytes, else fewer (saying so), else one line to fix it."""
     if available is None or workers * per_worker <= available:
         return WorkerPlan(workers)
     fit = available // per_worker
     gib = 2**30
     if fit < 1:
-        other = "feed" if strategy == "fold" else None
+        other = "feed" if strategy == "fold" and not read_noise else None  # read noise needs fold
         hint = f" or --strategy {other} (less memory per worker)" if other else ""
         raise EvaluationError(f"--workers: one worker needs about {per_worker / gib:.1f} GiB ({strategy} strategy) "
                               f"and {available / gib:.1f} GiB is available; free memory{hint}, or evaluate fewer "
@@ -98,16 +98,15 @@ def run_local(job: Job, chips: list[int], workers: int, advance) -> list[Shard]:
     shards = []
     with ProcessPoolExecutor(min(workers, len(chips)), mp_context=ctx, initializer=_init_worker,
                              initargs=(job,)) as ex:
-        futures = {ex.submit(_worker_shard, c): c for c in chunks(chips, workers)}
-        for f in as_completed(futures):
-            try:
+        try:
+            futures = {ex.submit(_worker_shard, c): c for c in chunks(chips, workers)}
+            for f in as_completed(futures):
                 shards.append(f.result())
-            except BrokenProcessPool:
-                part = futures[f]
-                raise EvaluationError(
-                    f"a worker process died while running chips {part[0]}..{part[-1]} (killed by the system, "
-                    f"most likely out of memory); rerun with fewer --workers or --strategy feed") from None
-            advance(len(futures[f]))
+                advance(len(futures[f]))
+        except BrokenProcessPool:
+            raise EvaluationError(
+                f"a worker process died while running chips {chips[0]}..{chips[-1]} (killed by the system, most "
+                f"likely out of memory); rerun with fewer --workers, or --strategy feed") from None
     return shards
 
 

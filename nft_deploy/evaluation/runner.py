@@ -294,20 +294,22 @@ def prepare_run(model: DeployedModel, x: np.ndarray, y: np.ndarray, config: Eval
     """The clean pass and the job every look ships to the workers."""
     sigma, factors = resolve_sigma(model, config.sigma)
     strategy = choose_strategy(model, config.strategy)
+    clean, clean_pred, classes = clean_pass(model, x, y, config.batch_size, config.threads or os.cpu_count() or 1,
+                                            config.n_bins)
+    model_bytes = model.proto.SerializeToString()
+    if config.backend == "local":  # fewer workers (saying so), or one line, rather than workers the system kills
+        per_worker = local_backend.worker_bytes(len(model_bytes), x.nbytes, strategy)
+        fit = local_backend.fit_workers(workers, per_worker, local_backend.available_bytes(), strategy,
+                                        config.workers is not None, model.has_read_noise)
+        if fit.note:
+            warnings.warn(fit.note, Note, stacklevel=2)
+        workers = fit.workers
     threads = config.threads or max(1, (os.cpu_count() or 1) // workers)
-    clean, clean_pred, classes = clean_pass(model, x, y, config.batch_size, threads, config.n_bins)
-    job = Job(model_bytes=model.proto.SerializeToString(), chip_inputs=model.chip_inputs, layers=model.layers,
+    job = Job(model_bytes=model_bytes, chip_inputs=model.chip_inputs, layers=model.layers,
               weights=model.weights, input_name=model.input_name,
               output_name=model.output_name, x=x, y=y, clean_pred=clean_pred,
               num_classes=classes, seed=config.seed, sigma_factors=factors, strategy=strategy,
               batch_size=config.batch_size, threads=threads, n_bins=config.n_bins, read_noise=model.has_read_noise)
-    if config.backend == "local":  # fewer workers (saying so), or one line, rather than workers the system kills
-        per_worker = local_backend.worker_bytes(len(job.model_bytes), x.nbytes, strategy)
-        fit = local_backend.fit_workers(workers, per_worker, local_backend.available_bytes(), strategy,
-                                        config.workers is not None)
-        if fit.note:
-            warnings.warn(fit.note, Note, stacklevel=2)
-        workers = fit.workers
     return PreparedRun(model, config, data_name, job, workers, clean, sigma)
 
 
@@ -376,6 +378,9 @@ def evaluate(model, data, config: EvalConfig | None = None, *, profile=None, **o
     if config.engine == "torch":
         from nft_deploy.evaluation.torch_engine import evaluate_torch
 
+        if config.ci_width is not None:
+            raise EvaluationError("--ci-width: the sequential Monte Carlo runs on --engine onnxruntime; "
+                                  "--engine torch runs every --chips chip")
         return evaluate_torch(model, data, config, profile=profile)
     deployed = load_deployed(model, profile)
     name, x, y = resolve_data(data, config.limit)

@@ -10,15 +10,16 @@ taken at level ``1 - alpha / K`` (Bonferroni over a fixed look schedule: the cha
 interval misses the truth is at most alpha, whichever look the run stops at), so a decision that a
 rule calls settled is wrong with probability at most alpha (Jennison & Turnbull, *Group Sequential
 Methods with Applications to Clinical Trials*, 2000, ch. 2; the doubling schedule keeps K near
-log2(chips / first_look) + 1). A gate decision needs only the bound on its side (a wrong pass needs the
-upper bound to miss, a wrong fail the lower), so gates use one-sided bounds at alpha / K.
+log2(chips / first_look) + 1). For a given truth a gate decision can be wrong in one direction only, so
+gates use one-sided bounds at alpha / (K C) over C criteria: the whole verdict is wrong with probability at
+most alpha. A ``--ci-width`` target decides nothing and uses the plain 95% interval.
 
 The price of a percentile gate: "at most 5% of chips below m" can be called a pass only once even zero
 chips below gives an upper bound under 5%, which takes n >= ln(alpha / K) / ln(0.95), about 90 chips at
 alpha 0.05 over 5 looks. Mean and drop gates and every clear fail settle far sooner. Intervals: Student-t for a mean over chips (per-chip accuracies are
 bounded, so the t-interval is the usual large-sample one; the simulation test checks its error rate), and
 Clopper-Pearson (exact) for the fraction of chips below a threshold, which decides a percentile
-criterion. A run that reaches ``--chips`` unsettled says so; its decision then is the point estimate's.
+criterion. A look whose chips all score the same settles no mean (the t-interval would have zero width). A run that reaches ``--chips`` unsettled says so; its decision then is the point estimate's.
 """
 
 from __future__ import annotations
@@ -44,9 +45,11 @@ def look_schedule(chips_max: int, first_look: int = FIRST_LOOK) -> tuple[int, ..
 
 
 def mean_interval(values: Sequence[float], level: float) -> tuple[float, float]:
-    """Two-sided Student-t interval of the mean at ``level`` (infinite with fewer than two values)."""
+    """Two-sided Student-t interval of the mean at ``level``; infinite with fewer than two values or when
+    every value is the same (a zero-width interval from accuracies that move in steps would settle on no
+    evidence of the spread: such a look waits for the next)."""
     v = np.asarray(values, np.float64)
-    if len(v) < 2:
+    if len(v) < 2 or np.all(v == v[0]):
         return -np.inf, np.inf
     half = stats.t.ppf(0.5 + level / 2, len(v) - 1) * v.std(ddof=1) / np.sqrt(len(v))
     return float(v.mean() - half), float(v.mean() + half)
@@ -80,9 +83,13 @@ def mean_at_least(describe: str, threshold: float, value: Callable) -> Criterion
 
 
 def fraction_below_at_most(describe: str, threshold: float, fraction: float) -> Criterion:
-    """At most ``fraction`` of chips have accuracy below ``threshold`` (a percentile criterion)."""
+    """At most ``fraction`` of chips have accuracy below ``threshold`` (a percentile criterion). At
+    ``fraction`` 1 (the 100th percentile, the best chip) that is "some chip reaches it": certain once one
+    does, never settled as a fail."""
     def settle(chips, level):
         below = sum(c.accuracy < threshold for c in chips)
+        if fraction >= 1:
+            return "pass" if below < len(chips) else None
         lo, hi = proportion_interval(below, len(chips), level)
         return "pass" if hi <= fraction else "fail" if lo > fraction else None
 
@@ -117,19 +124,25 @@ def run_looks(step: Callable[[list[int]], None], chips_so_far: Callable[[], list
         reason, decisions = rule(chips_so_far(), level, n)
         if reason is not None:
             return Outcome(n, chips_max, reason, decisions)
+    if getattr(rule, "precision", False):
+        return Outcome(done, chips_max, f"--chips {done} reached before the interval was --ci-width narrow", {})
     return Outcome(done, chips_max, f"not settled at alpha {alpha:g} after {done} chips (--chips): the decision "
                                     "is the point estimate's", decisions)
 
 
+WIDTH_LEVEL = 0.95
+"""A precision target decides nothing, so its interval needs no spending over the looks: the 95% one."""
+
+
 def ci_width_rule(width: float, value: Callable = lambda c: c.accuracy, what: str = "mean accuracy"):
-    """Stop once the interval of the mean of ``value`` over chips is narrower than ``width``."""
+    """Stop once the 95% interval of the mean of ``value`` over chips is narrower than ``width``."""
     def rule(chips, level, n):
-        lo, hi = mean_interval([value(c) for c in chips], level)
+        lo, hi = mean_interval([value(c) for c in chips], WIDTH_LEVEL)
         if hi - lo < width:
-            return (f"settled: the {100 * level:.4g}% interval of the {what} is {hi - lo:.4f} wide (< --ci-width "
-                    f"{width:g}) after {n} chips"), {}
+            return f"settled: the 95% interval of the {what} is {hi - lo:.4f} wide (< --ci-width {width:g}) after {n} chips", {}
         return None, {}
 
+    rule.precision = True
     return rule
 
 
@@ -140,14 +153,14 @@ def paired_width_rule(width: float):
         base = [c.accuracy for c in per_model[0]]
         widths = []
         for chips in per_model[1:]:
-            lo, hi = mean_interval([c.accuracy - b for c, b in zip(chips, base, strict=True)], level)
+            lo, hi = mean_interval([c.accuracy - b for c, b in zip(chips, base, strict=True)], WIDTH_LEVEL)
             widths.append(hi - lo)
         if max(widths) < width:
-            return (f"settled: the {100 * level:.4g}% intervals of the paired accuracy differences are at most "
+            return (f"settled: the 95% intervals of the paired accuracy differences are at most "
                     f"{max(widths):.4f} wide (< --ci-width {width:g}) after {n} chips"), {}
         return None, {}
 
-    rule.paired = True
+    rule.paired = rule.precision = True
     return rule
 
 
@@ -167,9 +180,10 @@ class GateRule:
         return self
 
     def __call__(self, chips, level, n):
-        # a wrong "pass" needs the upper bound to miss, a wrong "fail" the lower one, and only one of them can
-        # be wrong for a given truth: one-sided bounds at alpha / K each, i.e. two-sided at 1 - 2 alpha / K
-        one_sided = 1 - 2 * (1 - level)
+        # for a given truth only one direction can be wrong (a wrong "pass" needs the bound on the passing
+        # side to miss), so one-sided bounds at alpha / (K C) each, i.e. two-sided at 1 - 2 alpha / (K C):
+        # the verdict over C criteria is then wrong with probability at most alpha
+        one_sided = 1 - 2 * (1 - level) / max(1, len(self.criteria))
         self.decisions = {c.describe: d for c in self.criteria if (d := c.settle(chips, one_sided)) is not None}
         failed = [k for k, d in self.decisions.items() if d == "fail"]
         if failed:

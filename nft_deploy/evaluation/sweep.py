@@ -47,6 +47,9 @@ def sweep(models: Sequence, data, sigmas: Sequence[float] | str, config: EvalCon
     if not models:
         raise EvaluationError("sweep: give at least one model")
     config = make_config(config, overrides)
+    if config.ci_width is not None:
+        raise EvaluationError("--ci-width: applies to evaluate and compare; a sweep runs every cell on the same "
+                              "--chips chips")
     name, x, y = resolve_data(data, config.limit)
     deployed = [load_deployed(m, profile) for m in models]
     with backend_session(config):  # one Ray (when --backend ray) for the whole grid
