@@ -33,7 +33,7 @@ _LAZY = {
     "insert_device_nodes": "nft_deploy.export",
     "ExportResult": "nft_deploy.export",
     "evaluate": "nft_deploy.evaluation.runner",
-    "EvalConfig": "nft_deploy.evaluation.runner",
+    "EvalConfig": "nft_deploy.evaluation.config",
     "compare": "nft_deploy.evaluation.compare",
     "check": "nft_deploy.evaluation.check",
     "Thresholds": "nft_deploy.evaluation.check",

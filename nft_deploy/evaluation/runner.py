@@ -25,6 +25,14 @@ from nft_deploy.device_plan import sigma_factors
 from nft_deploy.errors import EvaluationError, Note
 from nft_deploy.evaluation import local_backend, sequential
 from nft_deploy.evaluation import metrics as M
+from nft_deploy.evaluation.config import (  # noqa: F401  - EvalConfig and friends are this module's API too
+    BACKENDS,
+    ENGINES,
+    STRATEGIES,
+    TORCH_EVALUATE_ONLY,
+    EvalConfig,
+    make_config,
+)
 from nft_deploy.evaluation.deployed import (
     DeployedModel,
     clean_proto,
@@ -36,76 +44,6 @@ from nft_deploy.evaluation.progress import chip_progress
 from nft_deploy.evaluation.results import ChipMetrics, CleanMetrics, EvaluationResult
 from nft_deploy.evaluation.shards import READ_NOISE_KEY, Job, Shard, chunks, make_session
 from nft_deploy.profiles import DeviceProfile
-
-STRATEGIES = ("auto", "fold", "feed")
-BACKENDS = ("local", "ray")
-ENGINES = ("onnxruntime", "torch")
-TORCH_EVALUATE_ONLY = ("--engine torch: only evaluate (without --sweep) runs on torch for now; compare, check and "
-                       "sweep need --engine onnxruntime")
-
-
-@dataclass(frozen=True)
-class EvalConfig:
-    """How to run the Monte Carlo; every field is a CLI flag of the same name."""
-
-    chips: int = 200
-    """Number of programmed chips (>= 1)."""
-    seed: int = 0
-    """Run seed; chip i draws from SeedSequence(seed, spawn_key=(i, crc32(layer)))."""
-    sigma: float | None = None
-    """Programming sigma to evaluate (profile unit); None: the one the model was exported with."""
-    batch_size: int = 256
-    workers: int | None = None
-    """Worker processes (chip shards); None: one per core (at most one per chip) where processes can fork,
-    else 1. N processes x 1 thread beat 1 process x N threads (benchmarks/results/evaluate.md)."""
-    threads: int | None = None
-    """Intra-op threads per session; None: cores // workers."""
-    strategy: str = "auto"
-    """fold | feed | auto (see the module docstring)."""
-    limit: int | None = None
-    """Evaluate only the first ``limit`` samples."""
-    quiet: bool = False
-    """No progress bar."""
-    n_bins: int = M.N_BINS
-    """Confidence bins of ECE and the reliability diagram."""
-    backend: str = "local"
-    """local (worker processes on this machine) | ray (Ray tasks; same results, see ``ray_backend``)."""
-    address: str | None = None
-    """Ray cluster to join (HOST:PORT, ray://HOST:PORT or auto); None: start a local Ray with ``workers``
-    CPUs for the run and shut it down after (a Ray this process already joined is reused)."""
-    ci_width: float | None = None
-    """Sequential Monte Carlo: stop adding chips once the interval of the mean accuracy (compare: of each
-    paired difference) is narrower than this (accuracy units); ``chips`` stays the maximum. None: all chips."""
-    alpha: float = 0.05
-    """Error rate of a sequential decision (``--ci-width``, ``check``), spent over the looks (Bonferroni)."""
-    first_look: int = 16
-    """Chips at the first look of a sequential run; every later look doubles the count (fixed schedule)."""
-    engine: str = "onnxruntime"
-    """onnxruntime (the deployed graph, this module) | torch (a checkpoint in the training-time simulation on
-    the same chips, ``torch_engine``: a cross-check of the export; evaluate only, no read noise, in this
-    process: workers, threads, strategy and backend do not apply)."""
-
-    def __post_init__(self):
-        for flag, v, lo in (("--chips", self.chips, 1), ("--batch-size", self.batch_size, 1),
-                            ("--workers", self.workers, 1), ("--threads", self.threads, 1),
-                            ("--limit", self.limit, 1), ("--bins", self.n_bins, 1), ("--seed", self.seed, 0),
-                            ("--first-look", self.first_look, 1)):
-            if v is not None and (not isinstance(v, (int, np.integer)) or v < lo):
-                raise EvaluationError(f"{flag}: must be an integer >= {lo}, got {v!r}")
-        if self.ci_width is not None and not 0 < self.ci_width <= 1:
-            raise EvaluationError(f"--ci-width: must be in (0, 1] (accuracy units), got {self.ci_width}")
-        if not 0 < self.alpha < 1:
-            raise EvaluationError(f"--alpha: must be in (0, 1), got {self.alpha}")
-        if self.sigma is not None and not self.sigma >= 0:
-            raise EvaluationError(f"--sigma: must be >= 0, got {self.sigma}")
-        if self.strategy not in STRATEGIES:
-            raise EvaluationError(f"--strategy: must be one of {', '.join(STRATEGIES)}; got {self.strategy!r}")
-        if self.engine not in ENGINES:
-            raise EvaluationError(f"--engine: must be one of {', '.join(ENGINES)}; got {self.engine!r}")
-        if self.backend not in BACKENDS:
-            raise EvaluationError(f"--backend: must be one of {', '.join(BACKENDS)}; got {self.backend!r}")
-        if self.address is not None and self.backend != "ray":
-            raise EvaluationError(f"--address {self.address}: only used with --backend ray")
 
 
 def choose_strategy(model: DeployedModel, requested: str) -> str:
@@ -356,18 +294,6 @@ def resolve_data(data: str | Dataset | tuple[np.ndarray, np.ndarray], limit: int
     if len(y) == 0:
         raise EvaluationError(f"--data {name}: no test samples")
     return name, x[:limit], y[:limit].astype(np.int64)
-
-
-def make_config(config: EvalConfig | None, overrides: dict) -> EvalConfig:
-    """``config`` with keyword overrides applied (each a field of ``EvalConfig``)."""
-    import dataclasses
-
-    base = config or EvalConfig()
-    known = {f.name for f in dataclasses.fields(EvalConfig)}
-    unknown = sorted(set(overrides) - known)
-    if unknown:
-        raise TypeError(f"unknown evaluation option {unknown[0]!r}; options: {', '.join(sorted(known))}")
-    return dataclasses.replace(base, **overrides)
 
 
 def evaluate(model, data, config: EvalConfig | None = None, *, profile=None, **overrides) -> EvaluationResult:
