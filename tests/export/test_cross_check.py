@@ -2,7 +2,8 @@
 profile and hostile ones, on LeNet-5, VGG-8, ResNet-18 and a user module with ``torch.matmul`` on a
 parameter, with and without ``--sigma``; and the two engines compile the same plan rows.
 
-Read noise is off (the torch engine models none). Where no converter rounds, logits agree within 1e-4;
+Read noise is off (the torch engine models none). Where no converter rounds, logits agree within 1e-4 of
+their scale (max |logit|, at least 1);
 where DACs/ADCs round, a float32 difference can move a value across a rounding edge, so per-chip
 predictions may differ on at most 2 samples in 1,000 and most samples' logits still agree within 1e-4.
 """
@@ -97,15 +98,16 @@ def _rows(plan):
 def _agree(module, deployed, prof, x, sigma, chip):
     ort = ort_chip_logits(deployed, x, chip, seed=7, sigma=sigma)
     tch = torch_chip_logits(module, prof, x, chip=chip, seed=7, sigma=sigma)
+    tol = 1e-4 * max(1.0, float(np.abs(ort).max()))  # 1e-4 of the logits' scale: float32 rounding grows with it
     converters = any(lay.input_bits or lay.output_bits for lay in deployed.layers)
     if converters:
         flips = int((ort.argmax(1) != tch.argmax(1)).sum())
         assert flips <= FLIPS_ALLOWED, f"{flips} of {len(x)} predictions differ on chip {chip}"
         # a rounding edge moves only the samples whose activations cross it: most samples agree exactly,
         # which they would not if one engine skipped a converter (every sample then moves by ~half a step)
-        assert np.median(np.abs(ort - tch).max(axis=1)) <= 1e-4
+        assert np.median(np.abs(ort - tch).max(axis=1)) <= tol
     else:
-        np.testing.assert_allclose(ort, tch, rtol=0, atol=1e-4)
+        np.testing.assert_allclose(ort, tch, rtol=0, atol=tol)
     return ort
 
 
@@ -139,7 +141,7 @@ def test_export_at_a_sigma_equals_the_default_export_evaluated_at_that_sigma(mod
                                    ort_chip_logits(default, x, chip, seed=2, sigma=0.2), rtol=0, atol=1e-5)
 
 
-@settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=12, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(data=st.data())
 def test_random_valid_profiles_agree_per_chip(models, data):
     module, float_onnx, x = models["lenet5"]
