@@ -11,6 +11,7 @@ depend on the backend or the number of workers.
 from __future__ import annotations
 
 import os
+import time
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -164,8 +165,6 @@ def run_on_same_chips(models: list[DeployedModel], x: np.ndarray, y: np.ndarray,
         check_input(model, x, data_name)
         resolve_sigma(model, config.sigma)  # user errors surface before a Ray is started
         choose_strategy(model, config.strategy)
-    import time
-
     with backend_session(config) as workers:
         start = time.perf_counter()
         runs = [prepare_run(m, x, y, config, data_name, workers) for m in models]
