@@ -5,27 +5,41 @@ Chips run in a fixed order, in a fixed schedule of looks: ``first_look`` chips, 
 and the chip order are fixed, the stop point (and the JSON) is the same for any number of workers and
 for either backend.
 
-The error guarantee holds although the chips are looked at repeatedly: with K looks, every interval is
-taken at level ``1 - alpha / K`` (Bonferroni over a fixed look schedule: the chance that any look's
-interval misses the truth is at most alpha, whichever look the run stops at), so a decision that a
-rule calls settled is wrong with probability at most alpha (Jennison & Turnbull, *Group Sequential
-Methods with Applications to Clinical Trials*, 2000, ch. 2; the doubling schedule keeps K near
-log2(chips / first_look) + 1). For a given truth a gate decision can be wrong in one direction only, so
-gates use one-sided bounds at alpha / (K C) over C criteria: the whole verdict is wrong with probability at
-most alpha. A ``--ci-width`` target decides nothing and uses the plain 95% interval.
+The error guarantee holds although the chips are looked at repeatedly. A gate decision can be wrong in
+one direction only for a given truth, and C criteria share alpha (alpha / C each), so the whole verdict
+is wrong with probability at most alpha. Within a criterion:
 
-The price of a percentile gate: "at most 5% of chips below m" can be called a pass only once even zero
-chips below gives an upper bound under 5%, which takes n >= ln(alpha / K) / ln(0.95), about 90 chips at
-alpha 0.05 over 5 looks. Mean and drop gates and every clear fail settle far sooner. Intervals: Student-t for a mean over chips (per-chip accuracies are
-bounded, so the t-interval is the usual large-sample one; the simulation test checks its error rate), and
-Clopper-Pearson (exact) for the fraction of chips below a threshold, which decides a percentile
-criterion. A look whose chips all score the same settles no mean (the t-interval would have zero width). A run that reaches ``--chips`` unsettled says so; its decision then is the point estimate's.
+- Mean criteria (mean accuracy, drop from clean, mean confidence): with K looks every one-sided bound is
+  taken at alpha / (K C) (Bonferroni over a fixed look schedule: the chance that any look's bound misses
+  the truth is at most alpha / C, whichever look the run stops at; Jennison & Turnbull, *Group Sequential
+  Methods with Applications to Clinical Trials*, 2000, ch. 2; the doubling schedule keeps K near
+  log2(chips / first_look) + 1). Student-t intervals (per-chip accuracies are bounded, so the t-interval
+  is the usual large-sample one; the simulation test checks its error rate). A look whose chips all score
+  the same settles no mean (the t-interval would have zero width).
+- Percentile criteria ("the q-th percentile >= m", i.e. "at most a fraction q of chips below m"): an
+  exact group-sequential binomial test over the look schedule (Jennison & Turnbull 2000, ch. 12, exact
+  calculations for binary data, with the error-spending boundaries of ch. 7: Lan & DeMets 1983, in the
+  power family alpha t^rho of Kim & DeMets 1987 with rho = ``SPENDING_RHO``, t = chips / --chips). The
+  number of chips below m after each look is a binomial random walk; exact dynamic programming over the
+  binomial increments between looks gives, once per (schedule, q, alpha / C), the largest count that
+  passes and the smallest that fails at each look such that, at a true fraction q, the chance of ever
+  crossing either boundary is at most alpha / C (``binomial_boundaries``). Each boundary is computed
+  without the other (non-binding), so the guarantee holds whichever criterion stops the run.
+
+The price of a percentile gate, and a bound no valid test beats: "at most a fraction q of chips below m"
+cannot be called a pass before even zero chips below is unlikely at a true fraction q, i.e. before
+(1 - q)^n <= alpha / C, n >= ln(alpha / C) / ln(1 - q): 59 chips for the 5th percentile at alpha 0.05 (so at
+most 200 / 59 = 3.4x fewer than a fixed 200 chips); the doubling schedule passes at its 64-chip look
+(0.95^64 = 0.0375 <= 0.05 (64 / 200)^0.25 = 0.0376). Mean and drop gates and clear percentile fails
+settle far sooner. A ``--ci-width`` target decides nothing and uses the plain 95% interval. A run that
+reaches ``--chips`` unsettled says so; its decision then is the point estimate's.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any
 
 import numpy as np
@@ -63,35 +77,140 @@ def proportion_interval(k: int, n: int, level: float) -> tuple[float, float]:
     return lo, hi
 
 
+SPENDING_RHO = 0.25
+"""Exponent of the percentile test's error spending alpha t^rho (Kim & DeMets 1987; Jennison & Turnbull
+2000, sec. 7.2.1: rho 1 is close to Pocock's boundaries, rho 3 to O'Brien & Fleming's). Below 1 it spends
+early, which a percentile pass needs: no pass can spend anything before (1 - q)^n <= alpha, so a late
+spending function leaves the first looks where a pass is possible unusable (rho 1 passes 5th percentiles
+at 128 chips of 200 at best, rho 0.25 at 64). The cost is on borderline truths: at a true fraction q / 2,
+200 chips, alpha 0.05, P(pass) is 0.37 against 0.45 with rho 1."""
+
+
+class Level(float):
+    """The Bonferroni interval level 1 - alpha / K of a look (a float, as every rule reads it) that also
+    carries the look schedule and alpha, for rules that spend alpha exactly over the looks."""
+
+    looks: tuple[int, ...]
+    alpha: float
+
+    def __new__(cls, alpha: float, looks: Sequence[int]) -> Level:
+        self = super().__new__(cls, 1 - alpha / len(looks))
+        self.looks, self.alpha = tuple(int(n) for n in looks), float(alpha)
+        return self
+
+
+@dataclass(frozen=True)
+class Look:
+    """What a criterion is told at a look: the schedule and its own share of alpha (alpha / C)."""
+
+    looks: tuple[int, ...]
+    alpha: float
+
+    def index(self, n: int) -> int:
+        if n not in self.looks:
+            raise ValueError(f"{n} chips is not a look of the schedule {self.looks}: the boundaries hold at "
+                             "the scheduled looks only")
+        return self.looks.index(n)
+
+
 @dataclass(frozen=True)
 class Criterion:
     """One gate criterion in sequential form: ``settle`` says "pass", "fail" or None (not yet)."""
 
     describe: str
     """How the stop reason names it, e.g. ``5th percentile >= 0.90``."""
-    settle: Callable[[Sequence, float], str | None]
-    """(per-chip metrics so far, interval level) -> "pass" | "fail" | None."""
+    settle: Callable[[Sequence, Look], str | None]
+    """(per-chip metrics so far, the look) -> "pass" | "fail" | None."""
 
 
 def mean_at_least(describe: str, threshold: float, value: Callable) -> Criterion:
-    """Mean over chips of ``value(chip)`` >= threshold."""
-    def settle(chips, level):
-        lo, hi = mean_interval([value(c) for c in chips], level)
+    """Mean over chips of ``value(chip)`` >= threshold: one-sided t bounds at alpha / (K C) (Bonferroni)."""
+    def settle(chips, look):
+        lo, hi = mean_interval([value(c) for c in chips], 1 - 2 * look.alpha / len(look.looks))
         return "pass" if lo >= threshold else "fail" if hi < threshold else None
 
     return Criterion(describe, settle)
 
 
+@dataclass(frozen=True)
+class Boundaries:
+    """An exact group-sequential binomial test of "fraction <= q" over a look schedule."""
+
+    looks: tuple[int, ...]
+    pass_at: tuple[int, ...]
+    """Pass at look k if the count is <= pass_at[k] (-1: no count passes there)."""
+    fail_at: tuple[int, ...]
+    """Fail at look k if the count is >= fail_at[k] (looks[k] + 1: no count fails there)."""
+    pass_spent: tuple[float, ...]
+    """P(the count has crossed the pass boundary by look k | fraction = q): at most alpha t_k^rho."""
+    fail_spent: tuple[float, ...]
+    """P(the count has crossed the fail boundary by look k | fraction = q): at most alpha t_k^rho."""
+
+
+def spending(t: float, alpha: float, rho: float = SPENDING_RHO) -> float:
+    """Error spent by information time t = chips / --chips: alpha min(1, t^rho) (Kim & DeMets 1987)."""
+    return alpha * min(1.0, t) ** rho
+
+
+@lru_cache(maxsize=256)
+def binomial_boundaries(looks: tuple[int, ...], q: float, alpha: float, rho: float = SPENDING_RHO) -> Boundaries:
+    """Boundaries of the exact group-sequential test of "at most a fraction ``q`` of chips below" at the
+    cumulative chip counts ``looks`` (Jennison & Turnbull 2000, ch. 12; spending ``spending``).
+
+    Exact dynamic programming over the binomial increments between looks: ``dist`` is the distribution,
+    at fraction q, of the count on the paths that have not yet crossed the boundary being built; at each
+    look it is convolved with Binomial(new chips, q), and the boundary is the loosest count whose total
+    crossing probability so far stays within the spending ``alpha (n_k / n_K)^rho``. Each side is built
+    on its own (the other side does not stop the walk): non-binding, so its bound holds whatever stops a
+    run (another criterion, --chips).
+
+    Why a true fraction of exactly q is the worst case: draw chip i below with U_i < p for uniforms U_i;
+    then every look's count is non-decreasing in p on every path, so "ever count <= pass_at" is a
+    decreasing event and P_p(ever pass) <= P_q(ever pass) <= alpha for every p >= q (a wrong pass), and
+    "ever count >= fail_at" is increasing: P_p(ever fail) <= P_q(ever fail) <= alpha for every p <= q (a
+    wrong fail). Computed once per (schedule, q, alpha), then cached: K looks of n <= a few thousand
+    chips take milliseconds."""
+    if not (looks and all(a < b for a, b in zip((0, *looks), looks, strict=False))):
+        raise ValueError(f"looks must be increasing positive chip counts, got {looks}")
+    if not (0 <= q < 1 and 0 < alpha < 1):
+        raise ValueError(f"need 0 <= q < 1 and 0 < alpha < 1, got q {q}, alpha {alpha}")
+    out = {}
+    for side in ("pass", "fail"):
+        dist, prev, crossed, bounds, spent = np.ones(1), 0, 0.0, [], []
+        for n in looks:
+            dist = np.convolve(dist, stats.binom.pmf(np.arange(n - prev + 1), n - prev, q))
+            prev, budget = n, spending(n / looks[-1], alpha, rho) - crossed
+            if side == "pass":  # tail[c] = P(count <= c, not crossed before)
+                tail = np.cumsum(dist)
+                b = int(np.searchsorted(tail, budget, side="right")) - 1  # the largest c with tail[c] <= budget
+                if b >= 0:
+                    crossed += float(tail[b])
+                    dist[: b + 1] = 0.0
+            else:  # tail[c] = P(count >= c, not crossed before)
+                tail = np.cumsum(dist[::-1])[::-1]
+                ok = np.flatnonzero(tail <= budget)
+                b = int(ok[0]) if len(ok) else n + 1
+                if b <= n:
+                    crossed += float(tail[b])
+                    dist[b:] = 0.0
+            bounds.append(b)
+            spent.append(crossed)
+        out[side] = (tuple(bounds), tuple(spent))
+    return Boundaries(tuple(looks), out["pass"][0], out["fail"][0], out["pass"][1], out["fail"][1])
+
+
 def fraction_below_at_most(describe: str, threshold: float, fraction: float) -> Criterion:
-    """At most ``fraction`` of chips have accuracy below ``threshold`` (a percentile criterion). At
-    ``fraction`` 1 (the 100th percentile, the best chip) that is "some chip reaches it": certain once one
-    does, never settled as a fail."""
-    def settle(chips, level):
+    """At most ``fraction`` of chips have accuracy below ``threshold`` (a percentile criterion), by the
+    exact group-sequential binomial test (``binomial_boundaries``). At ``fraction`` 1 (the 100th
+    percentile, the best chip) that is "some chip reaches it": certain once one does, never settled as a
+    fail."""
+    def settle(chips, look):
         below = sum(c.accuracy < threshold for c in chips)
         if fraction >= 1:
             return "pass" if below < len(chips) else None
-        lo, hi = proportion_interval(below, len(chips), level)
-        return "pass" if hi <= fraction else "fail" if lo > fraction else None
+        k = look.index(len(chips))
+        b = binomial_boundaries(look.looks, float(fraction), look.alpha)
+        return "pass" if below <= b.pass_at[k] else "fail" if below >= b.fail_at[k] else None
 
     return Criterion(describe, settle)
 
@@ -112,10 +231,11 @@ def run_looks(step: Callable[[list[int]], None], chips_so_far: Callable[[], list
               alpha: float) -> Outcome:
     """Run chips look by look through ``step(chip_ids)`` until ``rule`` settles or ``chips_max`` is reached.
 
-    ``rule(chips, level, n)`` returns (a stop reason or None, the decisions so far); without a rule every
-    chip runs in one look (the fixed Monte Carlo)."""
+    ``rule(chips, level, n)`` returns (a stop reason or None, the decisions so far); ``level`` is the
+    Bonferroni level 1 - alpha / K, a ``Level`` that also carries the schedule and alpha. Without a rule
+    every chip runs in one look (the fixed Monte Carlo)."""
     looks = look_schedule(chips_max, first_look) if rule is not None else (chips_max,)
-    level, done, decisions = 1 - alpha / len(looks), 0, {}
+    level, done, decisions = Level(alpha, looks), 0, {}
     for n in looks:
         step(list(range(done, n)))
         done = n
@@ -181,10 +301,12 @@ class GateRule:
 
     def __call__(self, chips, level, n):
         # for a given truth only one direction can be wrong (a wrong "pass" needs the bound on the passing
-        # side to miss), so one-sided bounds at alpha / (K C) each, i.e. two-sided at 1 - 2 alpha / (K C):
-        # the verdict over C criteria is then wrong with probability at most alpha
-        one_sided = 1 - 2 * (1 - level) / max(1, len(self.criteria))
-        self.decisions = {c.describe: d for c in self.criteria if (d := c.settle(chips, one_sided)) is not None}
+        # side to miss), so each criterion gets alpha / C for each direction: the verdict over C criteria is
+        # then wrong with probability at most alpha
+        if not isinstance(level, Level):
+            raise TypeError("GateRule needs the look schedule: run it through run_looks (level is a Level)")
+        look = Look(level.looks, level.alpha / max(1, len(self.criteria)))
+        self.decisions = {c.describe: d for c in self.criteria if (d := c.settle(chips, look)) is not None}
         failed = [k for k, d in self.decisions.items() if d == "fail"]
         if failed:
             return f"settled: {failed[0]} fails at alpha {self.alpha:g} after {n} chips", self.decisions
@@ -193,6 +315,6 @@ class GateRule:
         return None, self.decisions
 
 
-__all__ = ["FIRST_LOOK", "Criterion", "GateRule", "Outcome", "ci_width_rule", "fraction_below_at_most",
-           "look_schedule", "mean_at_least", "mean_interval", "paired_width_rule", "proportion_interval",
-           "run_looks"]
+__all__ = ["FIRST_LOOK", "SPENDING_RHO", "Boundaries", "Criterion", "GateRule", "Level", "Look", "Outcome",
+           "binomial_boundaries", "ci_width_rule", "fraction_below_at_most", "look_schedule", "mean_at_least",
+           "mean_interval", "paired_width_rule", "proportion_interval", "run_looks", "spending"]

@@ -16,12 +16,15 @@ from nft_deploy.evaluation.results import to_json
 from nft_deploy.evaluation.runner import evaluate
 from nft_deploy.evaluation.sequential import (
     GateRule,
+    Look,
+    binomial_boundaries,
     fraction_below_at_most,
     look_schedule,
     mean_at_least,
     mean_interval,
     proportion_interval,
     run_looks,
+    spending,
 )
 
 
@@ -90,14 +93,109 @@ def test_mean_rule_is_wrong_at_most_alpha_of_the_time_and_saves_chips_when_clear
     assert used <= max_chips
 
 
-# a percentile pass needs n >= ln(0.05 / 5) / ln(0.95) = 90 chips even with no chip below: the 128-chip look
-@pytest.mark.parametrize("mean, truth, max_chips", [(0.95, "pass", 135), (0.85, "fail", 40), (0.914, "pass", 200), (0.88 + 1.645 * 0.02, "pass", 200),
-                          (0.88 + 1.555 * 0.02, "fail", 200)])  # 6% of chips below: a false pass is likeliest
+# a percentile pass needs (1 - 0.05)^n <= 0.05, n >= 59 chips, even with no chip below: the 64-chip look
+@pytest.mark.parametrize("mean, truth, max_chips", [
+    (0.95, "pass", 66),  # 0.02% of chips below: passes at 64 (Bonferroni over 5 looks needed 128)
+    (0.85, "fail", 17),  # 93% below: fails at the first look
+    (0.914, "pass", 200),  # 4.5% below
+    (0.88 + 1.645 * 0.02, "pass", 200),  # exactly 5% below: a false fail is likeliest
+    (0.88 + 1.555 * 0.02, "fail", 200),  # 6% of chips below: a false pass is likeliest
+])
 def test_percentile_rule_is_wrong_at_most_alpha_of_the_time(mean, truth, max_chips):
     # chips ~ Normal(mean, 0.02 ** 2); their 5th percentile is mean - 1.645 * 0.02 (0.914 -> 0.881)
     rule = fraction_below_at_most("5th percentile >= 0.88", 0.88, 0.05)
     rate, se, used = _simulate(rule, lambda rng, n: rng.normal(mean, 0.02, n), truth)
-    assert rate <= 0.05 + 3 * se and used <= max_chips
+    assert rate <= 0.05 + 3 * se and used <= max_chips, (rate, se, used)
+
+
+def _ever_crosses_by_enumeration(looks, q, bounds, side, upto=None):
+    """P(the count of chips below ever crosses ``bounds`` within the first ``upto`` looks | fraction q), by
+    summing over every sequence of binomial increments (pure Python, math.comb): independent of the
+    module's dynamic programming."""
+    upto = len(looks) if upto is None else upto
+
+    def pmf(j, m):
+        return math.comb(m, j) * q**j * (1 - q) ** (m - j)
+
+    def walk(k, count, prob):
+        if k == upto:
+            return 0.0
+        m = looks[k] - (looks[k - 1] if k else 0)
+        total = 0.0
+        for j in range(m + 1):
+            c, pr = count + j, prob * pmf(j, m)
+            crossed = c <= bounds[k] if side == "pass" else c >= bounds[k]
+            total += pr if crossed else walk(k + 1, c, pr)
+        return total
+
+    return walk(0, 0, 1.0)
+
+
+@pytest.mark.parametrize("looks, q, alpha", [((8, 16, 32, 50), 0.1, 0.05), ((8, 16, 32, 50), 0.05, 0.05),
+                                             ((5, 10, 20, 40), 0.2, 0.01), ((16, 32, 60), 0.05, 0.1)])
+def test_exact_boundaries_cross_at_most_alpha_at_fraction_q_and_are_as_loose_as_the_spending_allows(looks, q, alpha):
+    b = binomial_boundaries(looks, q, alpha)
+    for side, bounds, spent in (("pass", b.pass_at, b.pass_spent), ("fail", b.fail_at, b.fail_spent)):
+        for k, n in enumerate(looks):
+            exact = _ever_crosses_by_enumeration(looks, q, bounds, side, upto=k + 1)
+            assert spent[k] == pytest.approx(exact, rel=1e-9, abs=1e-15)
+            assert exact <= spending(n / looks[-1], alpha) * (1 + 1e-12) and exact <= alpha
+            # one count looser at look k would overspend there: each boundary is the loosest allowed
+            looser = list(bounds)
+            looser[k] += 1 if side == "pass" else -1
+            assert _ever_crosses_by_enumeration(looks, q, looser, side, upto=k + 1) > spending(n / looks[-1], alpha)
+
+
+def test_exact_boundaries_agree_with_a_monte_carlo_of_the_default_schedule():
+    looks, q = look_schedule(200), 0.05
+    b = binomial_boundaries(looks, q, 0.05)
+    assert b.pass_at == (-1, -1, 0, 1, 3) and b.fail_at == (4, 5, 8, 13, 18)
+    runs = 400_000  # fixed seed; tolerance: 4 standard errors of the simulated frequency (about 1.3e-3)
+    counts = np.random.default_rng(2024).binomial(np.diff((0, *looks)), q, (runs, len(looks))).cumsum(axis=1)
+    for freq, exact in ((np.any(counts <= np.array(b.pass_at), axis=1).mean(), b.pass_spent[-1]),
+                        (np.any(counts >= np.array(b.fail_at), axis=1).mean(), b.fail_spent[-1])):
+        assert exact <= 0.05
+        assert abs(freq - exact) <= 4 * math.sqrt(exact * (1 - exact) / runs), (freq, exact)
+
+
+@pytest.mark.parametrize("q, alpha", [(0.05, 0.05), (0.05, 0.01), (0.1, 0.05), (0.01, 0.05), (0.2, 0.025)])
+def test_no_look_before_ln_alpha_over_ln_1_minus_q_chips_can_pass(q, alpha):
+    """The bound no valid test beats: with zero chips below, a pass at n chips is wrong at fraction q with
+    probability (1 - q)^n, so n >= ln(alpha) / ln(1 - q) (59 chips for q = alpha = 0.05)."""
+    looks = look_schedule(2000)
+    b = binomial_boundaries(looks, q, alpha)
+    bound = math.log(alpha) / math.log(1 - q)
+    assert all(a < 0 for n, a in zip(looks, b.pass_at, strict=True) if n < bound)
+    first = next(n for n, a in zip(looks, b.pass_at, strict=True) if a >= 0)
+    # it passes at the first look where zero below fits the spending, computed here from the formula
+    assert first == next(n for n in looks if (1 - q) ** n <= spending(n / looks[-1], alpha))
+
+
+def test_a_run_with_no_chip_below_passes_at_the_first_look_the_boundaries_allow():
+    rule = fraction_below_at_most("5th percentile >= 0.88", 0.88, 0.05)
+    draw = lambda rng, n: np.full(n, 0.95)  # noqa: E731
+    assert _simulate(rule, draw, "pass", runs=3)[2] == 64  # 200 / 64 = 3.1x fewer than a fixed 200
+    b = binomial_boundaries(look_schedule(200), 0.05, 0.05)
+    assert look_schedule(200)[next(k for k, a in enumerate(b.pass_at) if a >= 0)] == 64
+    # with C = 2 criteria each has alpha 0.025: zero below needs n >= ln(0.025) / ln(0.95) = 72, the 128 look
+    assert binomial_boundaries(look_schedule(200), 0.05, 0.025).pass_at[:4] == (-1, -1, -1, 1)
+
+
+@pytest.mark.parametrize("p, truth", [(0.05, "pass"), (0.065, "fail"), (0.0, "pass"), (0.2, "fail")])
+def test_percentile_error_rate_on_a_bernoulli_truth_matches_the_exact_crossing_probability(p, truth):
+    """Chips below with probability exactly p: at p = q the false-fail rate is at most the exact fail-side
+    crossing probability (the pass boundary can only stop runs earlier), and it is <= alpha."""
+    rule = fraction_below_at_most("5th percentile >= 0.9", 0.9, 0.05)
+    draw = lambda rng, n: np.where(rng.random(n) < p, 0.5, 0.95)  # noqa: E731
+    rate, se, used = _simulate(rule, draw, truth, runs=2000)
+    b = binomial_boundaries(look_schedule(200), 0.05, 0.05)
+    assert rate <= 0.05 + 3 * se
+    if p == 0.05:
+        assert rate <= b.fail_spent[-1] + 3 * se
+    if p == 0.0:
+        assert used == 64
+    if p == 0.2:
+        assert used < 50  # a clear fail: 4x fewer chips than 200
 
 
 def test_accuracies_that_move_in_steps_do_not_settle_on_a_look_where_every_chip_scores_the_same():
@@ -112,8 +210,8 @@ def test_accuracies_that_move_in_steps_do_not_settle_on_a_look_where_every_chip_
 def test_the_100th_percentile_passes_once_some_chip_reaches_it_and_never_fails():
     best = fraction_below_at_most("100th percentile >= 0.9", 0.9, 1.0)
     chips = [SimpleNamespace(accuracy=a) for a in (0.5, 0.6)]
-    assert best.settle(chips, 0.99) is None
-    assert best.settle([*chips, SimpleNamespace(accuracy=0.95)], 0.99) == "pass"
+    assert best.settle(chips, Look((2, 3), 0.01)) is None
+    assert best.settle([*chips, SimpleNamespace(accuracy=0.95)], Look((2, 3), 0.01)) == "pass"
 
 
 def test_five_criteria_on_their_thresholds_are_wrong_together_at_most_alpha():
@@ -155,7 +253,8 @@ def test_check_stops_early_on_a_clear_verdict_and_runs_every_chip_when_fixed(tin
     assert easy.evaluation.stop_reason == ("settled: mean accuracy >= 0, drop from clean <= 0.9 at alpha 0.05 "
                                            "after 8 chips")
     pct = check(path, data, Thresholds(min_accuracy=0.0, percentile=5), chips=200, first_look=8, quiet=True)
-    assert pct.passed and pct.evaluation.chips == 128  # the first look with n >= ln(0.05/6)/ln(0.95) = 94
+    assert pct.passed and pct.evaluation.chips == 64  # the first look with 0.95^n <= 0.05 (n / 200)^0.25
+    assert pct.evaluation.stop_reason == "settled: 5th percentile >= 0 at alpha 0.05 after 64 chips"
     hard = check(path, data, Thresholds(min_accuracy=1.0), chips=64, first_look=8, quiet=True)
     assert not hard.passed and hard.evaluation.chips == 8 and "fails" in hard.evaluation.stop_reason
     full = check(path, data, Thresholds(min_accuracy=0.0), chips=16, sequential=False, quiet=True)
