@@ -41,6 +41,9 @@ ZERO_SCALE = 1e-30
 small enough that the noise it carries, ``std * ZERO_SCALE``, is zero for every practical purpose, as the
 closed form ``sigma_W = k * sigma * max|W| = 0`` says."""
 
+DRAW_CHUNK = 1 << 20
+"""Random numbers per generator call when drawing a chip (bounds a large layer's float64 temporaries)."""
+
 
 def cell_std_factor(weights: WeightSpec) -> float:
     """Std of a weight (in units of its scale) per unit of cell noise (cell_range): closed form.
@@ -59,10 +62,10 @@ def to_cell_range(sigma: float, unit: str, bits_per_cell: int) -> float:
 
 @dataclass(frozen=True)
 class ChipDraw:
-    """The random numbers that define one programmed instance of one layer (numpy, float64)."""
+    """The random numbers that define one programmed instance of one layer (numpy)."""
 
     normal: np.ndarray
-    """Standard normal per weight, shape of W: the programming variation."""
+    """Standard normal per weight, shape of W: the programming variation (float32, as the graph reads it)."""
     stuck_delta: np.ndarray | None = None
     """Change of the normalised weight caused by stuck-at faults, shape of W; None without faults."""
 
@@ -170,16 +173,34 @@ class NoiseModel:
                   out_axis: int = 0) -> ChipDraw:
         """One programmed chip's random numbers for a layer: normals, then stuck-at uniforms per cell.
 
-        ``weight`` is needed only when the profile has stuck-at faults (the delta depends on the digits).
+        Normals in float32 (what the chip inputs carry), drawn ``DRAW_CHUNK`` at a time so that a large layer
+        needs no float64 copy of itself; of the uniforms only those of stuck cells are kept. The numbers are those
+        of one ``rng.standard_normal(shape)`` and one ``rng.random((cells, *shape))`` call (numpy's
+        generators give the same stream in chunks). ``weight`` is needed only with stuck-at faults.
         """
-        normal = rng.standard_normal(shape)
-        delta = None
-        if self.has_stuck_at:
-            if weight is None:
-                raise ValueError("draw_chip needs the weight when the profile has stuck-at faults")
-            u = rng.random((self.weights.cells, *shape))
-            delta = self.stuck_delta(np.asarray(weight, np.float64), u, out_axis)
-        return ChipDraw(normal=normal, stuck_delta=delta)
+        n = math.prod(shape)
+        normal = np.empty(n, np.float32)
+        for i in range(0, n, DRAW_CHUNK):
+            normal[i:i + DRAW_CHUNK] = rng.standard_normal(min(DRAW_CHUNK, n - i))
+        if not self.has_stuck_at:
+            return ChipDraw(normal=normal.reshape(shape))
+        if weight is None:
+            raise ValueError("draw_chip needs the weight when the profile has stuck-at faults")
+        rate = self.profile.stuck_at.zero_rate + self.profile.stuck_at.full_rate
+        stuck = []  # per cell: (flat index, uniform) of its stuck cells
+        for _ in range(self.weights.cells):
+            found = [(np.flatnonzero(u < rate) + i, u[u < rate]) for i in range(0, n, DRAW_CHUNK)
+                     for u in [rng.random(min(DRAW_CHUNK, n - i))]]
+            stuck.append((np.concatenate([f[0] for f in found]), np.concatenate([f[1] for f in found])))
+        hit = np.unique(np.concatenate([idx for idx, _ in stuck]))
+        u_hit = np.ones((self.weights.cells, hit.size))  # a cell that is not stuck keeps its level
+        for j, (idx, u) in enumerate(stuck):
+            u_hit[j, np.searchsorted(hit, idx)] = u
+        w = np.atleast_1d(weight)  # a scalar weight: one per-layer scale either way
+        s = np.broadcast_to(np.asarray(self.scale(w, out_axis), np.float64), w.shape)[np.unravel_index(hit, w.shape)]
+        delta = np.zeros(n)  # float64: the exact complement of a level (a stuck-at-0 weight sums to 0)
+        delta[hit] = self._stuck_change(np.reshape(w, -1)[hit].astype(np.float64) / s, u_hit)
+        return ChipDraw(normal=normal.reshape(shape), stuck_delta=delta.reshape(shape))
 
     def stuck_delta(self, weight: np.ndarray, uniforms: np.ndarray, out_axis: int = 0) -> np.ndarray:
         """Normalised weight change from stuck cells; ``uniforms`` has shape (cells, *W.shape).
@@ -189,12 +210,17 @@ class NoiseModel:
         below one level in cell 0, so every cell stuck at zero gives exactly 0 in both modes. Programming
         noise still applies to the whole weight (one normal per weight; an approximation for stuck cells).
         """
-        wspec, st = self.weights, self.profile.stuck_at
+        st = self.profile.stuck_at
         w = weight / self.scale(weight, out_axis)
         delta = np.zeros(w.size)
-        flat_u = np.reshape(uniforms, (wspec.cells, w.size))
+        flat_u = np.reshape(uniforms, (self.weights.cells, w.size))
         hit = np.flatnonzero((flat_u < st.zero_rate + st.full_rate).any(axis=0))  # faults are rare: only those
-        w, u_hit = np.reshape(w, -1)[hit], flat_u[:, hit]
+        delta[hit] = self._stuck_change(np.reshape(w, -1)[hit], flat_u[:, hit])
+        return delta.reshape(np.shape(weight))
+
+    def _stuck_change(self, w: np.ndarray, u: np.ndarray) -> np.ndarray:
+        """``stuck_delta`` of normalised weights ``w`` (1-D) whose cells drew uniforms ``u`` (cells, len(w))."""
+        wspec, st = self.weights, self.profile.stuck_at
         q = self.quantize_normalised(w)
         mag = np.round(np.abs(q) * wspec.levels).astype(np.int64)
         resid = np.abs(q) * wspec.levels - mag  # 0 for quantized weights
@@ -204,11 +230,9 @@ class NoiseModel:
             g = ((mag >> (j * k)) & cell_max) / cell_max
             if j == 0:
                 g = g + resid / cell_max
-            u = u_hit[j]
-            stuck = np.where(u < st.zero_rate, 0.0, np.where(u < st.zero_rate + st.full_rate, 1.0, g))
+            stuck = np.where(u[j] < st.zero_rate, 0.0, np.where(u[j] < st.zero_rate + st.full_rate, 1.0, g))
             d += (stuck - g) * cell_max * 2 ** (j * k) / wspec.levels
-        delta[hit] = np.where(w >= 0, 1.0, -1.0) * d
-        return delta.reshape(np.shape(weight))
+        return np.where(w >= 0, 1.0, -1.0) * d
 
     def apply_chip(self, weight: np.ndarray, draw: ChipDraw, out_axis: int = 0) -> np.ndarray:
         """The weight as programmed on one chip (float64): ``scale * (q + std_map(q) * n + stuck_delta)``."""

@@ -101,3 +101,22 @@ def test_stuck_faults_work_for_scalar_and_one_dimensional_weights():
     nm = NoiseModel(profile(zero=1.0))
     for w in (np.float64(0.7), np.array([0.5, -1.0, 0.25])):
         assert np.all(nm.sample_chip(w, np.random.default_rng(0)) == 0)
+
+
+@pytest.mark.parametrize("scale", ["per_layer", "per_channel"])
+def test_a_chip_drawn_in_chunks_is_the_chip_drawn_whole(monkeypatch, scale):
+    """The streamed draw (chunks of 7 values, only stuck uniforms kept) equals one whole-array draw of the
+    same generator: float64 normals rounded to float32, and the dense ``stuck_delta`` of all uniforms."""
+    import nft_deploy.noise as noise
+
+    monkeypatch.setattr(noise, "DRAW_CHUNK", 7)
+    nm = NoiseModel(profile(bits=6, k=2, zero=0.05, full=0.05, sigma=0.1, scale=scale))
+    w = np.random.default_rng(3).normal(size=(6, 5, 3)).astype(np.float32)
+    got = nm.draw_chip(w.shape, np.random.default_rng(9), w, out_axis=1)
+    rng = np.random.default_rng(9)
+    normal = rng.standard_normal(w.shape)
+    delta = nm.stuck_delta(w.astype(np.float64), rng.random((nm.weights.cells, *w.shape)), out_axis=1)
+    assert got.normal.dtype == np.float32
+    np.testing.assert_array_equal(got.normal, normal.astype(np.float32))
+    np.testing.assert_array_equal(got.stuck_delta, delta)
+    assert np.count_nonzero(delta) > 5  # the case exercises stuck cells
