@@ -6,6 +6,8 @@ Two questions, one run:
 1. Step time. Every variant takes ``--steps`` optimiser steps per round on the same batch of 128, the
    variants interleaved round by round (round 0 warms up), so load from other jobs hits all alike. The
    ratio to noise injection is taken per round; the table gives its median and quartiles over rounds.
+   ``ovf none, NCHW passes (before)`` (step time only) is ``none`` with its constant passes NCHW, the code
+   path before they ran channels-last (``NoisyModel.channels_last = False``).
 2. Accuracy. Each variant is trained per seed, then torch Monte Carlo over ``--chips`` chips drawn from
    chip seed ``--chip-seed`` (the same chips for every model). Per variant: the mean over seeds of each
    model's chip-mean with a 95% t-interval over seeds; and the paired per-seed difference none - full
@@ -42,6 +44,9 @@ VARIANTS = {  # label -> TrainConfig fields
     "ovf full": {"method": "ovf", "ovf_feedback_grad": "full"},
     "ovf none": {"method": "ovf", "ovf_feedback_grad": "none"},
 }
+PROBE_ONLY = {  # step time only: the code path before channels-last constant passes, timed in the same rounds
+    "ovf none, NCHW passes (before)": {"method": "ovf", "ovf_feedback_grad": "none", "channels_last": False},
+}
 REGIMES = {
     "default": {"title": "LeNet-5, sigma 0.3, PyTorch init", "sigma": 0.3},
     "refinit": {"title": "VGG-8 w 0.125, sigma 0.15, reference init", "sigma": 0.15},
@@ -64,7 +69,8 @@ def step_probe(regime: str, data, rounds: int, steps: int) -> dict:
     """Per-round step times (ms) of every variant, interleaved; round 0 is a warm-up and is dropped."""
     x, y = torch.as_tensor(data.x_train[:128]), torch.as_tensor(data.y_train[:128])
     prof = load_profile("nft_reference").with_sigma(REGIMES[regime]["sigma"])
-    steppers = {label: _stepper(build(regime, 0), extra, prof, x, y) for label, extra in VARIANTS.items()}
+    steppers = {label: _stepper(build(regime, 0), extra, prof, x, y)
+                for label, extra in {**VARIANTS, **PROBE_ONLY}.items()}
     times: dict[str, list[float]] = {label: [] for label in steppers}
     for r in range(rounds + 1):
         for label, step in steppers.items():
@@ -77,7 +83,9 @@ def step_probe(regime: str, data, rounds: int, steps: int) -> dict:
 
 
 def _stepper(model: nn.Module, extra: dict, prof, x, y):
+    extra = dict(extra)
     net = NoisyModel(model.train(), prof, torch.Generator().manual_seed(0), x[:2])
+    net.channels_last = extra.pop("channels_last", None)
     m = make_method(TrainConfig(**extra), net, x, 10, None)
     opt = torch.optim.Adam(model.parameters(), 1e-3)
 
@@ -171,6 +179,10 @@ def write(result: dict) -> None:
             st, ac = s["steps"][label], s["accuracy"][label]
             lines.append(f"| {label} | {st['median_ms']:.1f} | {st['ratio']:.2f}x [{st['ratio_q25']:.2f}, "
                          f"{st['ratio_q75']:.2f}] | {ac['clean']:.2f} | {ac['mc_mean']:.2f} +/- {ac['ci95']:.2f} |")
+        for label in (lab for lab in s["steps"] if lab not in VARIANTS):
+            st = s["steps"][label]
+            lines.append(f"| {label} | {st['median_ms']:.1f} | {st['ratio']:.2f}x [{st['ratio_q25']:.2f}, "
+                         f"{st['ratio_q75']:.2f}] | (step time only) | |")
         lines += ["", "| paired difference (points) | mean +/- 95% CI | verdict |", "|---|---|---|"]
         for name, p in s["paired"].items():
             lo, hi = p["mean"] - p["ci95"], p["mean"] + p["ci95"]

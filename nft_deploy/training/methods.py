@@ -120,9 +120,9 @@ class OVF(_Simple):
 
     ``feedback_grad="full"`` is the reference: gradients flow through all N + 1 passes. ``"none"`` (the
     default) runs the N extra passes under ``torch.no_grad``: they draw the same noise in the same order and
-    give the same loss value, but enter it as constants, so the step skips their backward and autograd
-    memory. Their gradient is scaled by beta * gamma_n / (N + 1) (2.5e-4 at beta 1e-3), which is why
-    dropping it measured no accuracy difference.
+    give the same loss value (up to float rounding: on CPU they run channels-last, see ``NoisyModel``), but
+    enter it as constants, so the step skips their backward and autograd memory. Their gradient is scaled by
+    beta * gamma_n / (N + 1) (2.5e-4 at beta 1e-3), which is why dropping it measured no accuracy difference.
     """
 
     beta: float = 1e-3

@@ -90,3 +90,116 @@ def test_cli_flag_reaches_the_config(monkeypatch):
         r = CliRunner().invoke(main, ["train", *args, "--quiet"])
         assert r.exit_code == 0, r.output
         assert seen[-1].ovf_feedback_grad == want
+
+
+# ---------------------------------------------------------------- against a straightforward computation
+# The reference below draws every pass's weights with the plan's own noise models (``LayerPlan.noise.perturb``, in the
+# order backbone, then sigma + offsets, layer by layer) and runs the model with ``torch.func.functional_call``: no
+# NoisyModel, no on_device, no channels-last, the extra passes' batch-norm running statistics left alone by hand.
+
+
+def _reference_loss(model, net, gen, x, y, beta, offsets, gammas, feedback_grad):
+    def draw(sigma):
+        params = dict(model.named_parameters())
+        return {lay.weight: lay.noise.perturb(params[lay.weight], gen, lay.out_axis)
+                for lay in net.plan_at(sigma).mapped}
+
+    z = torch.func.functional_call(model, draw(None), (x,))
+    bns = [m for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    for m in bns:
+        m.track_running_stats = False
+    with torch.set_grad_enabled(feedback_grad == "full"):
+        outs = [torch.func.functional_call(model, draw(net.sigma + o), (x,)) for o in offsets]
+    for m in bns:
+        m.track_running_stats = True
+    fb = sum(g * o for g, o in zip(gammas, outs, strict=True))
+    return torch.nn.functional.cross_entropy((z - beta * fb) / (len(outs) + 1), y)
+
+
+def _train_steps(model, feedback_grad, reference, steps=4):
+    """``steps`` SGD steps of OVF (beta 0.5, so the feedback term matters) on one fixed batch; the losses.
+
+    SGD, not Adam: Adam scales the rounding-noise gradient of the conv bias (cancelled by the batch-norm after it)
+    up to full steps, so rounding differences would not stay small."""
+    net, ovf, x, y = _ovf(model, feedback_grad, seed=11)
+    gen = torch.Generator().manual_seed(11)
+    opt = torch.optim.SGD(model.parameters(), 0.1)
+    losses = []
+    for _ in range(steps):
+        if reference:
+            loss = _reference_loss(model, net, gen, x, y, 0.5, ovf.offsets, ovf.gammas, feedback_grad)
+        else:
+            loss = ovf.loss(net, x, y)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        losses.append(loss.detach())
+    return torch.stack(losses), net
+
+
+def test_full_training_is_bit_identical_to_the_straightforward_computation(tiny_net):
+    got, _ = _train_steps(mine := copy.deepcopy(tiny_net), "full", reference=False)
+    want, _ = _train_steps(ref := copy.deepcopy(tiny_net), "full", reference=True)
+    assert torch.equal(got, want)
+    for (k, a), b in zip(mine.state_dict().items(), ref.state_dict().values(), strict=True):
+        assert torch.equal(a, b), k
+
+
+def test_none_training_matches_the_straightforward_computation(tiny_net):
+    """Same draws and maths; the constant passes run channels-last, which may round convolutions differently."""
+    got, net = _train_steps(mine := copy.deepcopy(tiny_net), "none", reference=False)
+    want, _ = _train_steps(ref := copy.deepcopy(tiny_net), "none", reference=True)
+    assert net.channels_last is True
+    assert torch.allclose(got, want, rtol=1e-6, atol=1e-7)
+    for (k, a), b in zip(mine.state_dict().items(), ref.state_dict().values(), strict=True):
+        assert torch.allclose(a, b, rtol=1e-5, atol=1e-6), k
+
+
+@pytest.mark.parametrize("feedback_grad, layouts", [("full", [False] * 4), ("none", [False, True, True, True])])
+def test_only_constant_passes_run_channels_last(tiny_net, feedback_grad, layouts):
+    net, ovf, x, y = _ovf(tiny_net, feedback_grad)
+    seen = []
+    tiny_net.conv.register_forward_hook(
+        lambda m, i, o: seen.append(o.is_contiguous(memory_format=torch.channels_last) and not o.is_contiguous()))
+    ovf.loss(net, x, y)
+    assert seen == layouts  # backbone first, then the N = 3 extra passes
+
+
+class _ViewNet(torch.nn.Module):
+    """``x.view`` of a conv activation: fails on a channels-last tensor."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = torch.nn.Conv2d(1, 4, 3, padding=1)
+        self.fc = torch.nn.Linear(4 * 8 * 8, 3)
+
+    def forward(self, x):
+        h = torch.relu(self.conv(x))
+        return self.fc(h.view(h.shape[0], -1))
+
+
+def test_a_model_that_refuses_channels_last_runs_nchw_with_the_same_numbers():
+    torch.manual_seed(0)
+    x = torch.rand(8, 1, 8, 8, generator=torch.Generator().manual_seed(99))
+    outs = {}
+    for layout in (None, False):  # None: find out (the model refuses); False: NCHW from the start
+        net = NoisyModel(_ViewNet(), REF, torch.Generator().manual_seed(5), x[:2])
+        torch.manual_seed(0)
+        net.model.load_state_dict(_ViewNet().state_dict())
+        net.channels_last = layout
+        with torch.no_grad():
+            outs[layout] = net.noisy_many(x, [0.45, 0.4], batched=False)
+        assert net.channels_last is False
+    assert torch.equal(outs[None], outs[False])
+
+
+def test_channels_last_passes_give_the_nchw_numbers_up_to_rounding(tiny_net):
+    x = torch.rand(16, 1, 8, 8, generator=torch.Generator().manual_seed(1))
+    outs = {}
+    for layout in (True, False):
+        net = NoisyModel(tiny_net.train(), REF, torch.Generator().manual_seed(7), x[:2])
+        net.channels_last = layout
+        with torch.no_grad():
+            outs[layout] = net.noisy_many(x, [0.45, 0.4, 0.35], batched=False)
+    assert outs[True].is_contiguous()
+    assert torch.allclose(outs[True], outs[False], rtol=1e-5, atol=1e-6)
