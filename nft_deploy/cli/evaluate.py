@@ -39,8 +39,9 @@ def _eval_options(fn):
                      "by default [one per core]."),
         click.option("--threads", default=None, type=int, help="ONNX Runtime threads per worker [cores / workers]."),
         click.option("--strategy", default="auto", show_default=True, type=click.Choice(["auto", "fold", "feed"]),
-                     help="fold: a session per chip with noisy weights folded to constants; feed: one session, "
-                     "draws fed as inputs."),
+                     help="fold: each chip's programmed weights folded into its session (fastest for "
+                     "convolutions, about twice the memory); feed: programmed weights fed as inputs, read in place; "
+                     "auto: fold when convolutions are mapped."),
         click.option("--limit", default=None, type=int, help="Use only the first N test samples."),
         click.option("--backend", default="local", show_default=True, type=click.Choice(["local", "ray"]),
                      help="local: worker processes here; ray: Ray tasks (pip install 'nft-deploy[ray]'), "

@@ -3,15 +3,14 @@
 Accepts a deployed ``.onnx`` (metadata ``nft.plan``, the compiled device plan), a float ``.onnx`` plus a
 profile (deployed on the fly by ``nft_deploy.export.insert_device_nodes``) or a checkpoint (exported by
 ``nft_deploy.export.export_model``, exactly as ``nft-deploy export`` would, with its stored profile unless
-one is given). Also builds the two
-graph variants the runner needs: the clean graph (read noise off) and the fold template (chip inputs
-turned into initializers so ONNX Runtime folds each chip's noisy weights into constants).
+one is given). Also builds the clean variant of a graph (read noise off); how a chip is programmed onto
+the graph is ``programming``.
 """
 
 from __future__ import annotations
 
-import zlib
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 
 import numpy as np
@@ -61,6 +60,13 @@ class DeployedModel:
     @property
     def has_read_noise(self) -> bool:
         return any(n.op_type in RANDOM_OPS for n in self.proto.graph.node)
+
+    @cached_property
+    def split(self):
+        """The graph cut where chips are programmed (``programming.split_graph``), computed once."""
+        from nft_deploy.evaluation.programming import split_graph
+
+        return split_graph(self.proto, self.chip_inputs, self.weights)
 
     @property
     def prefers_fold(self) -> bool:
@@ -191,39 +197,3 @@ def clean_proto(proto: onnx.ModelProto) -> onnx.ModelProto:
     del out.graph.node[:]
     out.graph.node.extend(nodes)
     return out
-
-
-def fold_template(proto: onnx.ModelProto, names: list[str]) -> onnx.ModelProto:
-    """A copy whose graph inputs ``names`` are initializers (zeros, filled per chip by ``fill_template``)."""
-    out = onnx.ModelProto()
-    out.CopyFrom(proto)
-    g = out.graph
-    for vi in [i for i in g.input if i.name in names]:
-        shape = [d.dim_value for d in vi.type.tensor_type.shape.dim]
-        g.input.remove(vi)
-        g.initializer.append(numpy_helper.from_array(np.zeros(shape, np.float32), vi.name))
-    return out
-
-
-def fill_template(template: onnx.ModelProto, feeds: dict[str, np.ndarray],
-                  read_seed: np.random.SeedSequence | None) -> bytes:
-    """Serialised template with this chip's feeds as initializer values and reseeded random nodes."""
-    for init in template.graph.initializer:
-        if init.name in feeds:
-            init.raw_data = np.ascontiguousarray(feeds[init.name], np.float32).tobytes()
-    if read_seed is not None:
-        for i, node in enumerate(template.graph.node):
-            if node.op_type in RANDOM_OPS:
-                key = zlib.crc32(f"{i}/{node.name}".encode())
-                seq = np.random.SeedSequence(read_seed.entropy, spawn_key=(*read_seed.spawn_key, key))
-                seed = int(seq.generate_state(1)[0] % 2**24)
-                _set_float_attr(node, "seed", float(seed))
-    return template.SerializeToString()
-
-
-def _set_float_attr(node: onnx.NodeProto, name: str, value: float) -> None:
-    for a in node.attribute:
-        if a.name == name:
-            a.f = value
-            return
-    node.attribute.append(onnx.helper.make_attribute(name, float(value)))

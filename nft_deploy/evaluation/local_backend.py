@@ -69,15 +69,14 @@ class WorkerPlan:
     note: str | None = None
 
 
-def fit_workers(workers: int, per_worker: int, available: int | None, strategy: str, workers_given: bool,
-                read_noise: bool = False) -> WorkerPlan:
+def fit_workers(workers: int, per_worker: int, available: int | None, strategy: str, workers_given: bool) -> WorkerPlan:
     """``workers`` if they fit in ``available`` bytes, else fewer (saying so), else one line to fix it."""
     if available is None or workers * per_worker <= available:
         return WorkerPlan(workers)
     fit = available // per_worker
     gib = 2**30
     if fit < 1:
-        other = "feed" if strategy == "fold" and not read_noise else None  # read noise needs fold
+        other = "feed" if strategy == "fold" else None
         hint = f" or --strategy {other} (less memory per worker)" if other else ""
         raise EvaluationError(f"--workers: one worker needs about {per_worker / gib:.1f} GiB ({strategy} strategy) "
                               f"and {available / gib:.1f} GiB is available; free memory{hint}, or evaluate fewer "

@@ -2,7 +2,7 @@
 look (``sequential``) and their summary. How one chip runs (``fold`` or ``feed``) is in ``shards``; where
 chips run is a backend: worker processes here (``local_backend``) or Ray tasks (``ray_backend``).
 
-``auto`` folds models with mapped convolutions or read noise and feeds the rest (see
+``auto`` folds models with mapped convolutions and feeds the rest (see
 benchmarks/results/evaluate.md). Memory is flat in the number of chips: each chip reduces to a few
 scalars plus shared fixed-point sums (``metrics.MeanProbSum``, ``metrics.BinSum``). Results do not
 depend on the backend or the number of workers.
@@ -20,7 +20,6 @@ from dataclasses import dataclass, field
 import numpy as np
 import onnxruntime as ort
 
-from nft_deploy.chips import chip_feeds, draw_chip
 from nft_deploy.data import Dataset, batches, load_data
 from nft_deploy.device_plan import sigma_factors
 from nft_deploy.errors import EvaluationError, Note
@@ -34,29 +33,19 @@ from nft_deploy.evaluation.config import (  # noqa: F401  - EvalConfig and frien
     EvalConfig,
     make_config,
 )
-from nft_deploy.evaluation.deployed import (
-    DeployedModel,
-    clean_proto,
-    fill_template,
-    fold_template,
-    load_deployed,
-)
+from nft_deploy.evaluation.deployed import DeployedModel, load_deployed
+from nft_deploy.evaluation.programming import InferenceGraph, Programmer
 from nft_deploy.evaluation.progress import chip_progress
 from nft_deploy.evaluation.results import ChipMetrics, CleanMetrics, EvaluationResult
-from nft_deploy.evaluation.shards import READ_NOISE_KEY, Job, Shard, chunks, make_session
+from nft_deploy.evaluation.shards import READ_NOISE_KEY, Job, Shard, chunks
 from nft_deploy.profiles import DeviceProfile
 
 
 def choose_strategy(model: DeployedModel, requested: str) -> str:
-    """``fold`` or ``feed`` for this model (``auto``: fold when convs are mapped or read noise is on)."""
-    if requested == "feed" and model.has_read_noise:
-        raise EvaluationError(f"{model.name}: --strategy feed: the model has read-noise nodes, which need a "
-                              "seeded session per chip; use --strategy fold or auto")
+    """``fold`` or ``feed`` for this model (``auto``: fold when convolutions are mapped, for speed)."""
     if requested != "auto":
         return requested
-    if model.has_read_noise or (model.prefers_fold and model.chip_inputs):
-        return "fold"
-    return "feed"
+    return "fold" if model.prefers_fold and model.chip_inputs else "feed"
 
 
 def resolve_sigma(model: DeployedModel, sigma: float | None) -> tuple[float, dict[str, float] | None]:
@@ -95,11 +84,10 @@ def chip_logits(model: DeployedModel, x: np.ndarray, chip: int, seed: int = 0, s
                 batch_size: int = 256) -> np.ndarray:
     """Logits (samples, classes) of one chip, exactly as the Monte Carlo computes them (parity checks)."""
     _, factors = resolve_sigma(model, sigma)
-    feeds = chip_feeds(model.layers, draw_chip(model.layers, model.weights, seed, chip), factors)
+    programmed = Programmer(model.split, model.layers, model.weights).program(seed, chip, factors)
     read = np.random.SeedSequence(seed, spawn_key=(chip, READ_NOISE_KEY)) if model.has_read_noise else None
-    template = fold_template(model.proto, model.chip_inputs)
-    session = make_session(fill_template(template, feeds, read), 1)
-    return np.concatenate([session.run([model.output_name], {model.input_name: x[idx]})[0]
+    session, feeds = InferenceGraph(model.split, model.weights).session(programmed, read, 1, fold=True)
+    return np.concatenate([session.run([model.output_name], {model.input_name: x[idx], **feeds})[0]
                            for idx in batches(len(x), batch_size)])
 
 
@@ -109,12 +97,12 @@ def chip_logits(model: DeployedModel, x: np.ndarray, chip: int, seed: int = 0, s
 def clean_pass(model: DeployedModel, x: np.ndarray, y: np.ndarray, batch_size: int, threads: int,
                n_bins: int = M.N_BINS) -> tuple[CleanMetrics, np.ndarray, int]:
     """Noise-free metrics (chip/stuck inputs zero, read noise off): (metrics, predictions, classes)."""
-    template = fold_template(clean_proto(model.proto), model.chip_inputs)
-    session = make_session(template.SerializeToString(), threads)
+    programmed = Programmer(model.split, model.layers, model.weights).program(0, None)
+    session, feeds = InferenceGraph(model.split, model.weights, clean=True).session(programmed, None, threads, fold=False)
     acc, preds, classes = M.ChipAccumulator(-1, n_bins), [], None
     for idx in batches(len(y), batch_size):
         try:
-            logits = session.run([model.output_name], {model.input_name: x[idx]})[0].reshape(len(idx), -1)
+            logits = session.run([model.output_name], {model.input_name: x[idx], **feeds})[0].reshape(len(idx), -1)
         except (ort.capi.onnxruntime_pybind11_state.InvalidArgument,
                 ort.capi.onnxruntime_pybind11_state.Fail) as e:  # data the model cannot take
             raise EvaluationError(f"{model.name}: ONNX Runtime rejected the data (samples of shape "
@@ -233,16 +221,16 @@ def prepare_run(model: DeployedModel, x: np.ndarray, y: np.ndarray, config: Eval
     strategy = choose_strategy(model, config.strategy)
     clean, clean_pred, classes = clean_pass(model, x, y, config.batch_size, config.threads or os.cpu_count() or 1,
                                             config.n_bins)
-    model_bytes = model.proto.SerializeToString()
     if config.backend == "local":  # fewer workers (saying so), or one line, rather than workers the system kills
-        per_worker = local_backend.worker_bytes(len(model_bytes), x.nbytes, strategy)
+        model_bytes = len(model.split.inference) + sum(w.nbytes for w in model.weights.values())
+        per_worker = local_backend.worker_bytes(model_bytes, x.nbytes, strategy)
         fit = local_backend.fit_workers(workers, per_worker, local_backend.available_bytes(), strategy,
-                                        config.workers is not None, model.has_read_noise)
+                                        config.workers is not None)
         if fit.note:
             warnings.warn(fit.note, Note, stacklevel=2)
         workers = fit.workers
     threads = config.threads or max(1, (os.cpu_count() or 1) // workers)
-    job = Job(model_bytes=model_bytes, chip_inputs=model.chip_inputs, layers=model.layers,
+    job = Job(split=model.split, layers=model.layers,
               weights=model.weights, input_name=model.input_name,
               output_name=model.output_name, x=x, y=y, clean_pred=clean_pred,
               num_classes=classes, seed=config.seed, sigma_factors=factors, strategy=strategy,

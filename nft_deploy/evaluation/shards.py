@@ -1,12 +1,13 @@
 """One process's share of a Monte Carlo: the job shipped to a worker, a chip runner, and the reduced sums.
 
 One chip = one programmed instance: ``chips.draw_chip(plan.mapped, weights, seed, chip)`` fed through
-``chips.chip_feeds`` and held fixed over the whole evaluation set; read noise (random nodes in the graph)
-is redrawn per inference, from a per-chip seed. Two ways to run a chip, same numbers:
+``chips.chip_feeds`` into the graph's own programming nodes, layer by layer (``programming``), and held
+fixed over the whole evaluation set; read noise (random nodes in the graph) is redrawn per inference,
+from a per-chip seed. Two ways to run a programmed chip, same numbers:
 
-- ``fold``: the chip's feeds become initializers of a fresh session, so ONNX Runtime folds the noisy
-  weights into constants when it builds the session (weight pre-packing, NCHWc conv kernels stay on);
-- ``feed``: one session for all chips, the draws fed as graph inputs (no per-chip build cost).
+- ``fold``: the programmed weights are initializers of a fresh session, so ONNX Runtime pre-packs them
+  when it builds the session (NCHWc conv kernels stay on);
+- ``feed``: one session for all chips, the programmed weights fed as graph inputs (no per-chip build).
 
 Both backends (``local_backend``, ``ray_backend``) run chips through ``shard_stream``; chip seeds do not
 depend on the sharding and the sums merge exactly, so results do not depend on either.
@@ -19,13 +20,11 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 import numpy as np
-import onnxruntime as ort
 
-from nft_deploy.chips import chip_feeds, draw_chip
 from nft_deploy.data import batches
 from nft_deploy.device_plan import LayerPlan
 from nft_deploy.evaluation import metrics as M
-from nft_deploy.evaluation.deployed import fill_template, fold_template
+from nft_deploy.evaluation.programming import InferenceGraph, Programmer, SplitGraph
 from nft_deploy.evaluation.results import ChipMetrics
 
 READ_NOISE_KEY = zlib.crc32(b"nft.read")
@@ -35,8 +34,7 @@ READ_NOISE_KEY = zlib.crc32(b"nft.read")
 class Job:
     """Everything a worker needs to run chips (picklable; sent once per worker)."""
 
-    model_bytes: bytes
-    chip_inputs: list[str]
+    split: SplitGraph
     layers: list[LayerPlan]
     weights: dict[str, np.ndarray]
     input_name: str
@@ -63,39 +61,19 @@ class Shard:
     bins: M.BinSum | None = None
 
 
-def make_session(model_bytes: bytes, threads: int) -> ort.InferenceSession:
-    """A CPU session with all graph optimizations (constant folding included) and ``threads`` threads."""
-    so = ort.SessionOptions()
-    so.intra_op_num_threads = threads
-    so.inter_op_num_threads = 1
-    so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    so.log_severity_level = 3
-    return ort.InferenceSession(model_bytes, so, providers=["CPUExecutionProvider"])
-
-
 class ChipRunner:
     """Runs chips of one job in this process, reusing what can be reused."""
 
     def __init__(self, job: Job):
         self.job = job
-        if job.strategy == "fold":
-            from onnx import ModelProto
-
-            proto = ModelProto()
-            proto.ParseFromString(job.model_bytes)
-            self.template = fold_template(proto, job.chip_inputs)
-        else:
-            self.session = make_session(job.model_bytes, job.threads)
+        self.programmer = Programmer(job.split, job.layers, job.weights)
+        self.graph = InferenceGraph(job.split, job.weights)
 
     def run(self, chip: int, probs: M.MeanProbSum) -> M.ChipAccumulator:
         j = self.job
-        feeds = chip_feeds(j.layers, draw_chip(j.layers, j.weights, j.seed, chip), j.sigma_factors)
-        if j.strategy == "fold":
-            read = np.random.SeedSequence(j.seed, spawn_key=(chip, READ_NOISE_KEY)) if j.read_noise else None
-            session, feeds = make_session(fill_template(self.template, feeds, read), j.threads), {}
-        else:
-            session = self.session
+        programmed = self.programmer.program(j.seed, chip, j.sigma_factors)
+        read = np.random.SeedSequence(j.seed, spawn_key=(chip, READ_NOISE_KEY)) if j.read_noise else None
+        session, feeds = self.graph.session(programmed, read, j.threads, fold=j.strategy == "fold")
         acc = M.ChipAccumulator(chip, j.n_bins)
         for idx in batches(len(j.y), j.batch_size):
             logits = session.run([j.output_name], {j.input_name: j.x[idx], **feeds})[0]
@@ -135,4 +113,4 @@ def chunks(chips: list[int], workers: int) -> list[list[int]]:
     return [c.tolist() for c in np.array_split(np.asarray(chips), min(len(chips), workers * 4))]
 
 
-__all__ = ["READ_NOISE_KEY", "ChipRunner", "Job", "Shard", "chunks", "make_session", "run_shard", "shard_stream"]
+__all__ = ["READ_NOISE_KEY", "ChipRunner", "Job", "Shard", "chunks", "run_shard", "shard_stream"]
