@@ -16,6 +16,8 @@ Two questions, one run:
 Regimes: ``default`` is LeNet-5 on mnist-5k at sigma 0.3 (nft_reference); ``refinit`` is the reference's
 init (VGG-8 width 0.125, kaiming_normal_(mode="fan_out") on every conv/linear weight) at sigma 0.15.
 Writes benchmarks/results/ovf_feedback_grad.{md,json,png}; ``--render`` redraws them from the JSON.
+``--probe-only`` times the steps alone (no training) and writes benchmarks/results/ovf_feedback_grad_probe.{md,json}:
+a longer, steadier step-time probe (``--rounds 20``) than the full run affords.
 """
 
 from __future__ import annotations
@@ -169,7 +171,8 @@ def write(result: dict) -> None:
         f"{a['probe_threads']} torch thread(s); ratio to noise injection per round, median [quartiles]. Training "
         f"used {a['threads']} thread(s). Machine: {platform.processor() or platform.machine()}, {os.cpu_count()} "
         f"cores shared with other jobs (load {a['load_start']:.1f} at start, {result['load_end']:.1f} at end), "
-        f"torch {torch.__version__}. Wall time {result['wall_s'] / 60:.1f} min.",
+        f"torch {torch.__version__}. Wall time {result['wall_s'] / 60:.1f} min. A longer step-time probe alone "
+        "(``--probe-only``, steadier under load): ovf_feedback_grad_probe.md.",
     ]
     for regime, s in summary.items():
         lines += ["", f"## {REGIMES[regime]['title']} ({regime}, {a['epochs'][regime]} epochs)", "",
@@ -230,6 +233,35 @@ def plot(summary: dict) -> None:
     plt.close(fig)
 
 
+def probe_only(regimes: list[str], rounds: int, steps: int, threads: int) -> None:
+    """The step-time probe alone, per regime: median ms and ratio to noise injection with quartiles."""
+    torch.set_num_threads(threads)
+    load, t0, data = os.getloadavg()[0], time.perf_counter(), load_data("mnist-5k")
+    probe = {regime: step_probe(regime, data, rounds, steps) for regime in regimes}
+    result = {"args": {"regimes": regimes, "rounds": rounds, "steps": steps, "probe_threads": threads,
+                       "load_start": load}, "load_end": os.getloadavg()[0], "wall_s": time.perf_counter() - t0,
+              "probe": probe}
+    lines = ["# OVF --ovf-feedback-grad: step-time probe", "",
+             f"Batch 128, {rounds} interleaved rounds of {steps} steps after a warm-up round, {threads} torch "
+             f"thread(s); ratio to noise injection per round, median [quartiles]. Machine: "
+             f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores shared with other jobs (load "
+             f"{load:.1f} at start, {result['load_end']:.1f} at end), torch {torch.__version__}. Wall time "
+             f"{result['wall_s'] / 60:.1f} min. Accuracy: ovf_feedback_grad.md."]
+    for regime, times in probe.items():
+        ni = np.array(times["noise_injection"])
+        lines += ["", f"## {REGIMES[regime]['title']} ({regime})", "", "| variant | step ms | step / noise injection |",
+                  "|---|---|---|"]
+        for label, ts in times.items():
+            r = np.array(ts) / ni
+            lines.append(f"| {label} | {np.median(ts):.1f} | {np.median(r):.2f}x [{np.percentile(r, 25):.2f}, "
+                         f"{np.percentile(r, 75):.2f}] |")
+    lines.append("")
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / "ovf_feedback_grad_probe.md").write_text("\n".join(lines))
+    (RESULTS / "ovf_feedback_grad_probe.json").write_text(json.dumps(result, indent=2) + "\n")
+    print("\n".join(lines))
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--regimes", default="default,refinit")
@@ -243,12 +275,16 @@ def main() -> None:
                     help="torch threads for training and Monte Carlo (2 threads on a shared 2-core CPU thrash)")
     ap.add_argument("--probe-threads", type=int, default=1, help="torch threads for the step-time probe (steadier)")
     ap.add_argument("--render", action="store_true", help="only redraw md/png from results/ovf_feedback_grad.json")
+    ap.add_argument("--probe-only", action="store_true",
+                    help="only the step-time probe, to results/ovf_feedback_grad_probe.{md,json}")
     args = ap.parse_args()
     if args.render:
         old = json.loads((RESULTS / "ovf_feedback_grad.json").read_text())
         old.pop("summary", None)
         return write(old)
     regimes = [r for r in args.regimes.split(",") if r]
+    if args.probe_only:
+        return probe_only(regimes, args.rounds, args.steps, args.probe_threads)
     epochs = dict(kv.split("=") for kv in args.epochs.split(","))
     result = {"args": {"regimes": regimes, "seeds": [int(s) for s in args.seeds.split(",")], "chips": args.chips,
                        "chip_seed": args.chip_seed, "rounds": args.rounds, "steps": args.steps,

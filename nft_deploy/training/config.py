@@ -43,10 +43,10 @@ class TrainConfig:
     ovf_offsets: tuple[float, ...] | None = None
     """OVF: sigma offsets of the extra forwards (profile unit); None: 0.15, 0.10, 0.05 (0.05 * (N-n+1))."""
     ovf_feedback_grad: str = "none"
-    """OVF: none runs the N extra forwards under no_grad as constants in the loss (same draws and loss value,
-    no backward through them: 2.3-2.4x a noise-injection step instead of 3.6-4.1x, accuracy equal within
-    the seed CI at beta 1e-3, benchmarks/results/ovf_feedback_grad.md); full: the reference, gradients flow
-    through all N + 1 forwards."""
+    """OVF: none runs the N extra forwards under no_grad as constants in the loss (same draws and loss value up
+    to float rounding, no backward through them, channels-last on CPU: 1.8-2.2x a noise-injection step instead
+    of 3.7-4.0x, accuracy equal within the seed CI at beta 1e-3, benchmarks/results/ovf_feedback_grad*.md); full:
+    the reference, gradients flow through all N + 1 forwards."""
     gammas: tuple[float, ...] | None = None
     """OVF/IRS feedback weights; None: 10^-(n-1)."""
     temperature: float | None = None
