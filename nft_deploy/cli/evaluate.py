@@ -54,7 +54,8 @@ def _eval_options(fn):
                      "'torch'), to cross-check the export against it; no read noise; evaluate only (not --sweep, "
                      "compare, check or sweep)."),
         click.option("--alpha", default=0.05, show_default=True, type=float, help="Error rate of a sequential "
-                     "decision (--ci-width, check), spent over a fixed schedule of looks (Bonferroni)."),
+                     "decision (--ci-width, check), spent over a fixed schedule of looks (Bonferroni for means, exact "
+                     "group-sequential spending for percentiles)."),
         click.option("--first-look", default=16, show_default=True, type=int, help="Chips at the first look of a "
                      "sequential run; each later look doubles them, --chips is the last."),
         click.option("--quiet", is_flag=True, help="No progress bar."),

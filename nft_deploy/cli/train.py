@@ -39,8 +39,8 @@ def _ints(flag: str, text: str | None) -> tuple[int, ...] | None:
 @click.option("--ovf-offsets", default=None, help="OVF: sigma offsets, comma-separated (default 0.15,0.10,0.05).")
 @click.option("--ovf-feedback-grad", default="none", show_default=True,
               help="OVF: none: the N extra forwards run without gradient, as constants in the loss (same draws "
-                   "and loss value, ~2.4x a noise-injection step instead of ~3.9x); full: the reference, "
-                   "backpropagate through them.")
+                   "and loss value up to rounding, ~1.8-2.2x a noise-injection step instead of ~3.9x); full: the "
+                   "reference, backpropagate through them.")
 @click.option("--gammas", default=None, help="OVF/IRS feedback weights, comma-separated (default 10^-(n-1)).")
 @click.option("--temperature", type=float, default=None, help="temperature method: T in CE(z/T) (default N+1).")
 @click.option("--irs-layers", default=None, help="IRS: module paths, comma-separated, shallowest first.")

@@ -50,7 +50,7 @@ class EvalConfig:
     """Sequential Monte Carlo: stop adding chips once the interval of the mean accuracy (compare: of each
     paired difference) is narrower than this (accuracy units); ``chips`` stays the maximum. None: all chips."""
     alpha: float = 0.05
-    """Error rate of a sequential decision (``--ci-width``, ``check``), spent over the looks (Bonferroni)."""
+    """Error rate of a sequential decision (``--ci-width``, ``check``), spent over the looks (Bonferroni for means, exact group-sequential spending for percentiles)."""
     first_look: int = 16
     """Chips at the first look of a sequential run; every later look doubles the count (fixed schedule)."""
     engine: str = "onnxruntime"

@@ -17,10 +17,10 @@ from dataclasses import dataclass
 from nft_deploy.errors import EvaluationError
 from nft_deploy.evaluation.shards import Job, Shard, chunks, run_shard
 
-BYTES_PER_WEIGHT_BYTE = {"feed": 10.0, "fold": 28.0}
+BYTES_PER_WEIGHT_BYTE = {"feed": 3.5, "fold": 6.5}
 """Peak memory of one worker of its own, per byte of the model's weights, by strategy: the largest ratio
-``benchmarks/memory.py`` measured on a 53 M-parameter MLP (fold 12.7x float weights, 26.0x quantized with
-stuck-at faults; feed 8.7x), rounded up."""
+``benchmarks/memory.py`` measured on a 53 M-parameter MLP (feed 1.6-3.1x: programmed weights fed in place,
+read noise drawn per inference; fold 3.6-5.9x: ONNX Runtime copies and pre-packs them), rounded up."""
 RUNTIME_BYTES = 64 * 2**20
 """What a worker needs whatever the model (ONNX Runtime's arenas and session; 17-21 MB measured on LeNet-5)."""
 

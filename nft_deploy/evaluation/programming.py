@@ -19,6 +19,7 @@ graph's own, run by the same kernels, so a chip's numbers are those of the whole
 
 from __future__ import annotations
 
+import functools
 import zlib
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -163,16 +164,17 @@ def _inference(proto: onnx.ModelProto, programmed: set[str], producer: dict[str,
 
 
 def make_session(model: bytes, threads: int, external: Mapping[str, np.ndarray] | None = None,
-                 optimize: bool = True) -> ort.InferenceSession:
+                 optimize: bool = True, arena: bool = True) -> ort.InferenceSession:
     """A CPU session (constant folding and pre-packing on with ``optimize``) taking ``external``'s arrays as
-    its initializers of those names. No memory arena: a chip's tensors go back to the system when freed."""
+    its initializers of those names (ONNX Runtime copies them). ``arena``: ONNX Runtime keeps what it
+    allocated for reuse until the session goes (fast for activations; off for one-shot programs)."""
     so = ort.SessionOptions()
     so.intra_op_num_threads = threads
     so.inter_op_num_threads = 1
     so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
     so.graph_optimization_level = (ort.GraphOptimizationLevel.ORT_ENABLE_ALL if optimize
                                    else ort.GraphOptimizationLevel.ORT_ENABLE_BASIC)
-    so.enable_cpu_mem_arena = False
+    so.enable_cpu_mem_arena = arena
     so.log_severity_level = 3
     values = []
     if external:
@@ -183,33 +185,39 @@ def make_session(model: bytes, threads: int, external: Mapping[str, np.ndarray] 
     return session
 
 
-def return_large_blocks() -> None:
-    """Make glibc hand every block of 1 MiB or more straight back to the system when freed.
+TRIM_ABOVE = 32 * 2**20
+"""Weight bytes from which chips trim the heap (``trim_heap``); below, a trim costs more than it saves."""
 
-    By default glibc raises its mmap threshold after the first large free, so one chip's freed weights stay
-    in the heap and the next chip's land elsewhere: a worker's memory would grow by a model per chip. A
-    no-op where the C library is not glibc."""
-    import ctypes
-    import ctypes.util
 
+def trim_heap() -> None:
+    """Give the heap's free pages back to the system (glibc ``malloc_trim``; a no-op elsewhere).
+
+    glibc raises its mmap threshold after the first large free, so a chip's freed draws and programmed
+    weights can stay in the heap while the next chip's land elsewhere: without a trim, a worker's memory
+    would creep up by a layer or more per chip."""
     try:
-        ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").mallopt(M_MMAP_THRESHOLD, 1 << 20)
+        _libc().malloc_trim(0)
     except (OSError, AttributeError):
         pass
 
 
-M_MMAP_THRESHOLD = -3  # glibc's mallopt parameter
+@functools.cache
+def _libc():
+    import ctypes
+    import ctypes.util
+
+    return ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
 
 
 class Programmer:
     """Programs chips of one split graph in this process, one layer at a time."""
 
     def __init__(self, split: SplitGraph, layers: list[LayerPlan], weights: Mapping[str, np.ndarray]):
-        return_large_blocks()
         self.split, self.weights = split, weights
         by_input = {n: lay for lay in layers for n in (lay.chip_input, lay.stuck_input) if n}
         self.layers = [[by_input[n] for n in dict.fromkeys(p.chip_inputs)] for p in split.programs]
-        self.sessions = [make_session(p.model, 1, optimize=False) for p in split.programs]
+        self.sessions = [make_session(p.model, 1, optimize=False, arena=False) for p in split.programs]
+        self.trims = sum(w.nbytes for w in weights.values()) >= TRIM_ABOVE
 
     def program(self, seed: int, chip: int | None, sigma_factors: Mapping[str, float] | None = None
                 ) -> dict[str, np.ndarray]:
@@ -223,6 +231,9 @@ class Programmer:
             else:
                 feeds |= chip_feeds(layers, draw_chip(layers, self.weights, seed, chip), sigma_factors)
             out[prog.output] = session.run([prog.output], feeds)[0]
+            del feeds
+        if self.trims:
+            trim_heap()
         return out
 
 
@@ -237,11 +248,11 @@ def external_placeholder(name: str, array: np.ndarray) -> onnx.TensorProto:
 class InferenceGraph:
     """The inference graph of a split, run for one chip at a time.
 
-    ``fold``: the programmed weights become initializers of a session per chip (ONNX Runtime copies and
-    pre-packs them: fastest for convolutions, about twice the memory). ``feed``: they are fed as graph
-    inputs, which ONNX Runtime reads in place (no copy); one session serves every chip unless the graph
-    draws read noise, whose seeds are set per chip. The float weights the graph still reads (the shape of
-    a read-noise draw) are always fed.
+    ``fold`` (fast): the programmed weights become initializers of a session per chip (ONNX Runtime copies
+    and pre-packs them, and keeps its memory arena: fastest for convolutions, about twice the memory).
+    ``feed`` (lean): they are fed as graph inputs, which ONNX Runtime reads in place, and no arena keeps a
+    run's tensors; one session serves every chip unless the graph draws read noise, whose seeds are set per
+    chip. The float weights the graph still reads (the shape of a read-noise draw) are always fed.
     """
 
     def __init__(self, split: SplitGraph, weights: Mapping[str, np.ndarray], clean: bool = False):
@@ -254,6 +265,7 @@ class InferenceGraph:
         self.proto.graph.input.extend(helper.make_tensor_value_info(n, helper.np_dtype_to_tensor_dtype(a.dtype), a.shape)
                                       for n, a in self.weights.items())
         self.reseeds = bool(split.read_keys) and not clean
+        self.trims = sum(w.nbytes for w in weights.values()) >= TRIM_ABOVE
         self._folds: bool | None = None
         self._session: ort.InferenceSession | None = None
 
@@ -276,7 +288,10 @@ class InferenceGraph:
                     seq = np.random.SeedSequence(read_seed.entropy, spawn_key=(*read_seed.spawn_key, key))
                     _set_float_attr(self.proto.graph.node[index], "seed", float(seq.generate_state(1)[0] % 2**24))
             self._session = None  # the last chip's session goes before this one is built
-            self._session = make_session(self.proto.SerializeToString(), threads, programmed if fold else None)
+            if self.trims:
+                trim_heap()
+            self._session = make_session(self.proto.SerializeToString(), threads, programmed if fold else None,
+                                         arena=fold)  # feed: the lean way, nothing kept between runs
         return self._session, feeds
 
 
