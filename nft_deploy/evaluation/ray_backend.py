@@ -22,6 +22,9 @@ from urllib.parse import urlsplit
 from nft_deploy.errors import EvaluationError
 
 INSTALL_HINT = "pip install 'nft-deploy[ray]' (or pip install 'ray>=2.9')"
+MAX_RETRIES = 3
+"""Times Ray reruns a chip task whose worker died (a streaming task resumes where its consumer stopped
+reading, so the chips already received are not counted twice: the result stays byte-identical)."""
 CONNECT_TIMEOUT_S = 5.0
 """How long to wait for a TCP connection to ``--address`` before giving up (Ray itself would retry for
 minutes)."""
@@ -105,16 +108,24 @@ def run_shards(job, chunks: list[list[int]], advance: Callable[[int], None]) -> 
 
     ray = import_ray()
     cpus = max(1, min(job.threads, cluster_cpus(ray)))  # each task reserves the threads its sessions use
-    task = ray.remote(num_cpus=cpus, num_returns="streaming")(_chip_task)
+    task = ray.remote(num_cpus=cpus, num_returns="streaming", max_retries=MAX_RETRIES)(_chip_task)
     job_ref = ray.put(job)
     streams = [task.remote(job_ref, chunk) for chunk in chunks]
     chips = {id(s): [] for s in streams}
+    chunk_of = {id(s): c for s, c in zip(streams, chunks, strict=True)}
     pending, shards = list(streams), []
     try:
         while pending:
             ready, pending = ray.wait(pending, num_returns=1)
             for stream in ready:
-                item = ray.get(next(stream))
+                try:
+                    item = ray.get(next(stream))
+                except ray.exceptions.RayError as e:
+                    c = chunk_of[id(stream)]
+                    raise EvaluationError(
+                        f"--backend ray: the task running chips {c[0]}..{c[-1]} failed after {MAX_RETRIES} "
+                        f"retries ({type(e).__name__}: {str(e).strip().splitlines()[0][:200]}); rerun, or use "
+                        "--backend local") from None
                 if isinstance(item, Shard):  # arrays from the object store are read-only: copy to merge
                     item = copy.deepcopy(item)
                     item.chips = chips[id(stream)]
@@ -129,5 +140,5 @@ def run_shards(job, chunks: list[list[int]], advance: Callable[[int], None]) -> 
     return shards
 
 
-__all__ = ["CONNECT_TIMEOUT_S", "INSTALL_HINT", "check_reachable", "cluster_cpus", "import_ray", "ray_session",
+__all__ = ["CONNECT_TIMEOUT_S", "INSTALL_HINT", "MAX_RETRIES", "check_reachable", "cluster_cpus", "import_ray", "ray_session",
            "run_shards"]

@@ -3,6 +3,8 @@ and one-line errors when Ray is missing or the address is unreachable."""
 
 from __future__ import annotations
 
+import os
+import signal
 import socket
 import sys
 import time
@@ -188,3 +190,55 @@ def test_ray_stops_a_sequential_run_at_the_same_chip_with_the_same_json(local_ra
     assert local.chips < 32 and to_json(on_ray) == to_json(local)
     looks = [sorted(c for chunk in chunks for c in chunk) for chunks in shard_log]
     assert looks[0] == [0, 1, 2, 3] and sum(map(len, looks)) == local.chips  # one Ray run per look, in order
+
+
+def _chip_task_pids() -> list[int]:
+    """Ray worker processes running a chip task now (Ray titles them ``ray::_chip_task``)."""
+    pids = []
+    for entry in os.listdir("/proc"):
+        try:
+            with open(f"/proc/{entry}/cmdline", "rb") as f:
+                if f.read().startswith(b"ray::_chip_task"):
+                    pids.append(int(entry))
+        except (OSError, ValueError):
+            continue
+    return pids
+
+
+@pytest.fixture
+def killer(monkeypatch):
+    """At the first chip done, kills (SIGKILL) every Ray worker running a chip task: with several chips per
+    task, at least the one that sent that chip is in the middle of its chunk."""
+    state = {"killed": []}
+    real = ray_backend.run_shards
+
+    def run_shards(job, chunks, advance):
+        def step(n):
+            if not state["killed"]:
+                for pid in _chip_task_pids():
+                    os.kill(pid, signal.SIGKILL)
+                    state["killed"].append(pid)
+            advance(n)
+        return real(job, chunks, step)
+
+    monkeypatch.setattr(ray_backend, "run_shards", run_shards)
+    return state
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="finds Ray workers through /proc")
+def test_a_ray_worker_killed_mid_run_is_retried_and_the_json_is_byte_identical(local_ray, helpers, killer):
+    model = helpers.deploy(helpers.conv(), "nft_reference", read_std=0.05)
+    data = helpers.data(n=3000)  # long enough per chip that the kill lands inside a running task
+    on_ray = evaluate(model, data, chips=8, seed=4, backend="ray", workers=1, quiet=True)  # 4 tasks of 2 chips
+    assert killer["killed"], "no Ray worker was running a chip task to kill"
+    assert to_json(on_ray) == to_json(evaluate(model, data, chips=8, seed=4, workers=1, quiet=True))
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="finds Ray workers through /proc")
+def test_a_ray_task_whose_worker_keeps_dying_is_one_line_naming_its_chips(local_ray, helpers, killer, monkeypatch):
+    monkeypatch.setattr(ray_backend, "MAX_RETRIES", 0)
+    model = helpers.deploy(helpers.conv(), "nft_reference")
+    with pytest.raises(EvaluationError, match=r"--backend ray: the task running chips \d+\.\.\d+ failed after 0 "
+                                              r"retries .*--backend local"):
+        evaluate(model, helpers.data(n=3000), chips=8, backend="ray", workers=1, quiet=True)
+    assert killer["killed"]
