@@ -1,4 +1,5 @@
-"""CIFAR-style ResNet-18: 3x3 stem, no max-pool, four stages of two basic blocks, 1x1 shortcuts."""
+"""CIFAR-style ResNet-18: 3x3 stem, no max-pool, four stages of two basic blocks, 1x1 shortcuts; any
+image size (global average pooling), square or not."""
 
 from __future__ import annotations
 
@@ -26,7 +27,18 @@ class BasicBlock(nn.Module):
 
 
 class ResNet18(nn.Module):
-    """ResNet-18 for small images; ``width`` scales 64-128-256-512."""
+    """ResNet-18 for small images; ``width`` scales 64-128-256-512.
+
+    Inputs: any (C, H, W) with H, W >= ``MIN_INPUT_SIZE`` (1), square or not: the stride-2 3x3 convs
+    (padding 1) map a side s to ceil(s / 2) >= 1 and global average pooling feeds fc, so the model is the
+    same for every size. Below 8 pixels the last stage sees a 1x1 map; training then needs batches of at
+    least two samples (batch norm), which the trainer checks.
+    """
+
+    MIN_INPUT_SIZE = 1
+    """Smallest image side (pixels) this model takes."""
+    SQUARE_ONLY = False
+    """Global average pooling: H x W images of any aspect work."""
 
     def __init__(self, in_channels: int = 1, num_classes: int = 10, input_size: int = 32, width: float = 0.25):
         super().__init__()

@@ -142,6 +142,10 @@ class TrainConfig:
             raise ConfigError(f"--dist-backend: {self.dist_backend!r}; choose one of: {', '.join(BACKENDS)}")
         if self.expect_world_size is not None:
             _positive("--expect-world-size", self.expect_world_size, integer=True)
+        if self.limit_train is not None:
+            _positive("--limit-train", self.limit_train, integer=True)
+        if self.limit_test is not None:
+            _positive("--limit-test", self.limit_test, integer=True)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready config (the profile by name or path; a DeviceProfile by its name)."""
