@@ -58,6 +58,9 @@ def _eval_options(fn):
                      "group-sequential spending for percentiles)."),
         click.option("--first-look", default=16, show_default=True, type=int, help="Chips at the first look of a "
                      "sequential run; each later look doubles them, --chips is the last."),
+        click.option("--resume", default=None, type=click.Path(file_okay=False), help="Keep every finished chip "
+                     "shard in this folder; rerun with the same folder to continue an interrupted run from the chips "
+                     "already done (same bytes as an uninterrupted run)."),
         click.option("--quiet", is_flag=True, help="No progress bar."),
         click.option("--json", "json_path", default=None, type=click.Path(dir_okay=False), help="Write JSON here."),
         click.option("--markdown", "md_path", default=None, type=click.Path(dir_okay=False),
@@ -76,7 +79,7 @@ def _config(kw: dict, torch_ok: bool = False):
     from nft_deploy.evaluation.runner import TORCH_EVALUATE_ONLY, EvalConfig
 
     names = ("chips", "seed", "sigma", "batch_size", "workers", "threads", "strategy", "limit", "quiet", "backend",
-             "address", "engine", "alpha", "first_look", "ci_width")
+             "address", "engine", "alpha", "first_look", "ci_width", "resume")
     kw.setdefault("ci_width", None)
     config = EvalConfig(**{k: kw.pop(k) for k in names})
     if config.engine == "torch" and not torch_ok:

@@ -53,6 +53,9 @@ class EvalConfig:
     """Error rate of a sequential decision (``--ci-width``, ``check``), spent over the looks (Bonferroni for means, exact group-sequential spending for percentiles)."""
     first_look: int = 16
     """Chips at the first look of a sequential run; every later look doubles the count (fixed schedule)."""
+    resume: str | None = None
+    """Folder that keeps every finished chip shard (``journal``): a rerun with the same folder continues an
+    interrupted run from the chips already done and writes the same bytes. None: nothing kept."""
     engine: str = "onnxruntime"
     """onnxruntime (the deployed graph, this module) | torch (a checkpoint in the training-time simulation on
     the same chips, ``torch_engine``: a cross-check of the export; evaluate only, no read noise, in this
@@ -77,6 +80,8 @@ class EvalConfig:
             raise EvaluationError(f"--engine: must be one of {', '.join(ENGINES)}; got {self.engine!r}")
         if self.backend not in BACKENDS:
             raise EvaluationError(f"--backend: must be one of {', '.join(BACKENDS)}; got {self.backend!r}")
+        if self.resume is not None and self.engine == "torch":
+            raise EvaluationError("--resume: applies to --engine onnxruntime (a torch run keeps no shards)")
         if self.address is not None and self.backend != "ray":
             raise EvaluationError(f"--address {self.address}: only used with --backend ray")
 

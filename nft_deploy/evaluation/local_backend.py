@@ -86,10 +86,16 @@ def fit_workers(workers: int, per_worker: int, available: int | None, strategy: 
                                 f"{available / gib:.1f} GiB is available; running {int(fit)}")
 
 
-def run_local(job: Job, chips: list[int], workers: int, advance) -> list[Shard]:
-    """Runs ``chips`` in ``workers`` processes (in this one for a single worker); shards in any order."""
+def run_local(job: Job, chips: list[int], workers: int, advance, on_shard=None) -> list[Shard]:
+    """Runs ``chips`` in ``workers`` processes (in this one for a single worker), several shards per worker;
+    ``on_shard`` sees each shard as it is finished. Shards come back in any order."""
+    on_shard = on_shard or (lambda shard: None)
     if workers == 1 or len(chips) == 1:
-        return [run_shard(job, chips, advance)]
+        shards = []
+        for chunk in chunks(chips, 1):
+            shards.append(run_shard(job, chunk, advance))
+            on_shard(shards[-1])
+        return shards
     # fork: workers inherit the job without re-importing the caller's __main__ (spawn would need a
     # `if __name__ == "__main__"` guard in every user script); no ORT session is alive at this point.
     methods = multiprocessing.get_all_start_methods()
@@ -101,6 +107,7 @@ def run_local(job: Job, chips: list[int], workers: int, advance) -> list[Shard]:
             futures = {ex.submit(_worker_shard, c): c for c in chunks(chips, workers)}
             for f in as_completed(futures):
                 shards.append(f.result())
+                on_shard(shards[-1])
                 advance(len(futures[f]))
         except BrokenProcessPool:
             raise EvaluationError(

@@ -100,8 +100,9 @@ def _chip_task(job, chips: list[int]):
     yield from shard_stream(job, chips)
 
 
-def run_shards(job, chunks: list[list[int]], advance: Callable[[int], None]) -> list:
-    """Runs each chunk of chips as one Ray task; returns the ``Shard``s (chips in any order).
+def run_shards(job, chunks: list[list[int]], advance: Callable[[int], None], on_shard=None) -> list:
+    """Runs each chunk of chips as one Ray task; returns the ``Shard``s (chips in any order); ``on_shard``
+    sees each shard as it is finished.
 
     Cluster nodes need nft-deploy (this version) installed: tasks import it to run the chips."""
     from nft_deploy.evaluation.shards import Shard
@@ -130,6 +131,8 @@ def run_shards(job, chunks: list[list[int]], advance: Callable[[int], None]) -> 
                     item = copy.deepcopy(item)
                     item.chips = chips[id(stream)]
                     shards.append(item)
+                    if on_shard is not None:
+                        on_shard(item)
                 else:
                     chips[id(stream)].append(item)
                     advance(1)

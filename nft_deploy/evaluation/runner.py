@@ -34,6 +34,7 @@ from nft_deploy.evaluation.config import (  # noqa: F401  - EvalConfig and frien
     make_config,
 )
 from nft_deploy.evaluation.deployed import DeployedModel, load_deployed
+from nft_deploy.evaluation.journal import Journal
 from nft_deploy.evaluation.programming import InferenceGraph, Programmer
 from nft_deploy.evaluation.progress import chip_progress
 from nft_deploy.evaluation.results import ChipMetrics, CleanMetrics, EvaluationResult
@@ -191,19 +192,29 @@ class PreparedRun:
     clean: CleanMetrics
     sigma: float
     shards: list[Shard] = field(default_factory=list)
+    journal: Journal | None = None
+    """Finished shards on disk (``--resume``)."""
 
     @property
     def label(self) -> str:
         return f"{self.model.name} ({self.data_name})"
 
     def step(self, chips: list[int], advance) -> None:
-        """Runs these chips and keeps their shards."""
+        """Runs these chips (those a ``--resume`` folder does not already hold) and keeps their shards."""
+        on_shard = None
+        if self.journal is not None:
+            done, chips = self.journal.take(chips)
+            self.shards += done
+            advance(sum(len(s.chips) for s in done))
+            on_shard = self.journal.save
+        if not chips:
+            return
         if self.config.backend == "ray":
             from nft_deploy.evaluation.ray_backend import run_shards
 
-            self.shards += run_shards(self.job, chunks(chips, self.workers), advance)
+            self.shards += run_shards(self.job, chunks(chips, self.workers), advance, on_shard=on_shard)
         else:
-            self.shards += local_backend.run_local(self.job, chips, self.workers, advance)
+            self.shards += local_backend.run_local(self.job, chips, self.workers, advance, on_shard=on_shard)
 
     def chips(self) -> list[ChipMetrics]:
         """Every chip run so far, in chip order."""
@@ -235,7 +246,8 @@ def prepare_run(model: DeployedModel, x: np.ndarray, y: np.ndarray, config: Eval
               output_name=model.output_name, x=x, y=y, clean_pred=clean_pred,
               num_classes=classes, seed=config.seed, sigma_factors=factors, strategy=strategy,
               batch_size=config.batch_size, threads=threads, n_bins=config.n_bins, read_noise=model.has_read_noise)
-    return PreparedRun(model, config, data_name, job, workers, clean, sigma)
+    journal = Journal(config.resume, job) if config.resume is not None else None
+    return PreparedRun(model, config, data_name, job, workers, clean, sigma, journal=journal)
 
 
 def summarize(name: str, profile: DeviceProfile, data_name: str, config: EvalConfig, sigma: float, strategy: str,

@@ -39,9 +39,9 @@ def shard_log(monkeypatch):
     calls = []
     real = ray_backend.run_shards
 
-    def spy(job, chunks, advance):
+    def spy(job, chunks, advance, **kw):
         calls.append(chunks)
-        return real(job, chunks, advance)
+        return real(job, chunks, advance, **kw)
 
     monkeypatch.setattr(ray_backend, "run_shards", spy)
     return calls
@@ -86,7 +86,7 @@ def test_ray_streams_one_progress_step_per_chip(local_ray, helpers, monkeypatch)
     steps = []
     real = ray_backend.run_shards
     monkeypatch.setattr(ray_backend, "run_shards",
-                        lambda job, chunks, advance: real(job, chunks, lambda n: steps.append(n)))
+                        lambda job, chunks, advance, **kw: real(job, chunks, lambda n: steps.append(n), **kw))
     r = runner.evaluate(helpers.deploy(helpers.conv(), "nft_reference"), helpers.data(), chips=5, workers=2,
                         backend="ray", quiet=True)
     assert steps == [1] * 5 and [c.chip for c in r.per_chip] == list(range(5))
@@ -212,14 +212,14 @@ def killer(monkeypatch):
     state = {"killed": []}
     real = ray_backend.run_shards
 
-    def run_shards(job, chunks, advance):
+    def run_shards(job, chunks, advance, **kw):
         def step(n):
             if not state["killed"]:
                 for pid in _chip_task_pids():
                     os.kill(pid, signal.SIGKILL)
                     state["killed"].append(pid)
             advance(n)
-        return real(job, chunks, step)
+        return real(job, chunks, step, **kw)
 
     monkeypatch.setattr(ray_backend, "run_shards", run_shards)
     return state
