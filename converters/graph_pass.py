@@ -25,6 +25,7 @@ from nft_deploy.converters.device_nodes import (
 )
 from nft_deploy.converters.handlers import REFUSED, Decline, WeightSite, handler_for, sites
 from nft_deploy.converters.report import PassReport, RewrittenNode
+from nft_deploy.converters.validate import check_finite_array, check_finite_onnx, check_opset
 
 from nft_deploy.chips import META_PLAN, META_PROFILE, META_SOURCE_SHA256, META_VERSION
 from nft_deploy.device_plan import SHARED_WEIGHT, DevicePlan, FoundWeight, compile_plan, layer_name
@@ -78,18 +79,21 @@ def run_pass(model: onnx.ModelProto, profile: DeviceProfile, config: PassConfig 
     return out, report
 
 
-def plan_graph(model: onnx.ModelProto, profile: DeviceProfile) -> DevicePlan:
-    """The device plan the pass would compile for ``model``, without rewriting anything."""
-    return _planned(model, profile)[3].plan
+def plan_graph(model: onnx.ModelProto, profile: DeviceProfile, name: str = "the model") -> DevicePlan:
+    """The device plan the pass would compile for ``model``, without rewriting anything. A layer the pass
+    cannot map (a Conv or Gemm whose weight is not a constant) is a digital row with the reason, where
+    ``run_pass`` stops with an error."""
+    return _planned(model, profile, name, strict=False)[3].plan
 
 
-def _planned(model: onnx.ModelProto, profile: DeviceProfile):
+def _planned(model: onnx.ModelProto, profile: DeviceProfile, name: str = "the model", strict: bool = True):
     """The graph ready for rewriting, its opset, every crossbar-op use and a report holding the plan."""
     meta = {p.key for p in model.metadata_props}
     if META_PLAN in meta or "nft.layers" in meta:
         raise ExportError("the model is already CIM-deployed (it has nft.plan metadata); export the float model "
                           "(--no-device) instead")
-    opset = _default_opset(model)
+    opset = check_opset(model, name)
+    check_finite_onnx(model, name)
     shaped = model
     if profile.io.input_bits or profile.io.output_bits:  # converters need each activation's rank
         shaped = onnx.shape_inference.infer_shapes(model)
@@ -100,7 +104,13 @@ def _planned(model: onnx.ModelProto, profile: DeviceProfile):
         graph.nodes = [n for n in graph.nodes if n.outputs]  # folded nodes lose their outputs
     report = PassReport()
     uses = _find_weights(graph, report)
-    report.plan = compile_plan(list({id(f): f for _, pairs in uses for f, _ in pairs}.values()), profile)
+    for node, pairs in uses:  # weights after folding (Transpose(W), Mul(W, s)...): finite, as the file's are
+        for _, site in pairs:
+            if site is not None:
+                w = node.inputs[site.weight_input]
+                check_finite_array(w.values, f"{name}: weight {w.name!r} of node {node.name!r} ({node.op})")
+    report.plan = compile_plan(list({id(f): f for _, pairs in uses for f, _ in pairs}.values()), profile,
+                               strict=strict)
     return graph, opset, uses, report
 
 
@@ -165,10 +175,6 @@ def _needs_folding(graph: gs.Graph) -> bool:
             if prod and all(isinstance(t, gs.Constant) for t in prod[0].inputs):
                 return True
     return False
-
-
-def _default_opset(model: onnx.ModelProto) -> int:
-    return next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 0)
 
 
 def _copy_model_fields(src: onnx.ModelProto, dst: onnx.ModelProto) -> None:

@@ -18,9 +18,10 @@ from typing import Any
 
 import onnx
 import torch
+from nft_deploy.converters.validate import check_finite_state, check_onnx, state_mismatch
 
 from nft_deploy.checkpoint import CHECKPOINT_FORMAT, load_checkpoint, load_weights_only
-from nft_deploy.errors import CheckpointError, ExportError
+from nft_deploy.errors import CheckpointError, ConfigError, ExportError
 
 SOURCE_KINDS = ("checkpoint", "state_dict", "torchscript", "onnx", "pickled_module", "module")
 DEFAULT_INPUT_SIZE = {"lenet5": 28, "vgg8": 32, "resnet18": 32}
@@ -47,6 +48,7 @@ def load_source(source: str | Path | torch.nn.Module | onnx.ModelProto, *, model
                 input_shape: tuple[int, ...] | None = None) -> LoadedSource:
     """Load ``source`` without running its code (see the module doc); errors name the file and the flag."""
     if isinstance(source, onnx.ModelProto):
+        check_onnx(source, "<model>")
         return LoadedSource("onnx", _hash_bytes(source.SerializeToString()), onnx_model=source)
     if isinstance(source, torch.nn.Module):
         if input_shape is None:
@@ -58,9 +60,10 @@ def load_source(source: str | Path | torch.nn.Module | onnx.ModelProto, *, model
     sha = _hash_file(path)
     if path.suffix.lower() == ".onnx":
         return LoadedSource("onnx", sha, onnx_model=_load_onnx(path), path=path)
-    head = path.read_bytes()[:4]
+    head = _head(path)
     if head[:2] != b"PK" and head[:1] != b"\x80":
         raise CheckpointError(f"{path}: not a checkpoint (neither a torch archive nor a pickle); {_EXPECTED}")
+    check_archive(path)
     if head[:2] == b"PK" and _is_torchscript(path):
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", DeprecationWarning)  # TorchScript is deprecated, still a valid input
@@ -85,6 +88,7 @@ def source_profile(src: LoadedSource, profile=None):
     if profile is not None:
         return load_profile(profile)
     if src.kind == "checkpoint":
+        check_archive(src.path)
         stored = load_checkpoint(src.path).get("profile")
         if stored is not None:
             return profile_from_dict(stored, f"{src.path}:profile")
@@ -114,10 +118,20 @@ def _load_torch(path: Path, trust: bool) -> Any:
 
 
 def _from_checkpoint(path: Path, sha: str, input_shape: tuple[int, ...] | None) -> LoadedSource:
-    from nft_deploy.checkpoint import build_from_checkpoint
+    from nft_deploy.models import build_model
 
     ckpt = load_checkpoint(path)
-    module = build_from_checkpoint(ckpt)
+    arch = ckpt["arch"]
+    kwargs = arch.get("kwargs", {})
+    check_finite_state(ckpt["state_dict"], f"{path}: state_dict", CheckpointError)
+    try:
+        module = build_model(arch["name"], **kwargs)
+    except ConfigError as e:
+        raise CheckpointError(f"{path}: arch.name: {e}") from None
+    except (TypeError, ValueError) as e:
+        raise CheckpointError(f"{path}: arch.kwargs: {kwargs!r} do not fit model {arch['name']!r} ({e})") from None
+    _load_state(module, ckpt["state_dict"], path, f"state_dict does not match its arch {arch['name']!r} {kwargs}")
+    module.eval()
     shape = input_shape or ckpt.get("input_shape") or _shape_from_arch(ckpt["arch"]["name"], ckpt["arch"]["kwargs"])
     return LoadedSource("checkpoint", sha, module=module, input_shape=tuple(shape), path=path)
 
@@ -129,14 +143,40 @@ def _from_state_dict(path: Path, sha: str, state: dict, model: str | None, kwarg
     if model is None:
         raise CheckpointError(f"{path}: a plain state dict; pass --model NAME (lenet5, vgg8, resnet18) and its "
                               f"arguments (--width, --in-channels, --num-classes, --input-size)")
-    module = build_model(model, **kwargs)
+    check_finite_state(state, f"{path}: state dict", CheckpointError)
     try:
-        module.load_state_dict(state)
-    except RuntimeError as e:
-        raise CheckpointError(f"{path}: state dict does not match --model {model} {kwargs or ''}: "
-                              f"{str(e).splitlines()[1 if len(str(e).splitlines()) > 1 else 0].strip()}") from None
+        module = build_model(model, **kwargs)
+    except (TypeError, ValueError) as e:
+        raise CheckpointError(f"--model {model}: arguments {kwargs!r} do not fit it ({e})") from None
+    _load_state(module, state, path, f"state dict does not match --model {model} {kwargs or ''}".rstrip())
     return LoadedSource("state_dict", sha, module=module.eval(),
                         input_shape=tuple(input_shape or _shape_from_arch(model, kwargs)), path=path)
+
+
+def _load_state(module: torch.nn.Module, state: dict, path: Path, what: str) -> None:
+    """``load_state_dict`` with one line naming a few missing/unexpected keys and shape mismatches."""
+    why = state_mismatch(module, state)
+    if why is None:
+        try:
+            module.load_state_dict(state)
+            return
+        except RuntimeError as e:
+            why = next((ln.strip() for ln in str(e).splitlines()[1:] if ln.strip()), str(e).splitlines()[0])
+    raise CheckpointError(f"{path}: {what}: {why}") from None
+
+
+def _head(path: Path) -> bytes:
+    with open(path, "rb") as f:
+        return f.read(4)
+
+
+def check_archive(path: Path) -> None:
+    """A torch zip archive must be whole: a truncated one has no central directory."""
+    if _head(path)[:2] == b"PK" and not zipfile.is_zipfile(path):
+        raise CheckpointError(f"{path}: truncated or corrupt torch archive (no zip central directory); re-save or "
+                              "re-copy the file")
+    if path.stat().st_size == 0:
+        raise CheckpointError(f"{path}: empty file; {_EXPECTED}")
 
 
 def _shape_from_arch(name: str, kwargs: dict) -> tuple[int, int, int]:
@@ -160,12 +200,19 @@ def _is_torchscript(path: Path) -> bool:
 
 
 def _load_onnx(path: Path) -> onnx.ModelProto:
+    return load_onnx_file(path, ExportError)
+
+
+def load_onnx_file(path: Path, error: type[Exception] = ExportError) -> onnx.ModelProto:
+    """Parse and check (``validate.check_onnx``) an ONNX file; one ``error`` line for anything wrong."""
+    if path.stat().st_size == 0:
+        raise error(f"{path}: not a valid ONNX model (empty file)")
     try:
         model = onnx.load(str(path))
     except Exception as e:  # noqa: BLE001  - protobuf raises several types for a bad file
-        raise ExportError(f"{path}: not a valid ONNX model ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})") from None
-    if not model.graph.node:
-        raise ExportError(f"{path}: not a valid ONNX model (empty graph)")
+        first = str(e).splitlines()[0] if str(e) else ""
+        raise error(f"{path}: not a valid ONNX model: truncated or corrupt ({type(e).__name__}: {first})") from None
+    check_onnx(model, str(path), error)
     return model
 
 

@@ -157,30 +157,37 @@ class DevicePlan:
         return cls(prof, layers)
 
 
-def compile_plan(found: Iterable[FoundWeight], profile: DeviceProfile, sigma: float | None = None) -> DevicePlan:
-    """The one rule: op type listed, mappable by its family, not a digital glob -> mapped; noise resolved."""
+def compile_plan(found: Iterable[FoundWeight], profile: DeviceProfile, sigma: float | None = None, *,
+                 strict: bool = True) -> DevicePlan:
+    """The one rule: op type listed, mappable by its family, not a digital glob -> mapped; noise resolved.
+
+    A fatal decline (a Conv or Gemm whose weight is not a constant, on a listed op type and not kept digital)
+    stops an export: ``ExportError`` when ``strict``; otherwise (``nft-deploy plan``) a digital row whose
+    reason says so."""
     prof = profile if sigma is None else profile.with_sigma(sigma)
     rows, names = [], {}
     for f in found:
         if f.weight is not None and names.setdefault(f.name, f.weight) != f.weight:
             raise ExportError(f"layer name {f.name!r}: two weights ({names[f.name]!r} and {f.weight!r}) have it; "
                               "profile globs and chip draws need one weight per layer name: rename one")
-        rows.append(_row(f, prof))
+        rows.append(_row(f, prof, strict))
     return DevicePlan(prof, tuple(rows))
 
 
-def _row(f: FoundWeight, prof: DeviceProfile) -> LayerPlan:
+def _row(f: FoundWeight, prof: DeviceProfile, strict: bool = True) -> LayerPlan:
     glob = prof.digital_glob(f.name)
     if f.op not in prof.mapping.op_types:
         reason = f"op type {f.op} not in mapping.op_types"
     elif glob is not None:
         reason = f"mapping.digital_layers {glob!r}"
     elif f.decline is not None:
-        if f.decline.fatal:
+        fix = (f"remove {f.op} from the profile's mapping.op_types or keep it digital: "
+               f'mapping.digital_layers ["{f.name}"]')
+        if f.decline.fatal and strict:
             raise ExportError(f"node {f.node or f.name!r} ({f.op}): {f.decline.reason}; the device pass cannot map "
-                              f"it. Remove {f.op} from the profile's mapping.op_types or keep it digital: "
-                              f'mapping.digital_layers ["{f.name}"]')
-        reason = f.decline.reason
+                              f"it. {fix[0].upper()}{fix[1:]}")
+        reason = (f"{f.decline.reason}: cannot be mapped (export stops unless mapping.digital_layers lists it)"
+                  if f.decline.fatal else f.decline.reason)
     else:
         reason = "mapped"
     device = prof.for_layer(f.name)

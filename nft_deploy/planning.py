@@ -59,7 +59,7 @@ def _onnx_plan(proto, name: str, profile, sigma: float | None) -> DevicePlan:
     if profile is None:
         raise ExportError(f"{name}: --profile: required for a float ONNX model (a built-in name or a .json path)")
     prof = load_profile(profile)
-    return plan_graph(proto, prof if sigma is None else prof.with_sigma(sigma))
+    return plan_graph(proto, prof if sigma is None else prof.with_sigma(sigma), name)
 
 
 __all__ = ["plan"]

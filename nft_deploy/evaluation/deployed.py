@@ -88,17 +88,24 @@ def load_deployed(source: str | Path | onnx.ModelProto | DeployedModel,
         raise EvaluationError(f"{path}: no such model file")
     if path.suffix in CHECKPOINT_SUFFIXES:
         return _from_checkpoint(path, profile)
+    if path.stat().st_size == 0:
+        raise EvaluationError(f"{path}: not an ONNX model (empty file)")
     try:
         proto = onnx.load(str(path))
     except Exception as e:  # protobuf raises DecodeError and friends; all mean "not ONNX"
-        raise EvaluationError(f"{path}: not an ONNX model (expected a .onnx file or a checkpoint "
-                              f"{'/'.join(CHECKPOINT_SUFFIXES)}; {type(e).__name__})") from None
+        raise EvaluationError(f"{path}: not an ONNX model, or a truncated or corrupt one (expected a .onnx file or a "
+                              f"checkpoint {'/'.join(CHECKPOINT_SUFFIXES)}; {type(e).__name__})") from None
     if not proto.graph.node:
         raise EvaluationError(f"{path}: not an ONNX model (no graph nodes)")
     return _from_proto(proto, str(path), profile)
 
 
-def _from_proto(proto: onnx.ModelProto, name: str, profile) -> DeployedModel:
+def _from_proto(proto: onnx.ModelProto, name: str, profile, checked: bool = False) -> DeployedModel:
+    """``checked``: the model is our own pass's output (``validate.check_onnx`` already ran on its input)."""
+    if not checked:
+        from nft_deploy.converters.validate import check_onnx
+
+        check_onnx(proto, name, EvaluationError)
     meta = {p.key: p.value for p in proto.metadata_props}
     if "nft.layers" in meta and META_PLAN not in meta:
         raise EvaluationError(f"{name}: deployed by an nft-deploy older than the device plan (no {META_PLAN} "
@@ -114,7 +121,7 @@ def _from_proto(proto: onnx.ModelProto, name: str, profile) -> DeployedModel:
         raise EvaluationError(f"{name}: not a CIM-deployed model (no {META_PLAN} metadata); pass --profile "
                               "NAME to deploy it on the fly, or export it with `nft-deploy export`")
     deployed, _report = _insert_device_nodes(proto, load_profile(profile))
-    return _from_proto(deployed, name, None)
+    return _from_proto(deployed, name, None, checked=True)
 
 
 def _from_checkpoint(path: Path, profile) -> DeployedModel:
@@ -128,7 +135,7 @@ def _from_checkpoint(path: Path, profile) -> DeployedModel:
         raise EvaluationError(f"{path}: the checkpoint stores no device profile; pass --profile NAME")
     with tempfile.TemporaryDirectory() as tmp:  # export_model writes a file; keep it out of the user's folder
         result = export_model(str(path), profile=profile, output=Path(tmp) / "model.cim.onnx")
-    return _from_proto(result.model, str(path), None)
+    return _from_proto(result.model, str(path), None, checked=True)
 
 
 def _insert_device_nodes(proto: onnx.ModelProto, profile: DeviceProfile):
