@@ -281,9 +281,22 @@ def distributed(device: str = "cpu", backend: str | None = None, expect_world_si
     try:
         d = Distributed(rank_env, chosen, dev)
         yield dataclasses.replace(d, run_id=d.broadcast(uuid.uuid4().hex)) if d.enabled else d
+    except RuntimeError as e:
+        if rank_env.world_size == 1 or not lost_peer(e):
+            raise
+        raise ConfigError(f"rank {rank_env.rank}: another process of this {rank_env.world_size}-process job stopped "
+                          f"({str(e).strip().splitlines()[0][:160]}); the job is stopped and nothing was written; see "
+                          "that rank's own message above") from None
     finally:
         if created and dist.is_initialized():
             dist.destroy_process_group()
+
+
+def lost_peer(e: BaseException) -> bool:
+    """True when a collective failed because another rank died or left (gloo and NCCL say so in words)."""
+    text = str(e)
+    return isinstance(e, dist.DistError) or any(k in text for k in ("Connection closed by peer", "Connection reset",
+                                                                      "gloo", "NCCL"))
 
 
 def _from_group(env: Mapping[str, str] | None) -> RankEnv:

@@ -358,3 +358,45 @@ def test_cuda_training_keeps_model_and_noise_on_the_gpu(tmp_path):
                           progress=False), data=data)
     assert all(p.device.type == "cuda" for p in r.model.parameters())
     assert 0.0 <= r.metrics["noisy_acc"] <= 1.0
+
+
+LOSES_A_RANK = '''
+import os, sys
+import numpy as np, torch
+from torch import nn
+from nft_deploy.data import Dataset
+from nft_deploy.errors import NftDeployError
+from nft_deploy.training import TrainConfig, train
+
+class Net(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.fc, self.calls = nn.Linear(28 * 28, 3), 0
+    def forward(self, x):
+        self.calls += 1
+        if os.environ["RANK"] == "1" and self.calls == 3:
+            os._exit(0)  # rank 1 leaves in the middle of an epoch (exit 0: torchrun waits for rank 0)
+        return self.fc(torch.flatten(x, 1))
+
+d = np.load(sys.argv[1])
+try:
+    train(TrainConfig(model="lenet5", epochs=3, batch_size=8, progress=False, method="plain",
+                      output=sys.argv[2]), data=Dataset("tiny", d["x"], d["y"], d["xt"], d["yt"], 3), model=Net())
+except NftDeployError as e:
+    print(f"Error: {e}", file=sys.stderr)
+    sys.exit(1)
+'''
+
+
+@pytest.mark.slow
+def test_a_rank_that_leaves_stops_the_job_with_one_line_from_rank_0(tmp_path):
+    (tmp_path / "w.py").write_text(LOSES_A_RANK)
+    data = _data(tmp_path / "d.npz")
+    r = _torchrun(["--log-dir", str(tmp_path / "logs"), "--redirects", "3", str(tmp_path / "w.py"), str(data),
+                   str(tmp_path / "m.pt")], cwd=tmp_path)
+    assert r.returncode != 0
+    rank0 = next((tmp_path / "logs").rglob("0/stderr.log")).read_text()
+    lines = [ln for ln in rank0.splitlines() if ln.strip()]
+    assert len(lines) == 1 and "Traceback" not in rank0, rank0
+    assert lines[0].startswith("Error: rank 0: another process of this 2-process job stopped")
+    assert not (tmp_path / "m.pt").exists()
