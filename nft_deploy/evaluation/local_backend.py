@@ -112,7 +112,8 @@ def run_local(job: Job, chips: list[int], workers: int, advance, on_shard=None) 
         except BrokenProcessPool:
             raise EvaluationError(
                 f"a worker process died while running chips {chips[0]}..{chips[-1]} (killed by the system, most "
-                f"likely out of memory); rerun with fewer --workers, or --strategy feed") from None
+                f"likely out of memory); rerun with fewer --workers, or --strategy feed (add --resume DIR to keep "
+                f"the chips that finish)") from None
     return shards
 
 
