@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import signal
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
@@ -28,6 +29,10 @@ _WORKER_JOB: list[Job] = []  # set once per worker process by _init_worker (fork
 
 
 def _init_worker(job: Job) -> None:
+    # Ctrl-C reaches the whole process group: the parent stops the workers and says so in one line, so a
+    # worker ignores SIGINT, and dies quietly on SIGTERM (no inherited handler, no traceback of its own).
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
     _WORKER_JOB.append(job)
 
 
@@ -109,7 +114,12 @@ def run_local(job: Job, chips: list[int], workers: int, advance, on_shard=None) 
                 shards.append(f.result())
                 on_shard(shards[-1])
                 advance(len(futures[f]))
-        except BrokenProcessPool:
+        except BaseException as e:
+            if not isinstance(e, BrokenProcessPool):  # Ctrl-C or SIGTERM: stop the workers now, not after their chips
+                for process in list(getattr(ex, "_processes", {}).values()):
+                    process.terminate()
+                ex.shutdown(wait=False, cancel_futures=True)
+                raise
             raise EvaluationError(
                 f"a worker process died while running chips {chips[0]}..{chips[-1]} (killed by the system, most "
                 f"likely out of memory); rerun with fewer --workers, or --strategy feed (add --resume DIR to keep "
