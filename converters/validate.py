@@ -21,8 +21,9 @@ from nft_deploy.errors import ExportError
 MIN_OPSET = 13
 """The oldest ai.onnx opset the pass supports: per-axis QuantizeLinear (13), Round and Clip with tensor
 bounds (11)."""
-MAX_OPSET = onnx.defs.onnx_opset_version()
-"""The newest ai.onnx opset the installed ``onnx`` (and the ONNX Runtime built against it) defines."""
+MAX_OPSET = min(21, onnx.defs.onnx_opset_version())
+"""The newest ai.onnx opset at which every node the pass emits has an ONNX Runtime CPU kernel: from opset 22
+on, the read-noise ``RandomNormalLike`` has none (onnxruntime 1.32), so a deployed model would not load."""
 
 _FLOAT = (onnx.TensorProto.FLOAT, onnx.TensorProto.DOUBLE, onnx.TensorProto.FLOAT16, onnx.TensorProto.BFLOAT16)
 
@@ -38,7 +39,7 @@ def check_opset(model: onnx.ModelProto, name: str, error: type[Exception] = Expo
     if v is None or not MIN_OPSET <= v <= MAX_OPSET:
         have = "declares no ai.onnx opset (a truncated file?)" if v is None else f"has ai.onnx opset {v}"
         raise error(f"{name}: opset_import: the model {have}; the device graph pass supports opsets "
-                    f"{MIN_OPSET}..{MAX_OPSET}: re-export the float model with --opset N in that range (or convert "
+                    f"{MIN_OPSET}..{MAX_OPSET} (ONNX Runtime runs the nodes it inserts there): re-export the float model with --opset N in that range (or convert "
                     "it with onnx.version_converter)")
     return v
 
