@@ -19,7 +19,6 @@ graph's own, run by the same kernels, so a chip's numbers are those of the whole
 
 from __future__ import annotations
 
-import functools
 import zlib
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -32,6 +31,7 @@ from onnx import helper
 from nft_deploy.chips import chip_feeds, draw_chip
 from nft_deploy.device_plan import LayerPlan
 from nft_deploy.evaluation.deployed import RANDOM_OPS, clean_proto
+from nft_deploy.evaluation.sessions import TRIM_ABOVE, make_session, trim_heap
 
 EXTERNAL = "nft-deploy-memory"
 """Location named by external-initializer placeholders (ONNX Runtime is handed the arrays; no file)."""
@@ -163,52 +163,6 @@ def _inference(proto: onnx.ModelProto, programmed: set[str], producer: dict[str,
 # ---------------------------------------------------------------- running it
 
 
-def make_session(model: bytes, threads: int, external: Mapping[str, np.ndarray] | None = None,
-                 optimize: bool = True, arena: bool = True) -> ort.InferenceSession:
-    """A CPU session (constant folding and pre-packing on with ``optimize``) taking ``external``'s arrays as
-    its initializers of those names (ONNX Runtime copies them). ``arena``: ONNX Runtime keeps what it
-    allocated for reuse until the session goes (fast for activations; off for one-shot programs)."""
-    so = ort.SessionOptions()
-    so.intra_op_num_threads = threads
-    so.inter_op_num_threads = 1
-    so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-    so.graph_optimization_level = (ort.GraphOptimizationLevel.ORT_ENABLE_ALL if optimize
-                                   else ort.GraphOptimizationLevel.ORT_ENABLE_BASIC)
-    so.enable_cpu_mem_arena = arena
-    so.log_severity_level = 3
-    values = []
-    if external:
-        values = [ort.OrtValue.ortvalue_from_numpy(np.ascontiguousarray(a)) for a in external.values()]
-        so.add_external_initializers(list(external), values)
-    session = ort.InferenceSession(model, so, providers=["CPUExecutionProvider"])
-    session.nft_external = values  # the arrays must outlive the session
-    return session
-
-
-TRIM_ABOVE = 32 * 2**20
-"""Weight bytes from which chips trim the heap (``trim_heap``); below, a trim costs more than it saves."""
-
-
-def trim_heap() -> None:
-    """Give the heap's free pages back to the system (glibc ``malloc_trim``; a no-op elsewhere).
-
-    glibc raises its mmap threshold after the first large free, so a chip's freed draws and programmed
-    weights can stay in the heap while the next chip's land elsewhere: without a trim, a worker's memory
-    would creep up by a layer or more per chip."""
-    try:
-        _libc().malloc_trim(0)
-    except (OSError, AttributeError):
-        pass
-
-
-@functools.cache
-def _libc():
-    import ctypes
-    import ctypes.util
-
-    return ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-
-
 class Programmer:
     """Programs chips of one split graph in this process, one layer at a time."""
 
@@ -303,5 +257,4 @@ def _set_float_attr(node: onnx.NodeProto, name: str, value: float) -> None:
     node.attribute.append(helper.make_attribute(name, float(value)))
 
 
-__all__ = ["InferenceGraph", "Program", "Programmer", "SplitGraph", "external_placeholder", "make_session",
-           "split_graph"]
+__all__ = ["InferenceGraph", "Program", "Programmer", "SplitGraph", "external_placeholder", "split_graph"]
