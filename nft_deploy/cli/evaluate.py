@@ -183,7 +183,7 @@ def sweep(models, data, profile, sigma_spec, **kw):
 @click.argument("model", type=click.Path())
 @_eval_options
 @click.option("--min-accuracy", type=float, default=None, help="Minimum accuracy (fraction, e.g. 0.95): of the "
-              "mean over chips, or of the --percentile-th chip.")
+              "mean over chips, or of the chip at --percentile.")
 @click.option("--percentile", type=float, default=None, help="Apply --min-accuracy to this percentile of chips (5: "
               "95% of chips must reach it).")
 @click.option("--max-drop", type=float, default=None, help="Maximum clean minus mean accuracy (fraction).")

@@ -64,7 +64,7 @@ class EvalConfig:
     def __post_init__(self):
         for flag, v, lo in (("--chips", self.chips, 1), ("--batch-size", self.batch_size, 1),
                             ("--workers", self.workers, 1), ("--threads", self.threads, 1),
-                            ("--limit", self.limit, 1), ("--bins", self.n_bins, 1), ("--seed", self.seed, 0),
+                            ("--limit", self.limit, 1), ("n_bins", self.n_bins, 1), ("--seed", self.seed, 0),
                             ("--first-look", self.first_look, 1)):
             if v is not None and (not isinstance(v, (int, np.integer)) or v < lo):
                 raise EvaluationError(f"{flag}: must be an integer >= {lo}, got {v!r}")
