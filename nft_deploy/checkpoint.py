@@ -8,32 +8,20 @@ Format (a dict saved with ``torch.save``; everything loads under ``torch.load(we
 
 from __future__ import annotations
 
-import os
 import pickle
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from nft_deploy.atomic import atomic_write, atomic_write_with
 from nft_deploy.errors import CheckpointError
 
 CHECKPOINT_FORMAT = "nft-deploy-checkpoint"
 CHECKPOINT_VERSION = 1
 
-
-def atomic_write(path: str | Path, write) -> None:
-    """Call ``write(tmp_path)`` then rename onto ``path``: no half-written file on failure."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+__all__ = ["atomic_write", "build_from_checkpoint", "load_checkpoint", "load_weights_only", "save_checkpoint"]
+"""``atomic_write`` lives in ``nft_deploy.atomic``; it is re-exported here for existing callers."""
 
 
 def save_checkpoint(path: str | Path, *, model: torch.nn.Module, arch: dict[str, Any], profile: dict | None,
@@ -51,7 +39,7 @@ def save_checkpoint(path: str | Path, *, model: torch.nn.Module, arch: dict[str,
         "data": data,
         "input_shape": list(input_shape) if input_shape is not None else None,
     }
-    atomic_write(path, lambda tmp: torch.save(ckpt, tmp))
+    atomic_write_with(path, lambda buf: torch.save(ckpt, buf))
     return Path(path)
 
 

@@ -40,3 +40,22 @@ class Note(UserWarning):
 
 class ConfigError(NftDeployError):
     """A bad option combination or value (unknown method, model, backend...)."""
+
+
+class OutputError(NftDeployError):
+    """An output file or folder that cannot be written (not writable, read-only, disk full, a folder in the
+    way). The message names the path and what to do; nothing partial is left behind."""
+
+    def __init__(self, path, reason: str):
+        self.path = path
+        self.reason = reason
+        super().__init__(f"{path}: {reason}")
+
+
+class Terminated(BaseException):
+    """SIGTERM arrived (the CLI's handler raises it, like KeyboardInterrupt for SIGINT): not an
+    ``Exception``, so no ``except Exception`` swallows it; the CLI exits 143 with one line."""
+
+    def __init__(self, signum: int = 15):
+        self.signum = signum
+        super().__init__(f"signal {signum}")

@@ -16,7 +16,7 @@ from typing import Any
 import onnx
 import torch
 
-from nft_deploy.checkpoint import atomic_write
+from nft_deploy.atomic import atomic_write_bytes, check_writable
 from nft_deploy.converters.graph_pass import PassConfig, run_pass
 from nft_deploy.converters.loaders import LoadedSource, load_source, source_profile
 from nft_deploy.converters.report import PassReport
@@ -77,6 +77,8 @@ def export_model(source: str | Path | torch.nn.Module | onnx.ModelProto, *,
     ``<input stem>.cim.onnx``, or ``<stem>.float.onnx`` with ``no_device``)."""
     prof = None if no_device or profile is None else _resolve_profile(profile, sigma)
     out_path = _output_path(source, output, no_device)
+    if out_path is not None:
+        check_writable(out_path)  # before the export: a bad path fails now, not after the work
     src = load_source(source, model=model, model_kwargs=model_kwargs, trust_checkpoint=trust_checkpoint,
                       input_shape=input_shape)
     if prof is None and not no_device:  # a checkpoint is exported on the profile it was trained against
@@ -96,7 +98,7 @@ def export_model(source: str | Path | torch.nn.Module | onnx.ModelProto, *,
     except onnx.checker.ValidationError as e:  # a bug in the pass, not user input: keep the trace
         raise RuntimeError(f"the exported model does not pass onnx.checker: {e}") from e
     if out_path is not None:
-        atomic_write(out_path, lambda tmp: Path(tmp).write_bytes(deployed.SerializeToString()))
+        atomic_write_bytes(out_path, deployed.SerializeToString())
     return ExportResult(deployed, out_path, src.kind, used, prof, report, t1 - t0, t2 - t1, notes)
 
 

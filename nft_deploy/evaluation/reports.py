@@ -12,7 +12,7 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
-from nft_deploy.checkpoint import atomic_write
+from nft_deploy.atomic import atomic_write_text, atomic_write_with, check_writable
 from nft_deploy.evaluation.results import CompareResult, EvaluationResult, SweepResult
 
 
@@ -114,16 +114,15 @@ def markdown(result) -> str:
 
 
 def write_markdown(result, path: str | Path) -> Path:
-    text = markdown(result)
-    atomic_write(path, lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))
-    return Path(path)
+    """Write ``markdown(result)`` atomically (UTF-8)."""
+    return atomic_write_text(path, markdown(result))
 
 
 # ---------------------------------------------------------------- plots
 
 
 def _save(fig, path: Path) -> Path:
-    atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=120, bbox_inches="tight"))
+    atomic_write_with(path, lambda buf: fig.savefig(buf, format="png", dpi=120, bbox_inches="tight"))
     return path
 
 
@@ -182,7 +181,7 @@ def sigma_curve(sweep: SweepResult, path: Path) -> Path:
 def write_plots(result, folder: str | Path) -> list[Path]:
     """All plots that fit ``result`` into ``folder``; returns their paths."""
     folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
+    check_writable(folder, folder=True)  # one line for a file in the way or a folder that is not writable
     if isinstance(result, SweepResult):
         last = [row[-1] for row in result.results]
         return [sigma_curve(result, folder / "accuracy_vs_sigma.png"),

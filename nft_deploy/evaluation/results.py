@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from nft_deploy.checkpoint import atomic_write
+from nft_deploy.atomic import atomic_write_text
 
 SCHEMA = "nft-deploy/evaluation"
 SCHEMA_VERSION = 1
@@ -203,6 +203,4 @@ def to_json(result) -> str:
 
 def write_json(result, path: str | Path) -> Path:
     """Write ``to_json(result)`` atomically."""
-    text = to_json(result)
-    atomic_write(path, lambda tmp: Path(tmp).write_text(text))
-    return Path(path)
+    return atomic_write_text(path, to_json(result))
