@@ -62,6 +62,8 @@ def check_onnx(model: onnx.ModelProto, name: str, error: type[Exception] = Expor
         onnx.checker.check_model(model)
     except onnx.checker.ValidationError as e:
         raise error(f"{name}: not a valid ONNX model (onnx.checker: {_first_line(e)})") from None
+    except ValueError:  # over protobuf's 2 GB: the checker needs the file; ORT reports what is wrong with it
+        pass
     check_finite_onnx(model, name, error)
 
 
