@@ -120,7 +120,7 @@ class TrainConfig:
         _positive("--draws", self.draws, integer=True)
         _positive("--ovf-n", self.ovf_n, integer=True)
         _positive("--lr", self.lr)
-        _positive("--irs-hidden", self.irs_hidden, integer=True)
+        _positive("irs_hidden", self.irs_hidden, integer=True)
         if self.width is not None:
             _positive("--width", self.width)
         if self.mc_chips < 0:
