@@ -16,7 +16,8 @@ from nft_deploy.profile_types import SIGMA_HELP
 @click.option("--profile", "-p", help="Device profile: a built-in name (rram_4bit) or a .json path [a checkpoint's "
               "stored profile].")
 @click.option("--output", "-o", type=click.Path(dir_okay=False),
-              help="Output file [default: <input stem>.cim.onnx, or <stem>.float.onnx with --no-device].")
+              help="Output file, written atomically, missing folders created [default: <input stem>.cim.onnx, "
+                   "or <stem>.float.onnx with --no-device].")
 @click.option("--no-device", is_flag=True, help="Write the float ONNX model only (the clean baseline).")
 @source_options
 @click.option("--sigma", type=float, help=SIGMA_HELP)

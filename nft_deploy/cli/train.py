@@ -61,7 +61,8 @@ def _ints(flag: str, text: str | None) -> tuple[int, ...] | None:
               help="Run the extra noisy passes batched with vmap or one by one (default: vmap on CUDA only).")
 @click.option("--limit-train", type=int, default=None, help="Use the first N training samples.")
 @click.option("--limit-test", type=int, default=None, help="Use the first N test samples.")
-@click.option("-o", "--output", default="model.pt", show_default=True, help="Checkpoint path.")
+@click.option("-o", "--output", default="model.pt", show_default=True,
+              help="Checkpoint path (missing folders are created; written atomically).")
 @click.option("--log", "log_file", default=None, help="JSON training log (default: next to the checkpoint).")
 @click.option("--mc-chips", type=int, default=0, show_default=True,
               help="After training: torch Monte Carlo over N chips on the test set.")
