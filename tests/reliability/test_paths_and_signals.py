@@ -326,8 +326,10 @@ def _expect(rc, stderr, sig, outputs, survivors=()):
 
 
 SIGNALS = [pytest.param(signal.SIGINT, id="SIGINT"), pytest.param(signal.SIGTERM, id="SIGTERM")]
+linux_only = pytest.mark.skipif(not os.path.isdir("/proc/self/task"), reason="watches the process through /proc")
 
 
+@linux_only
 @pytest.mark.parametrize("sig", SIGNALS)
 def test_signal_during_evaluate_with_workers(sig, tmp_path, evalfiles):
     model, data = evalfiles
@@ -342,6 +344,7 @@ def test_signal_during_evaluate_with_workers(sig, tmp_path, evalfiles):
     _expect(rc, stderr, sig, [json_out], survivors)
 
 
+@linux_only
 @pytest.mark.parametrize("sig", SIGNALS)
 def test_signal_during_train(sig, tmp_path):
     data = _train_npz(tmp_path / "d.npz", n=64)
@@ -354,6 +357,7 @@ def test_signal_during_train(sig, tmp_path):
     _expect(rc, stderr, sig, [tmp_path / "ckpt" / "m.pt", tmp_path / "ckpt" / "m.train.json"])
 
 
+@linux_only
 @pytest.mark.parametrize("sig", SIGNALS)
 def test_signal_during_export(sig, tmp_path):
     ckpt = _checkpoint(tmp_path / "big.pt", "resnet18", 1.0)  # a few seconds of torch export
