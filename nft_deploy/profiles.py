@@ -14,6 +14,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any, NoReturn
 
+from nft_deploy.atomic import atomic_write_text
 from nft_deploy.errors import ProfileError
 from nft_deploy.profile_fields import FieldSpec, choices_of, field_specs, rules_for
 from nft_deploy.profile_types import (
@@ -211,7 +212,7 @@ def init_profiles(directory: str | Path, *, force: bool = False) -> list[Path]:
             text = (builtin_profile_dir() / f"{name}.json").read_text(encoding="utf-8")
             if name != "schema":
                 text = text.replace("{", '{\n  "$schema": "./schema.json",', 1)
-            target.write_text(text, encoding="utf-8")
+            atomic_write_text(target, text)
     except OSError as e:
         raise ProfileError(f"{e.filename or out}: cannot write the profile copies ({e.strerror or e})") from None
     return targets

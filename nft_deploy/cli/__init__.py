@@ -22,6 +22,7 @@ import importlib.util
 import multiprocessing
 import os
 import signal
+import sys
 import threading
 from pathlib import Path
 
@@ -45,7 +46,7 @@ COMMANDS = {
 
 
 OUTPUT_PARAMS = {"output": "file", "log_file": "file", "json_path": "file", "md_path": "file",
-                 "junit_path": "file", "plots_dir": "folder", "out": "folder"}
+                 "junit_path": "file", "plots_dir": "folder", "out": "folder", "resume": "folder"}
 """Parameter name -> what it names, for the options that say where a command writes. They are checked
 before the command runs; click's own file/folder checks on them are replaced by that one-line check."""
 
@@ -107,13 +108,15 @@ class LazyGroup(click.Group):
         from nft_deploy import atomic
 
         before = len(atomic.written)
-        with _Interrupts():
+        with _Interrupts() as interrupts:
             try:
                 return super().invoke(ctx)
             except KeyboardInterrupt:
+                interrupts.ending()
                 click.echo(_interrupted("SIGINT", before), err=True)
                 ctx.exit(EXIT_SIGINT)
             except Terminated:
+                interrupts.ending()
                 click.echo(_interrupted("SIGTERM", before), err=True)
                 ctx.exit(EXIT_SIGTERM)
 
@@ -159,6 +162,13 @@ class _Interrupts:
         _Interrupts.active = True
         return self
 
+    def ending(self) -> None:
+        """The command was interrupted and the process is exiting: a second Ctrl-C or SIGTERM (a process
+        group signalled twice, an impatient user) must not turn the exit code into a death by signal."""
+        for sig in self.saved:
+            signal.signal(sig, signal.SIG_IGN)
+        self.saved = {}
+
     def __exit__(self, *exc):
         _Interrupts.active = False
         for sig, handler in self.saved.items():
@@ -198,7 +208,8 @@ def _interrupted(name: str, written_before: int) -> str:
     kept = list(dict.fromkeys(str(p) for p in written[written_before:]))
     if not kept:
         return f"Interrupted ({name}): nothing written"
-    return f"Interrupted ({name}): kept {', '.join(kept)} (complete); nothing partial written"
+    shown = ", ".join(kept[:3]) + (f" and {len(kept) - 3} more" if len(kept) > 3 else "")
+    return f"Interrupted ({name}): kept {shown} (complete); nothing partial written"
 
 
 @click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -208,4 +219,13 @@ def main():
     Monte Carlo chips, and gate robustness in CI."""
 
 
-__all__ = ["main"]
+def run() -> None:
+    """The ``nft-deploy`` program: ``main``, where a Ctrl-C that lands after the first one was turned into
+    exit 130 (while the interpreter unwinds) still exits 130 instead of dying by the signal."""
+    try:
+        main(prog_name="nft-deploy")
+    except KeyboardInterrupt:
+        sys.exit(EXIT_SIGINT)
+
+
+__all__ = ["main", "run"]

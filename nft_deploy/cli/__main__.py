@@ -1,5 +1,5 @@
 """``python -m nft_deploy.cli`` (and ``torchrun -m nft_deploy.cli train ...``)."""
 
-from nft_deploy.cli import main
+from nft_deploy.cli import run
 
-main(prog_name="nft-deploy")
+run()

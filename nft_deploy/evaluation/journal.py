@@ -1,7 +1,7 @@
 """Finished chips kept on disk, so that an interrupted Monte Carlo continues where it stopped (``--resume DIR``).
 
-Every shard a backend finishes is written at once to ``DIR/<run>/shard-<first chip>-<chips>.npz`` (to a
-temporary name, then renamed: a file there is complete). ``<run>`` is a hash of everything that decides a
+Every shard a backend finishes is written at once to ``DIR/<run>/shard-<first chip>-<chips>.npz`` (``atomic``:
+a file there is complete). ``<run>`` is a hash of everything that decides a
 chip's numbers: the deployed graph, its weights, the data, the seed, the sigma, the strategy, the batch size
 and the bins; another model or setting in the same folder gets its own run and never mixes. A rerun with the
 same ``DIR`` loads the shards of each look instead of running their chips again. Shard sums are exact
@@ -13,14 +13,13 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import tempfile
 import zipfile
 from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
 
+from nft_deploy.atomic import atomic_write_with
 from nft_deploy.errors import EvaluationError
 from nft_deploy.evaluation import metrics as M
 from nft_deploy.evaluation.results import ChipMetrics
@@ -66,18 +65,10 @@ class Journal:
         """Writes ``shard`` (complete, or not at all)."""
         chips = sorted(c.chip for c in shard.chips)
         path = self.folder / f"shard-{chips[0]:06d}-{len(chips)}.npz"
-        fd, tmp = tempfile.mkstemp(dir=self.folder, prefix=".shard-", suffix=".npz")
-        try:
-            with os.fdopen(fd, "wb") as f:
-                np.savez(f, chips=np.array(json.dumps([asdict(c) for c in shard.chips])),
-                         probs=shard.probs.total, probs_chips=np.array(shard.probs.chips),
-                         bin_count=shard.bins.count, bin_conf=shard.bins.conf, bin_correct=shard.bins.correct)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        atomic_write_with(path, lambda f: np.savez(
+            f, chips=np.array(json.dumps([asdict(c) for c in shard.chips])), probs=shard.probs.total,
+            probs_chips=np.array(shard.probs.chips), bin_count=shard.bins.count, bin_conf=shard.bins.conf,
+            bin_correct=shard.bins.correct))
 
     def _load(self, path: Path) -> Shard:
         try:
