@@ -28,20 +28,12 @@ written: list[Path] = []
 
 def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
     """Write ``data`` to ``path`` atomically (temporary file, fsync, ``os.replace``)."""
-    path = _target(path)
-    fd, tmp = _open_temp(path)
-    try:
-        with os.fdopen(fd, "wb") as f:
+
+    def write(tmp: str) -> None:
+        with open(tmp, "wb") as f:
             _write(f, data)
-            f.flush()
-            os.fsync(f.fileno())
-        _replace(tmp, path)
-    except BaseException as e:
-        _discard(tmp)
-        if isinstance(e, OSError):
-            raise output_error(path, e) from None
-        raise
-    return path
+
+    return atomic_write(path, write)
 
 
 def atomic_write_text(path: str | Path, text: str, encoding: str = "utf-8") -> Path:

@@ -24,9 +24,9 @@ import onnx
 import pytest
 import torch
 from click.testing import CliRunner
-from onnx import TensorProto, helper, numpy_helper
 
 import nft_deploy.atomic
+from converters.torch_to_onnx import torch_to_onnx
 from nft_deploy.checkpoint import save_checkpoint
 from nft_deploy.cli import main
 from nft_deploy.export import insert_device_nodes
@@ -36,18 +36,12 @@ from nft_deploy.profiles import load_profile
 # ------------------------------------------------------------------ fixtures
 
 
-def _conv_onnx(side: int = 6, channels: int = 4, classes: int = 3) -> onnx.ModelProto:
-    rng = np.random.default_rng(0)
-    wc = rng.normal(size=(channels, 1, 3, 3)).astype(np.float32)
-    wf = rng.normal(size=(classes, channels * side * side)).astype(np.float32) * 0.3
-    g = helper.make_graph(
-        [helper.make_node("Conv", ["x", "conv.weight"], ["c"], pads=[1, 1, 1, 1]),
-         helper.make_node("Relu", ["c"], ["r"]), helper.make_node("Flatten", ["r"], ["f"]),
-         helper.make_node("Gemm", ["f", "fc.weight"], ["logits"], transB=1)], "cnn",
-        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 1, side, side])],
-        [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["N", classes])],
-        [numpy_helper.from_array(wc, "conv.weight"), numpy_helper.from_array(wf, "fc.weight")])
-    return helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
+def _conv_onnx() -> onnx.ModelProto:
+    """A tiny float CNN (Conv 3x3 -> Relu -> Flatten -> Linear) on 6x6 images, through the torch export."""
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Conv2d(1, 4, 3, padding=1), torch.nn.ReLU(), torch.nn.Flatten(),
+                              torch.nn.Linear(4 * 6 * 6, 3))
+    return torch_to_onnx(net, torch.zeros(2, 1, 6, 6)).model  # batch 2: a symbolic batch dimension
 
 
 @pytest.fixture
