@@ -19,7 +19,8 @@ def profile(bits=8, k=2, sigma=0.3, unit="cell_range", quantize=False, scale="pe
 
 
 def nft_formula(bits: int, k: int) -> float:
-    """sqrt(sum_j 2^(2jK)) / sum_j 2^(jK), j = 0 .. M/K - 1 (nft-method.md s.1; K divides M)."""
+    """sqrt(sum_j 2^(2jK)) / sum_j 2^(jK), j = 0 .. M/K - 1 (Qin et al., Negative Feedback
+    Training, arXiv 2305.14561, as cited in device_profiles/nft_reference.json; K divides M)."""
     j = range(bits // k)
     return math.sqrt(sum(2 ** (2 * i * k) for i in j)) / sum(2 ** (i * k) for i in j)
 

@@ -199,7 +199,7 @@ def test_defaults_fill_optional_sections_and_null_sections_mean_defaults():
     assert minimal.programming.state_dependent is None
 
 
-def test_missing_renormalize_fraction_defaults_to_the_notes_value_and_null_disables_it():
+def test_missing_renormalize_fraction_defaults_to_0_4_and_null_disables_it():
     base = {"schema_version": 1, "name": "s", "programming": {"sigma": 0.3, "state_dependent": {"factor": 4}}}
     assert profile_from_dict(base).programming.state_dependent.renormalize_fraction == 0.4
     base["programming"]["state_dependent"]["renormalize_fraction"] = None
