@@ -9,9 +9,9 @@ import numpy as np
 
 from nft_deploy.errors import EvaluationError
 from nft_deploy.evaluation import metrics as M
+from nft_deploy.evaluation.backends import backend, backend_names
 
 STRATEGIES = ("auto", "fold", "feed")
-BACKENDS = ("local", "ray")
 ENGINES = ("onnxruntime", "torch")
 TORCH_EVALUATE_ONLY = ("--engine torch: only evaluate (without --sweep) runs on torch for now; compare, check and "
                        "sweep need --engine onnxruntime")
@@ -42,7 +42,8 @@ class EvalConfig:
     n_bins: int = M.N_BINS
     """Confidence bins of ECE and the reliability diagram."""
     backend: str = "local"
-    """local (worker processes on this machine) | ray (Ray tasks; same results, see ``ray_backend``)."""
+    """Where chips run, a name in the ``backends`` registry: local (worker processes on this machine) | ray (Ray
+    tasks; same results, see ``ray_backend``) | one registered with ``backends.register_backend``."""
     address: str | None = None
     """Ray cluster to join (HOST:PORT, ray://HOST:PORT or auto); None: start a local Ray with ``workers``
     CPUs for the run and shut it down after (a Ray this process already joined is reused)."""
@@ -78,12 +79,13 @@ class EvalConfig:
             raise EvaluationError(f"--strategy: must be one of {', '.join(STRATEGIES)}; got {self.strategy!r}")
         if self.engine not in ENGINES:
             raise EvaluationError(f"--engine: must be one of {', '.join(ENGINES)}; got {self.engine!r}")
-        if self.backend not in BACKENDS:
-            raise EvaluationError(f"--backend: must be one of {', '.join(BACKENDS)}; got {self.backend!r}")
+        if self.backend not in backend_names():
+            raise EvaluationError(f"--backend: must be one of {', '.join(backend_names())}; got {self.backend!r}")
         if self.resume is not None and self.engine == "torch":
             raise EvaluationError("--resume: applies to --engine onnxruntime (a torch run keeps no shards)")
-        if self.address is not None and self.backend != "ray":
-            raise EvaluationError(f"--address {self.address}: only used with --backend ray")
+        if self.address is not None and not backend(self.backend).uses_address:
+            takers = " or ".join(f"--backend {n}" for n in backend_names() if backend(n).uses_address)
+            raise EvaluationError(f"--address {self.address}: only used with {takers}")
 
 
 def make_config(config: EvalConfig | None, overrides: dict) -> EvalConfig:
@@ -96,4 +98,4 @@ def make_config(config: EvalConfig | None, overrides: dict) -> EvalConfig:
     return dataclasses.replace(base, **overrides)
 
 
-__all__ = ["BACKENDS", "ENGINES", "STRATEGIES", "TORCH_EVALUATE_ONLY", "EvalConfig", "make_config"]
+__all__ = ["ENGINES", "STRATEGIES", "TORCH_EVALUATE_ONLY", "EvalConfig", "make_config"]

@@ -11,11 +11,15 @@ from __future__ import annotations
 import multiprocessing
 import os
 import signal
+import warnings
+from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from concurrent.futures.process import BrokenProcessPool
+from contextlib import contextmanager
 from dataclasses import dataclass
 
-from nft_deploy.errors import EvaluationError
+from nft_deploy.errors import EvaluationError, Note
+from nft_deploy.evaluation.backends import Backend, backend, register_backend
 from nft_deploy.evaluation.shards import Job, Shard, chunks, run_shard
 
 BYTES_PER_WEIGHT_BYTE = {"feed": 3.5, "fold": 6.5}
@@ -25,19 +29,20 @@ read noise drawn per inference; fold 3.6-5.9x: ONNX Runtime copies and pre-packs
 RUNTIME_BYTES = 64 * 2**20
 """What a worker needs whatever the model (ONNX Runtime's arenas and session; 17-21 MB measured on LeNet-5)."""
 
-_WORKER_JOB: list[Job] = []  # set once per worker process by _init_worker (fork start); empty in the parent
 
-
-def _init_worker(job: Job) -> None:
+def _init_worker(name: str, job: Job) -> None:
+    """Pool initializer, in each worker process: the job (inherited through fork, not pickled) goes to this
+    process's copy of the backend registered as ``name``, where every task finds it."""
     # Ctrl-C reaches the whole process group: the parent stops the workers and says so in one line, so a
     # worker ignores SIGINT, and dies quietly on SIGTERM (no inherited handler, no traceback of its own).
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
-    _WORKER_JOB.append(job)
+    backend(name).worker_job = job
 
 
-def _worker_shard(chips: list[int]) -> Shard:
-    return run_shard(_WORKER_JOB[0], chips)
+def _worker_shard(name: str, chips: list[int]) -> Shard:
+    """One task in a worker process: these chips of the job its initializer held (only the chips travel)."""
+    return run_shard(backend(name).worker_job, chips)
 
 
 def resolve_workers(workers: int | None, chips: int) -> int:
@@ -91,41 +96,66 @@ def fit_workers(workers: int, per_worker: int, available: int | None, strategy: 
                                 f"{available / gib:.1f} GiB is available; running {int(fit)}")
 
 
-def run_local(job: Job, chips: list[int], workers: int, advance, on_shard=None) -> list[Shard]:
-    """Runs ``chips`` in ``workers`` processes (in this one for a single worker), several shards per worker;
-    ``on_shard`` sees each shard as it is finished. Shards come back in any order."""
-    on_shard = on_shard or (lambda shard: None)
-    if workers == 1 or len(chips) == 1:
-        shards = []
-        for chunk in chunks(chips, 1):
-            shards.append(run_shard(job, chunk, advance))
-            on_shard(shards[-1])
-        return shards
-    # fork: workers inherit the job without re-importing the caller's __main__ (spawn would need a
-    # `if __name__ == "__main__"` guard in every user script); no ORT session is alive at this point.
-    methods = multiprocessing.get_all_start_methods()
-    ctx = multiprocessing.get_context("fork" if "fork" in methods else "spawn")
-    shards = []
-    with ProcessPoolExecutor(min(workers, len(chips)), mp_context=ctx, initializer=_init_worker,
-                             initargs=(job,)) as ex:
-        try:
-            futures = {ex.submit(_worker_shard, c): c for c in chunks(chips, workers)}
-            for f in as_completed(futures):
-                shards.append(f.result())
+@register_backend("local")
+class LocalBackend(Backend):
+    """Worker processes on this machine (``--backend local``): forked once per run, each holding the job."""
+
+    def __init__(self):
+        self.worker_job: Job | None = None
+        """The job of this process when it is a worker (set by the pool initializer); None in the parent."""
+
+    @contextmanager
+    def session(self, config) -> Iterator[int]:
+        yield resolve_workers(config.workers, config.chips)
+
+    def plan_workers(self, workers: int, *, model_bytes: int, data_bytes: int, strategy: str,
+                     workers_given: bool) -> int:
+        """Fewer workers (saying so), or one line, rather than workers the system kills."""
+        fit = fit_workers(workers, worker_bytes(model_bytes, data_bytes, strategy), available_bytes(), strategy,
+                          workers_given)
+        if fit.note:
+            warnings.warn(fit.note, Note, stacklevel=3)
+        return fit.workers
+
+    def run(self, job: Job, chips: list[int], workers: int, advance, on_shard) -> list[Shard]:
+        """Runs ``chips`` in ``workers`` processes (in this one for a single worker), several shards per
+        worker; ``on_shard`` sees each shard as it is finished. Shards come back in any order."""
+        if workers == 1 or len(chips) == 1:
+            shards = []
+            for chunk in chunks(chips, 1):
+                shards.append(run_shard(job, chunk, advance))
                 on_shard(shards[-1])
-                advance(len(futures[f]))
-        except BaseException as e:
-            if not isinstance(e, BrokenProcessPool):  # Ctrl-C or SIGTERM: stop the workers now, not after their chips
-                for process in list(getattr(ex, "_processes", {}).values()):
-                    process.terminate()
-                ex.shutdown(wait=False, cancel_futures=True)
-                raise
-            raise EvaluationError(
-                f"a worker process died while running chips {chips[0]}..{chips[-1]} (killed by the system, most "
-                f"likely out of memory); rerun with fewer --workers, or --strategy feed (add --resume DIR to keep "
-                f"the chips that finish)") from None
-    return shards
+            return shards
+        # fork: workers inherit the job without re-importing the caller's __main__ (spawn would need a
+        # `if __name__ == "__main__"` guard in every user script); no ORT session is alive at this point.
+        methods = multiprocessing.get_all_start_methods()
+        ctx = multiprocessing.get_context("fork" if "fork" in methods else "spawn")
+        shards = []
+        with ProcessPoolExecutor(min(workers, len(chips)), mp_context=ctx, initializer=_init_worker,
+                                 initargs=(self.name, job)) as ex:
+            try:
+                futures = {ex.submit(_worker_shard, self.name, c): c for c in chunks(chips, workers)}
+                for f in as_completed(futures):
+                    shards.append(f.result())
+                    on_shard(shards[-1])
+                    advance(len(futures[f]))
+            except BaseException as e:
+                if not isinstance(e, BrokenProcessPool):  # Ctrl-C or SIGTERM: stop the workers now, not after
+                    for process in list(getattr(ex, "_processes", {}).values()):  # their chips
+                        process.terminate()
+                    ex.shutdown(wait=False, cancel_futures=True)
+                    raise
+                raise EvaluationError(
+                    f"a worker process died while running chips {chips[0]}..{chips[-1]} (killed by the system, "
+                    f"most likely out of memory); rerun with fewer --workers, or --strategy feed (add --resume DIR "
+                    f"to keep the chips that finish)") from None
+        return shards
 
 
-__all__ = ["BYTES_PER_WEIGHT_BYTE", "RUNTIME_BYTES", "WorkerPlan", "available_bytes", "fit_workers", "resolve_workers", "run_local",
+def run_local(job: Job, chips: list[int], workers: int, advance, on_shard=None) -> list[Shard]:
+    """``LocalBackend.run`` (``on_shard`` optional)."""
+    return backend("local").run(job, chips, workers, advance, on_shard or (lambda shard: None))
+
+
+__all__ = ["BYTES_PER_WEIGHT_BYTE", "RUNTIME_BYTES", "LocalBackend", "WorkerPlan", "available_bytes", "fit_workers", "resolve_workers", "run_local",
            "worker_bytes"]

@@ -20,6 +20,9 @@ from contextlib import contextmanager
 from urllib.parse import urlsplit
 
 from nft_deploy.errors import EvaluationError
+from nft_deploy.evaluation.backends import Backend, register_backend
+from nft_deploy.evaluation.local_backend import resolve_workers
+from nft_deploy.evaluation.shards import Job, Shard, chunks
 
 INSTALL_HINT = "pip install 'nft-deploy[ray]' (or pip install 'ray>=2.9')"
 MAX_RETRIES = 3
@@ -95,7 +98,7 @@ def ray_session(address: str | None, num_cpus: int) -> Iterator[int]:
 
 def _chip_task(job, chips: list[int]):
     """Ray task body: the local shard loop, streamed (chip metrics, then the shard's sums)."""
-    from nft_deploy.evaluation.shards import shard_stream
+    from nft_deploy.evaluation.shards import shard_stream  # imported where the task runs
 
     yield from shard_stream(job, chips)
 
@@ -105,8 +108,6 @@ def run_shards(job, chunks: list[list[int]], advance: Callable[[int], None], on_
     sees each shard as it is finished.
 
     Cluster nodes need nft-deploy (this version) installed: tasks import it to run the chips."""
-    from nft_deploy.evaluation.shards import Shard
-
     ray = import_ray()
     cpus = max(1, min(job.threads, cluster_cpus(ray)))  # each task reserves the threads its sessions use
     task = ray.remote(num_cpus=cpus, num_returns="streaming", max_retries=MAX_RETRIES)(_chip_task)
@@ -143,5 +144,23 @@ def run_shards(job, chunks: list[list[int]], advance: Callable[[int], None], on_
     return shards
 
 
-__all__ = ["CONNECT_TIMEOUT_S", "INSTALL_HINT", "MAX_RETRIES", "check_reachable", "cluster_cpus", "import_ray", "ray_session",
-           "run_shards"]
+@register_backend("ray")
+class RayBackend(Backend):
+    """Ray tasks on a local Ray or an existing cluster (``--backend ray``, ``--address``)."""
+
+    uses_address = True
+
+    @contextmanager
+    def session(self, config) -> Iterator[int]:
+        """Ray started (``workers`` CPUs) or joined for the block; yields ``--workers``, else the cluster's
+        CPUs (at most one per chip)."""
+        with ray_session(config.address, resolve_workers(config.workers, config.chips)) as cpus:
+            yield config.workers or min(cpus, config.chips)
+
+    def run(self, job: Job, chips: list[int], workers: int, advance: Callable[[int], None],
+            on_shard: Callable[[Shard], None]) -> list[Shard]:
+        return run_shards(job, chunks(chips, workers), advance, on_shard=on_shard)
+
+
+__all__ = ["CONNECT_TIMEOUT_S", "INSTALL_HINT", "MAX_RETRIES", "RayBackend", "check_reachable", "cluster_cpus",
+           "import_ray", "ray_session", "run_shards"]

@@ -1,6 +1,7 @@
 """Monte Carlo over programmed chips in ONNX Runtime: the configuration, the clean pass, the runs look by
 look (``sequential``) and their summary. How one chip runs (``fold`` or ``feed``) is in ``shards``; where
-chips run is a backend: worker processes here (``local_backend``) or Ray tasks (``ray_backend``).
+chips run is a backend, chosen by name from the ``backends`` registry: worker processes here
+(``local_backend``), Ray tasks (``ray_backend``) or one registered with ``backends.register_backend``.
 
 ``auto`` folds models with mapped convolutions and feeds the rest (see
 benchmarks/results/evaluate.md). Memory is flat in the number of chips: each chip reduces to a few
@@ -12,7 +13,6 @@ from __future__ import annotations
 
 import os
 import time
-import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -22,11 +22,11 @@ import onnxruntime as ort
 
 from nft_deploy.data import Dataset, batches, load_data
 from nft_deploy.device_plan import sigma_factors
-from nft_deploy.errors import EvaluationError, Note
-from nft_deploy.evaluation import local_backend, sequential
+from nft_deploy.errors import EvaluationError
 from nft_deploy.evaluation import metrics as M
+from nft_deploy.evaluation import sequential
+from nft_deploy.evaluation.backends import Backend, backend
 from nft_deploy.evaluation.config import (  # noqa: F401  - EvalConfig and friends are this module's API too
-    BACKENDS,
     ENGINES,
     STRATEGIES,
     TORCH_EVALUATE_ONLY,
@@ -38,7 +38,7 @@ from nft_deploy.evaluation.journal import Journal
 from nft_deploy.evaluation.programming import InferenceGraph, Programmer
 from nft_deploy.evaluation.progress import chip_progress
 from nft_deploy.evaluation.results import ChipMetrics, CleanMetrics, EvaluationResult
-from nft_deploy.evaluation.shards import READ_NOISE_KEY, Job, Shard, chunks
+from nft_deploy.evaluation.shards import READ_NOISE_KEY, Job, Shard
 from nft_deploy.profiles import DeviceProfile
 
 
@@ -70,15 +70,10 @@ def resolve_sigma(model: DeployedModel, sigma: float | None) -> tuple[float, dic
 
 @contextmanager
 def backend_session(config: EvalConfig) -> Iterator[int]:
-    """The backend ready for the block (Ray started or joined, stopped after if started here); yields the
+    """The backend ready for the block (e.g. Ray started or joined, stopped after if started here); yields the
     number of workers to shard chips over. Nested sessions reuse the outer one (one Ray for a sweep)."""
-    if config.backend == "local":
-        yield local_backend.resolve_workers(config.workers, config.chips)
-        return
-    from nft_deploy.evaluation.ray_backend import ray_session
-
-    with ray_session(config.address, local_backend.resolve_workers(config.workers, config.chips)) as cpus:
-        yield config.workers or min(cpus, config.chips)
+    with backend(config.backend).session(config) as workers:
+        yield workers
 
 
 def chip_logits(model: DeployedModel, x: np.ndarray, chip: int, seed: int = 0, sigma: float | None = None,
@@ -188,6 +183,7 @@ class PreparedRun:
     config: EvalConfig
     data_name: str
     job: Job
+    backend: Backend
     workers: int
     clean: CleanMetrics
     sigma: float
@@ -201,7 +197,7 @@ class PreparedRun:
 
     def step(self, chips: list[int], advance) -> None:
         """Runs these chips (those a ``--resume`` folder does not already hold) and keeps their shards."""
-        on_shard = None
+        on_shard = _keep_nothing
         if self.journal is not None:
             done, chips = self.journal.take(chips)
             self.shards += done
@@ -209,12 +205,7 @@ class PreparedRun:
             on_shard = self.journal.save
         if not chips:
             return
-        if self.config.backend == "ray":
-            from nft_deploy.evaluation.ray_backend import run_shards
-
-            self.shards += run_shards(self.job, chunks(chips, self.workers), advance, on_shard=on_shard)
-        else:
-            self.shards += local_backend.run_local(self.job, chips, self.workers, advance, on_shard=on_shard)
+        self.shards += self.backend.run(self.job, chips, self.workers, advance, on_shard)
 
     def chips(self) -> list[ChipMetrics]:
         """Every chip run so far, in chip order."""
@@ -225,6 +216,10 @@ class PreparedRun:
                          self.job.strategy, self.clean, self.shards, self.job.num_classes, outcome)
 
 
+def _keep_nothing(shard: Shard) -> None:
+    """``on_shard`` of a run without ``--resume``."""
+
+
 def prepare_run(model: DeployedModel, x: np.ndarray, y: np.ndarray, config: EvalConfig, data_name: str,
                 workers: int) -> PreparedRun:
     """The clean pass and the job every look ships to the workers."""
@@ -232,14 +227,10 @@ def prepare_run(model: DeployedModel, x: np.ndarray, y: np.ndarray, config: Eval
     strategy = choose_strategy(model, config.strategy)
     clean, clean_pred, classes = clean_pass(model, x, y, config.batch_size, config.threads or os.cpu_count() or 1,
                                             config.n_bins)
-    if config.backend == "local":  # fewer workers (saying so), or one line, rather than workers the system kills
-        model_bytes = len(model.split.inference) + sum(w.nbytes for w in model.weights.values())
-        per_worker = local_backend.worker_bytes(model_bytes, x.nbytes, strategy)
-        fit = local_backend.fit_workers(workers, per_worker, local_backend.available_bytes(), strategy,
-                                        config.workers is not None)
-        if fit.note:
-            warnings.warn(fit.note, Note, stacklevel=2)
-        workers = fit.workers
+    runs_on = backend(config.backend)  # local: fewer workers (saying so) where they would not fit in memory
+    workers = runs_on.plan_workers(
+        workers, model_bytes=len(model.split.inference) + sum(w.nbytes for w in model.weights.values()),
+        data_bytes=x.nbytes, strategy=strategy, workers_given=config.workers is not None)
     threads = config.threads or max(1, (os.cpu_count() or 1) // workers)
     job = Job(split=model.split, layers=model.layers,
               weights=model.weights, input_name=model.input_name,
@@ -247,7 +238,7 @@ def prepare_run(model: DeployedModel, x: np.ndarray, y: np.ndarray, config: Eval
               num_classes=classes, seed=config.seed, sigma_factors=factors, strategy=strategy,
               batch_size=config.batch_size, threads=threads, n_bins=config.n_bins, read_noise=model.has_read_noise)
     journal = Journal(config.resume, job) if config.resume is not None else None
-    return PreparedRun(model, config, data_name, job, workers, clean, sigma, journal=journal)
+    return PreparedRun(model, config, data_name, job, runs_on, workers, clean, sigma, journal=journal)
 
 
 def summarize(name: str, profile: DeviceProfile, data_name: str, config: EvalConfig, sigma: float, strategy: str,

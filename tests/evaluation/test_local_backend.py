@@ -52,7 +52,7 @@ def test_the_fit_reduces_only_what_it_must():
         local_backend.fit_workers(1, 100, 50, "feed", True)
 
 
-def _killed(chips):
+def _killed(name, chips):
     os.kill(os.getpid(), signal.SIGKILL)
 
 
