@@ -1,93 +1,319 @@
-"""``TrainConfig``: every training option as a typed field, validated once with messages that name the
-flag and what is allowed."""
+"""``TrainConfig``, the method registry and the per-method option dataclasses' plumbing.
+
+Every option is declared once, as a dataclass field built by ``option()`` (default, help, CLI flag,
+check); ``nft-deploy train`` generates its flags from these fields (``nft_deploy.cli.train``).
+
+- General options are ``TrainConfig``'s own fields.
+- Each training method is a class registered with ``@register_method("name", config=NameConfig)``; its
+  options live in ``NameConfig`` (a dataclass of ``option()`` fields), and ``config.method_config`` holds
+  the instance the method is built from.
+
+Flat keywords stay valid: every method option has a *flat name* (``option(flat=...)``, default: the field
+name), and ``TrainConfig(method="ovf", beta=1e-3, ovf_n=4)`` routes ``beta`` and ``ovf_n`` into
+``OVFConfig(beta=1e-3, n=4)``. Reading ``config.beta`` gives the value back. A flat option that the
+chosen method does not declare is kept, checked (``--draws 0`` fails under any method, as before) and
+ignored, so one set of flags drives every method. ``to_dict()`` writes the flat names (the JSON log's
+``config`` entry), and ``TrainConfig(**doc["config"])`` reads one back.
+"""
 
 from __future__ import annotations
 
 import dataclasses
+import inspect
+import types
+import typing
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from nft_deploy.errors import ConfigError
+from nft_deploy.profile_types import SIGMA_HELP
 from nft_deploy.profiles import DeviceProfile, load_profile
 
 BACKENDS = ("gloo", "nccl")
 """torch.distributed backends for torchrun (kept here, free of torch imports)."""
-METHOD_NAMES = ("plain", "noise_injection", "temperature", "correctnet", "ovf", "irs")
 SCHEDULES = ("cosine", "constant")
 OVF_FEEDBACK_GRADS = ("full", "none")
 
+_MISSING = dataclasses.MISSING
+
+
+def option(default: Any = _MISSING, help: str = "", *, flat: str | None = None, flag: str | bool | None = None,
+           decls: tuple[str, ...] | None = None, cli_default: Any = _MISSING, check: str | None = None,
+           choices: tuple[str, ...] | None = None, default_factory: Any = _MISSING) -> Any:
+    """A dataclass field that declares one option: default, help and how it is checked and exposed.
+
+    - ``help``: the ``nft-deploy train --help`` text (the field's docstring may say more).
+    - ``flat`` (method options only): the ``TrainConfig`` keyword and attribute, default the field name;
+      methods that declare the same flat name share it (one flag, one value).
+    - ``flag``: the CLI flag (default ``--`` + the flat name with dashes); ``False``: no flag (API only).
+      ``decls``: click's parameter declarations when they are more than one flag (``-o``, ``--x/--y``).
+    - ``cli_default``: the flag's default where it differs from the API's (``--output`` writes model.pt).
+    - ``check``: ``"positive"``, ``"positive_int"`` or ``"nonneg"`` (None values pass); ``choices``: the
+      allowed strings. Failures raise ``ConfigError`` naming the flag.
+    """
+    meta = {"help": help, "flat": flat, "flag": flag, "decls": decls, "cli_default": cli_default, "check": check,
+            "choices": choices}
+    if default_factory is not _MISSING:
+        return dataclasses.field(default_factory=default_factory, metadata=meta)
+    return dataclasses.field(default=default, metadata=meta)
+
+
+def flat_name(f: dataclasses.Field) -> str:
+    """The ``TrainConfig`` keyword of a method option field."""
+    return f.metadata.get("flat") or f.name
+
+
+def flag_of(f: dataclasses.Field, name: str | None = None) -> str | None:
+    """The option's CLI flag (``--ovf-n``), None where it has none."""
+    flag = f.metadata.get("flag")
+    if flag is False:
+        return None
+    if isinstance(flag, str):
+        return flag
+    return "--" + (name or flat_name(f)).replace("_", "-")
+
+
+def label_of(f: dataclasses.Field, name: str | None = None) -> str:
+    """How errors name the option: its flag, or the keyword where there is no flag."""
+    return flag_of(f, name) or (name or flat_name(f))
+
+
+def check_field(f: dataclasses.Field, value: Any, name: str | None = None) -> None:
+    """Apply ``option(check=..., choices=...)`` to one value."""
+    label = label_of(f, name)
+    choices = f.metadata.get("choices")
+    if choices and value not in choices:
+        raise ConfigError(f"{label}: must be {' or '.join(choices)}, got {value!r}")
+    check = f.metadata.get("check")
+    if value is None or check is None:
+        return
+    if check == "nonneg":
+        if not value >= 0:
+            raise ConfigError(f"{label}: must be >= 0, got {value}")
+    else:
+        _positive(label, value, integer=check == "positive_int")
+
+
+# ---------------------------------------------------------------- the registry
+
+
+@dataclass(frozen=True)
+class MethodSpec:
+    """One registered method: its name, its class (built by ``cls.from_options(options, context)``) and
+    its option dataclass."""
+
+    name: str
+    cls: type
+    config: type
+
+
+_REGISTRY: dict[str, MethodSpec] = {}
+_CLASSES: dict[str, type] = {}
+_VERSION = [0]
+
+
+def register_method(name: str, *, config: type | None = None) -> Callable[[type], type]:
+    """Class decorator: make ``cls`` selectable as ``--method name`` / ``TrainConfig(method=name)``.
+
+    ``config`` is the method's option dataclass (``option()`` fields; None: no options). The class must
+    implement the ``Method`` protocol (``nft_deploy.training.methods``) and a classmethod
+    ``from_options(options, context) -> instance`` (``SimpleMethod`` provides one that passes the options'
+    fields of the same names). Its options become ``TrainConfig`` keywords and ``nft-deploy train`` flags.
+    """
+    config = config or NoOptions
+    if not (dataclasses.is_dataclass(config) and isinstance(config, type)):
+        raise TypeError(f"register_method({name!r}): config must be a dataclass type, got {config!r}")
+    general = {f.name for f in dataclasses.fields(TrainConfig)}
+
+    def decorate(cls: type) -> type:
+        if name in _REGISTRY and _REGISTRY[name].cls is not cls:
+            raise ValueError(f"method {name!r} is already registered ({_REGISTRY[name].cls.__qualname__})")
+        if not callable(getattr(cls, "from_options", None)):
+            raise TypeError(f"register_method({name!r}): {cls.__qualname__} needs a from_options(options, context) "
+                            "classmethod (or derive from SimpleMethod)")
+        for f in dataclasses.fields(config):
+            if flat_name(f) in general:
+                raise ValueError(f"register_method({name!r}): option {flat_name(f)!r} clashes with a TrainConfig field")
+        cls.name = name
+        _REGISTRY[name] = MethodSpec(name, cls, config)
+        _CLASSES[name] = cls
+        _VERSION[0] += 1
+        return cls
+
+    return decorate
+
+
+def unregister_method(name: str) -> None:
+    """Remove a registered method (tests and plugins that register temporarily)."""
+    _REGISTRY.pop(name, None)
+    _CLASSES.pop(name, None)
+    _VERSION[0] += 1
+
+
+def method_spec(name: str) -> MethodSpec:
+    """The registered method ``name``; ConfigError listing the choices otherwise."""
+    spec = _REGISTRY.get(name)
+    if spec is None:
+        raise ConfigError(f"--method: unknown method {name!r}; choose one of: {', '.join(_REGISTRY)}")
+    return spec
+
+
+def registered_methods() -> tuple[MethodSpec, ...]:
+    """Every registered method, in registration order (the built-ins first)."""
+    return tuple(_REGISTRY.values())
+
+
+def registry_version() -> int:
+    """Changes whenever a method is registered or removed (the CLI regenerates its flags then)."""
+    return _VERSION[0]
+
+
+METHODS: Mapping[str, type] = types.MappingProxyType(_CLASSES)
+"""Read-only live view: method name -> class."""
+
+
+def method_option_fields() -> dict[str, list[tuple[str, dataclasses.Field]]]:
+    """Flat name -> [(method, field)] over every registered method, in registration order."""
+    out: dict[str, list[tuple[str, dataclasses.Field]]] = {}
+    for spec in _REGISTRY.values():
+        for f in dataclasses.fields(spec.config):
+            out.setdefault(flat_name(f), []).append((spec.name, f))
+    return out
+
+
+@dataclass(frozen=True)
+class NoOptions:
+    """The option dataclass of a method without options."""
+
+
+# ---------------------------------------------------------------- TrainConfig
+
 
 @dataclass
-class TrainConfig:
+class _TrainFields:
     """What to train, on what, against which device, and where the result goes."""
 
-    model: str = "lenet5"
+    model: str = option("lenet5", "Built-in model: lenet5, vgg8, resnet18.")
     """Built-in architecture: lenet5, vgg8 or resnet18 (ignored when a module is passed to ``train``)."""
-    width: float | None = None
+    width: float | None = option(None, "Width multiplier (default: the model's own).", check="positive")
     """Width multiplier of the built-in model; None: the model's default (LeNet 1, VGG-8/ResNet 1/4)."""
-    data: str = "mnist-5k"
+    data: str = option("mnist-5k", "mnist-5k, fashion-mnist or a .npz path.")
     """Data set: mnist-5k, fashion-mnist or a .npz path (ignored when a Dataset is passed)."""
-    limit_train: int | None = None
-    """Use only the first N training samples (quick runs)."""
-    limit_test: int | None = None
-    """Use only the first N test samples (quick runs)."""
-    method: str = "ovf"
-    """plain, noise_injection, temperature, correctnet, ovf or irs."""
-    beta: float | None = None
-    """Feedback strength (ovf, irs); None: 1e-3 for ovf, the notes' MNIST value for irs (see methods)."""
-    draws: int = 1
-    """noise_injection: average the loss over K fresh noise draws per step (K = N+1 matches OVF's compute)."""
-    ovf_n: int = 3
-    """OVF: number of extra forwards N."""
-    ovf_offsets: tuple[float, ...] | None = None
-    """OVF: sigma offsets of the extra forwards (profile unit); None: 0.15, 0.10, 0.05 (0.05 * (N-n+1))."""
-    ovf_feedback_grad: str = "none"
-    """OVF: none runs the N extra forwards under no_grad as constants in the loss (same draws and loss value up
-    to float rounding, no backward through them, channels-last on CPU: 1.8-2.2x a noise-injection step instead
-    of 3.7-4.0x, accuracy equal within the seed CI at beta 1e-3, benchmarks/results/ovf_feedback_grad*.md); full:
-    the reference, gradients flow through all N + 1 forwards."""
-    gammas: tuple[float, ...] | None = None
-    """OVF/IRS feedback weights; None: 10^-(n-1)."""
-    temperature: float | None = None
-    """temperature ablation: CE(z / T) with noise; None: N + 1 = ovf_n + 1."""
-    correctnet_lambda: float = 5e-4
-    """correctnet: weight of sum ||W^T W - I||_F^2."""
-    irs_layers: tuple[str, ...] | None = None
-    """IRS: module paths whose outputs feed snapshot heads, shallowest first; None: built-in defaults."""
-    irs_pool: tuple[int, ...] | None = None
-    """IRS: adaptive-pool output side per head; None: built-in defaults (4 for a user model)."""
-    irs_hidden: int = 512
-    """IRS: hidden width of each head."""
-    batched: bool | None = None
+    method: str = option("ovf", "")  # the help lists the registered methods (cli.train)
+    """A registered method: plain, noise_injection, temperature, correctnet, ovf, irs or a plug-in's."""
+    method_config: Any = option(None, flag=False)
+    """The chosen method's option dataclass (``OVFConfig(...)``); None: built from the flat keywords."""
+    profile: str | Path | DeviceProfile = option("nft_reference", "Device profile: name or JSON path.")
+    """Device profile: built-in name, JSON path or a DeviceProfile."""
+    sigma: float | None = option(None, SIGMA_HELP, check="nonneg")
+    """Override of the profile's programming sigma (profile unit)."""
+    epochs: int = option(5, check="positive_int")
+    batch_size: int = option(128, "Per process: under torchrun one step sees WORLD_SIZE x this many samples.",
+                             check="positive_int")
+    """Per process: under torchrun one step averages WORLD_SIZE x batch_size samples."""
+    lr: float = option(1e-3, check="positive")
+    schedule: str = option("cosine", "cosine or constant.")
+    """Learning-rate schedule over the epochs: cosine (as the reference) or constant."""
+    seed: int = option(0)
+    """Seeds model init, shuffling and every noise draw: the same seed gives the same weights."""
+    device: str = option("cpu", "cpu or cuda (under torchrun each rank uses cuda:LOCAL_RANK).")
+    """torch device: cpu or cuda[:i]; under torchrun plain cuda, and each rank uses cuda:LOCAL_RANK."""
+    dist_backend: str | None = option(None, "torchrun only: process-group backend (default: nccl on CUDA, gloo on "
+                                            "CPU).")
+    """torchrun only: gloo or nccl; None: nccl on CUDA, gloo on CPU."""
+    expect_world_size: int | None = option(None, "Fail unless torchrun started exactly N processes (WORLD_SIZE; 1 "
+                                                 "without torchrun).", check="positive_int")
+    """Fail unless the job runs exactly this many processes (WORLD_SIZE; 1 outside torchrun)."""
+    batched: bool | None = option(None, "Run the extra noisy passes batched with vmap or one by one (default: vmap on "
+                                        "CUDA only).", decls=("--batched/--sequential",))
     """Batch the extra noisy passes with torch.func.vmap (False: a Python loop, same numbers). None: vmap on
     CUDA only; on CPU the loop measured faster (grouped convolutions are slow there)."""
-    profile: str | Path | DeviceProfile = "nft_reference"
-    """Device profile: built-in name, JSON path or a DeviceProfile."""
-    sigma: float | None = None
-    """Override of the profile's programming sigma (profile unit)."""
-    epochs: int = 5
-    batch_size: int = 128
-    """Per process: under torchrun one step averages WORLD_SIZE x batch_size samples."""
-    lr: float = 1e-3
-    schedule: str = "cosine"
-    """Learning-rate schedule over the epochs: cosine (as the reference) or constant."""
-    seed: int = 0
-    """Seeds model init, shuffling and every noise draw: the same seed gives the same weights."""
-    device: str = "cpu"
-    """torch device: cpu or cuda[:i]; under torchrun plain cuda, and each rank uses cuda:LOCAL_RANK."""
-    dist_backend: str | None = None
-    """torchrun only: gloo or nccl; None: nccl on CUDA, gloo on CPU."""
-    expect_world_size: int | None = None
-    """Fail unless the job runs exactly this many processes (WORLD_SIZE; 1 outside torchrun)."""
-    output: str | Path | None = None
+    limit_train: int | None = option(None, "Use the first N training samples.", check="positive_int")
+    """Use only the first N training samples (quick runs)."""
+    limit_test: int | None = option(None, "Use the first N test samples.", check="positive_int")
+    """Use only the first N test samples (quick runs)."""
+    output: str | Path | None = option(None, "Checkpoint path (missing folders are created; written atomically).",
+                                       decls=("-o", "--output"), cli_default="model.pt")
     """Checkpoint path (``model.pt``); the JSON log goes next to it (``model.train.json``). None: no files."""
-    log: str | Path | None = None
+    log: str | Path | None = option(None, "JSON training log (default: next to the checkpoint).")
     """JSON log path; None: next to ``output``."""
-    mc_chips: int = 0
+    mc_chips: int = option(0, "After training: torch Monte Carlo over N chips on the test set.")
     """After training, torch Monte Carlo over this many chips on the test set (0: skip)."""
-    progress: bool = True
-    """Progress bars on stderr (only when stderr is a terminal)."""
+    progress: bool = option(True, "No progress bars and no per-epoch lines.", decls=("--quiet",))
+    """Progress bars on stderr (only when stderr is a terminal); the CLI's --quiet sets it False."""
+
+
+class TrainConfig(_TrainFields):
+    """What to train, on what, against which device, and where the result goes.
+
+    General options are fields; the method's own options are ``method_config`` (its option dataclass),
+    which flat keywords fill: ``TrainConfig(method="ovf", beta=1e-3)`` is
+    ``TrainConfig(method="ovf", method_config=OVFConfig(beta=1e-3))``. Flat names read back as attributes
+    (``config.beta``). See the module docstring.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any):
+        flat_fields = method_option_fields()
+        flat = {k: kwargs.pop(k) for k in list(kwargs) if k in flat_fields}
+        super().__init__(*args, **kwargs)
+        object.__setattr__(self, "_flat", flat)
+        spec = _REGISTRY.get(self.method)
+        if self.method_config is None and spec is not None:
+            self.method_config = self._build_options(spec)
+
+    def _build_options(self, spec: MethodSpec) -> Any:
+        flat = self.__dict__.get("_flat", {})
+        return spec.config(**{f.name: flat[flat_name(f)] for f in dataclasses.fields(spec.config)
+                              if flat_name(f) in flat})
+
+    def options(self) -> Any:
+        """The chosen method's option dataclass: ``method_config`` when it is of the method's type, else one
+        built from the flat keywords (after ``config.method`` changed, say)."""
+        spec = method_spec(self.method)
+        if isinstance(self.method_config, spec.config):
+            return self.method_config
+        if self.method_config is not None:
+            raise ConfigError(f"method_config: {type(self.method_config).__name__} given for --method {self.method}, "
+                              f"which takes {spec.config.__name__}")
+        return self._build_options(spec)
+
+    def __getattr__(self, name: str) -> Any:  # only called for names that are not set: the flat method options
+        if name.startswith("__"):
+            raise AttributeError(name)
+        declared = method_option_fields().get(name)
+        if not declared:
+            raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
+        mc = self.__dict__.get("method_config")
+        if mc is not None:
+            for f in dataclasses.fields(mc):
+                if flat_name(f) == name:
+                    return getattr(mc, f.name)
+        flat = self.__dict__.get("_flat", {})
+        if name in flat:
+            return flat[name]
+        f = declared[0][1]
+        return f.default_factory() if f.default is _MISSING else f.default
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        if name in _TrainFields.__dataclass_fields__ or name not in method_option_fields():
+            object.__setattr__(self, name, value)
+            return
+        self.__dict__.setdefault("_flat", {})[name] = value
+        mc = self.__dict__.get("method_config")
+        if mc is not None:
+            names = [f.name for f in dataclasses.fields(mc) if flat_name(f) == name]
+            if names:
+                self.method_config = dataclasses.replace(mc, **{names[0]: value})
+
+    def __eq__(self, other: object) -> bool:
+        if type(other) is not type(self):
+            return NotImplemented
+        return all(getattr(self, n) == getattr(other, n)
+                   for n in [*_TrainFields.__dataclass_fields__, *method_option_fields()] if n != "method_config")
+
+    __hash__ = None  # mutable, as the dataclass was
 
     def resolved_profile(self) -> DeviceProfile:
         """The profile with the sigma override applied."""
@@ -108,48 +334,33 @@ class TrainConfig:
 
     def validate(self) -> None:
         """Raise ConfigError naming the first bad option."""
-        if self.method not in METHOD_NAMES:
-            raise ConfigError(f"--method: unknown method {self.method!r}; choose one of: {', '.join(METHOD_NAMES)}")
-        if self.ovf_feedback_grad not in OVF_FEEDBACK_GRADS:
-            raise ConfigError(f"--ovf-feedback-grad: must be {' or '.join(OVF_FEEDBACK_GRADS)}, got "
-                              f"{self.ovf_feedback_grad!r}")
+        spec = method_spec(self.method)
+        options = self.options()
         if self.schedule not in SCHEDULES:
             raise ConfigError(f"schedule: {self.schedule!r}; choose one of: {', '.join(SCHEDULES)}")
-        _positive("--epochs", self.epochs, integer=True)
-        _positive("--batch-size", self.batch_size, integer=True)
-        _positive("--draws", self.draws, integer=True)
-        _positive("--ovf-n", self.ovf_n, integer=True)
-        _positive("--lr", self.lr)
-        _positive("irs_hidden", self.irs_hidden, integer=True)
-        if self.width is not None:
-            _positive("--width", self.width)
+        for f in dataclasses.fields(_TrainFields):
+            check_field(f, getattr(self, f.name))
         if self.mc_chips < 0:
             raise ConfigError(f"--mc-chips: must be >= 0, got {self.mc_chips}")
-        if self.sigma is not None and self.sigma < 0:
-            raise ConfigError(f"--sigma: must be >= 0, got {self.sigma}")
-        if self.temperature is not None:
-            _positive("--temperature", self.temperature)
-        if self.ovf_offsets is not None and len(self.ovf_offsets) != self.ovf_n:
-            raise ConfigError(f"--ovf-offsets: {len(self.ovf_offsets)} offsets for --ovf-n {self.ovf_n}; give one per "
-                              "extra forward")
-        if self.method == "ovf" and self.gammas is not None and len(self.gammas) != self.ovf_n:
-            raise ConfigError(f"--gammas: {len(self.gammas)} values for --ovf-n {self.ovf_n}; give one per extra forward")
-        if self.ovf_offsets is not None and any(o < 0 for o in self.ovf_offsets):
-            raise ConfigError(f"--ovf-offsets: must be >= 0 (more variation than at inference), got {self.ovf_offsets}")
+        # the chosen method's options, then the flat options of the others that were given (kept, unused)
+        _validate_options(options, selected=True)
+        flat = self.__dict__.get("_flat", {})
+        for other in _REGISTRY.values():
+            if other is spec:
+                continue
+            names = {flat_name(f) for f in dataclasses.fields(other.config)}
+            if names & set(flat):
+                _validate_options(self._build_options(other), selected=False)
         if not (self.device == "cpu" or self.device.startswith("cuda")):
             raise ConfigError(f"--device: {self.device!r}; use cpu or cuda (cuda:N)")
         if self.dist_backend is not None and self.dist_backend not in BACKENDS:
             raise ConfigError(f"--dist-backend: {self.dist_backend!r}; choose one of: {', '.join(BACKENDS)}")
-        if self.expect_world_size is not None:
-            _positive("--expect-world-size", self.expect_world_size, integer=True)
-        if self.limit_train is not None:
-            _positive("--limit-train", self.limit_train, integer=True)
-        if self.limit_test is not None:
-            _positive("--limit-test", self.limit_test, integer=True)
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-ready config (the profile by name or path; a DeviceProfile by its name)."""
-        d = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        """JSON-ready config with flat option names (the profile by name or path; a DeviceProfile by its name):
+        the general fields and every registered method's options; ``TrainConfig(**d)`` reads it back."""
+        d = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != "method_config"}
+        d.update({name: getattr(self, name) for name in method_option_fields()})
         for k, v in d.items():
             if isinstance(v, Path):
                 d[k] = str(v)
@@ -160,10 +371,37 @@ class TrainConfig:
         return d
 
 
+def _validate_options(options: Any, selected: bool) -> None:
+    for f in dataclasses.fields(options):
+        check_field(f, getattr(options, f.name), flat_name(f))
+    check = getattr(options, "validate", None)
+    if not callable(check):
+        return
+    if "selected" in inspect.signature(check).parameters:
+        check(selected=selected)  # cross-option checks that also hold for a method's options given but unused
+    elif selected:
+        check()
+
+
+def option_type(owner: type, f: dataclasses.Field) -> Any:
+    """The field's annotation, resolved (``from __future__ import annotations`` keeps strings)."""
+    import sys
+
+    hints = typing.get_type_hints(owner, vars(sys.modules[owner.__module__]))
+    return hints[f.name]
+
+
 def _positive(flag: str, value, integer: bool = False) -> None:
     bad = (integer and (not isinstance(value, int) or isinstance(value, bool))) or not value > 0
     if bad:
         raise ConfigError(f"{flag}: must be a positive {'integer' if integer else 'number'}, got {value!r}")
 
 
-__all__ = ["METHOD_NAMES", "OVF_FEEDBACK_GRADS", "SCHEDULES", "TrainConfig"]
+def __getattr__(name: str) -> Any:
+    if name == "METHOD_NAMES":  # derived from the registry, read-only
+        return tuple(_REGISTRY)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+__all__ = ["METHODS", "MethodSpec", "NoOptions", "OVF_FEEDBACK_GRADS", "SCHEDULES", "TrainConfig",
+           "method_spec", "option", "register_method", "registered_methods", "unregister_method"]

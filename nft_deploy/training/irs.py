@@ -20,7 +20,8 @@ from torch import nn
 
 from nft_deploy.errors import ConfigError
 from nft_deploy.models import IRS_LAYERS
-from nft_deploy.training.losses import default_gammas, feedback_loss
+from nft_deploy.training.config import option, register_method
+from nft_deploy.training.losses import FeedbackConfig, default_gammas, feedback_loss
 from nft_deploy.training.noisy import NoisyModel
 
 IRS_POOL = {"lenet5": (4, 2), "vgg8": (6, 4, 3), "resnet18": (6, 6, 4, 3)}
@@ -46,6 +47,20 @@ class SnapshotHead(nn.Module):
         return self.fc2(torch.relu(self.fc1(h)))
 
 
+@dataclass(frozen=True)
+class IRSConfig(FeedbackConfig):
+    """irs options (beta and gammas shared with ovf)."""
+
+    layers: tuple[str, ...] | None = option(None, "IRS: module paths, comma-separated, shallowest first.",
+                                            flat="irs_layers")
+    """Module paths whose outputs feed snapshot heads, shallowest first; None: built-in defaults."""
+    pool: tuple[int, ...] | None = option(None, "IRS: pool size per head, comma-separated.", flat="irs_pool")
+    """Adaptive-pool output side per head; None: built-in defaults (4 for a user model)."""
+    hidden: int = option(512, flat="irs_hidden", flag=False, check="positive_int")
+    """Hidden width of each head (``TrainConfig(irs_hidden=...)``; no CLI flag)."""
+
+
+@register_method("irs", config=IRSConfig)
 @dataclass(eq=False)
 class IRS:
     """Snapshot heads attached by forward hooks; feedback loss ``CE((z - beta sum gamma_n h_n)/(N+1))``."""
@@ -56,7 +71,6 @@ class IRS:
     gammas: tuple[float, ...]
     heads: nn.ModuleList
     hidden: int = 512
-    name: ClassVar[str] = "irs"
     noisy: ClassVar[bool] = True
     _head_nets: list[NoisyModel] = field(default_factory=list, repr=False)
     _handles: list = field(default_factory=list, repr=False)
@@ -64,10 +78,21 @@ class IRS:
     _active: bool = False
 
     @classmethod
+    def from_options(cls, options: IRSConfig, context) -> IRS:
+        """``from_config`` with the ``MethodContext`` the registry passes."""
+        return cls.from_config(options, context.net, context.sample_x, context.num_classes, context.model_name)
+
+    @classmethod
     def from_config(cls, config, net: NoisyModel, sample_x: torch.Tensor, num_classes: int,
                     model_name: str | None) -> IRS:
-        """Heads sized from one probe forward of ``sample_x``, hooked onto ``net.model``."""
-        layers = config.irs_layers or IRS_LAYERS.get(model_name or "")
+        """Heads sized from one probe forward of ``sample_x``, hooked onto ``net.model``.
+
+        ``config``: an ``IRSConfig``, or anything with its flat names (a ``TrainConfig``: irs_layers, ...).
+        """
+        if not isinstance(config, IRSConfig):
+            config = IRSConfig(beta=config.beta, gammas=config.gammas, layers=config.irs_layers, pool=config.irs_pool,
+                               hidden=config.irs_hidden)
+        layers = config.layers or IRS_LAYERS.get(model_name or "")
         modules = dict(net.model.named_modules())
         if not layers:
             raise ConfigError("--irs-layers: required for a model that is not built in; module paths available: "
@@ -76,7 +101,7 @@ class IRS:
             if lay not in modules or lay == "":
                 raise ConfigError(f"--irs-layers: no module {lay!r} in the model; available: {_names(modules)}")
         n = len(layers)
-        pools = tuple(config.irs_pool or IRS_POOL.get(model_name or "", (DEFAULT_POOL,) * n))
+        pools = tuple(config.pool or IRS_POOL.get(model_name or "", (DEFAULT_POOL,) * n))
         if len(pools) != n:
             raise ConfigError(f"--irs-pool: {len(pools)} pool sizes for {n} IRS layers; give one per layer")
         gammas = tuple(config.gammas or default_gammas(n))
@@ -84,9 +109,9 @@ class IRS:
             raise ConfigError(f"--gammas: {len(gammas)} values for {n} IRS layers; give one per layer")
         beta = config.beta if config.beta is not None else IRS_BETA.get(model_name or "", DEFAULT_BETA)
         shapes = _probe_shapes(net.model, [modules[lay] for lay in layers], sample_x)
-        heads = nn.ModuleList(SnapshotHead(s, p, config.irs_hidden, num_classes) for s, p in zip(shapes, pools, strict=True))
+        heads = nn.ModuleList(SnapshotHead(s, p, config.hidden, num_classes) for s, p in zip(shapes, pools, strict=True))
         heads.to(sample_x.device)
-        irs = cls(tuple(layers), pools, beta, gammas, heads, config.irs_hidden)
+        irs = cls(tuple(layers), pools, beta, gammas, heads, config.hidden)
         irs._head_nets = [NoisyModel(h, net.profile, net.generator, torch.zeros((2, *s), device=sample_x.device))
                           for h, s in zip(heads, shapes, strict=True)]
         irs._handles = [modules[lay].register_forward_hook(irs._hook(i)) for i, lay in enumerate(layers)]
@@ -160,4 +185,4 @@ def _names(modules: dict) -> str:
     return ", ".join(names[:30]) + (f", ... ({len(names)} in all)" if len(names) > 30 else "")
 
 
-__all__ = ["IRS", "IRS_BETA", "IRS_POOL", "SnapshotHead"]
+__all__ = ["IRS", "IRSConfig", "IRS_BETA", "IRS_POOL", "SnapshotHead"]

@@ -3,9 +3,23 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
+
+from nft_deploy.training.config import option
+
+
+@dataclass(frozen=True)
+class FeedbackConfig:
+    """Options of the negative-feedback methods (OVF, IRS)."""
+
+    beta: float | None = option(None, "Feedback strength (ovf default 1e-3, irs per model).")
+    """Feedback strength; None: 1e-3 for ovf, the notes' MNIST value per model for irs."""
+    gammas: tuple[float, ...] | None = option(None, "OVF/IRS feedback weights, comma-separated (default 10^-(n-1)).")
+    """Feedback weights, one per feedback output; None: 10^-(n-1)."""
+
 
 
 def default_gammas(n: int) -> tuple[float, ...]:
@@ -49,4 +63,4 @@ def accuracy(logits: torch.Tensor, y: torch.Tensor) -> float:
     return float((logits.argmax(1) == y).float().mean())
 
 
-__all__ = ["accuracy", "default_gammas", "default_offsets", "feedback_loss", "orthogonality_penalty"]
+__all__ = ["FeedbackConfig", "accuracy", "default_gammas", "default_offsets", "feedback_loss", "orthogonality_penalty"]

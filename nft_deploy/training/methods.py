@@ -1,8 +1,9 @@
-"""Training methods, each a small unit selectable by name (``METHODS``).
+"""Training methods, each a small unit registered by name (``@register_method``) with its option dataclass.
 
 A method turns one batch into a loss through a ``NoisyModel``; it may own extra trainable parameters
 (IRS heads) that never become part of the backbone. Parameters are typed fields; ``params()`` gives the
-JSON stored in the checkpoint's ``method`` entry.
+JSON stored in the checkpoint's ``method`` entry. ``make_method`` looks ``config.method`` up in the registry
+and calls the class's ``from_options(options, context)`` with the method's option dataclass.
 
 - ``plain``: cross-entropy, no noise.
 - ``noise_injection``: cross-entropy with a fresh profile draw in every forward; ``draws=K`` averages
@@ -16,16 +17,28 @@ JSON stored in the checkpoint's ``method`` entry.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import asdict, dataclass
-from typing import ClassVar, Protocol
+from typing import Any, ClassVar, Protocol
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from nft_deploy.training.config import TrainConfig
-from nft_deploy.training.irs import IRS
+from nft_deploy.errors import ConfigError
+from nft_deploy.training.config import (
+    METHODS,
+    OVF_FEEDBACK_GRADS,
+    NoOptions,
+    TrainConfig,
+    method_spec,
+    option,
+    register_method,
+    registered_methods,
+    unregister_method,
+)
 from nft_deploy.training.losses import (
+    FeedbackConfig,
     default_gammas,
     default_offsets,
     feedback_loss,
@@ -49,8 +62,37 @@ class Method(Protocol):
     def close(self) -> None: ...
 
 
-class _Simple:
-    """Shared plumbing of the methods without their own parameters or hooks."""
+@dataclass(frozen=True)
+class MethodContext:
+    """What ``from_options`` may use besides the method's options: the run's config, the noisy model, two
+    probe samples, the number of classes and the built-in model name (None for a user module)."""
+
+    config: TrainConfig
+    net: NoisyModel
+    sample_x: torch.Tensor
+    num_classes: int
+    model_name: str | None
+
+    @property
+    def batched(self) -> bool:
+        """Run extra noisy passes with vmap (``TrainConfig.use_vmap``)."""
+        return self.config.use_vmap
+
+
+class SimpleMethod:
+    """Shared plumbing of the methods without their own parameters or hooks (a dataclass subclass)."""
+
+    name: ClassVar[str]
+    noisy: ClassVar[bool] = True
+
+    @classmethod
+    def from_options(cls, options: Any, context: MethodContext) -> SimpleMethod:
+        """The method with the options' fields of the same names (and ``batched`` from the config)."""
+        names = {f.name for f in dataclasses.fields(cls)}
+        kwargs = {f.name: getattr(options, f.name) for f in dataclasses.fields(options) if f.name in names}
+        if "batched" in names:
+            kwargs["batched"] = context.batched
+        return cls(**kwargs)
 
     def params(self) -> dict:
         return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items() if k != "batched"}
@@ -62,24 +104,81 @@ class _Simple:
         pass
 
 
+_Simple = SimpleMethod
+
+
 @dataclass(frozen=True)
-class Plain(_Simple):
+class NoiseInjectionConfig:
+    """noise_injection options."""
+
+    draws: int = option(1, "noise_injection: average the loss over K noise draws per step.", check="positive_int")
+    """Average the loss over K fresh noise draws per step (K = N+1 matches OVF's compute)."""
+
+
+@dataclass(frozen=True)
+class TemperatureConfig:
+    """temperature options."""
+
+    temperature: float | None = option(None, "temperature method: T in CE(z/T) (default N+1).", check="positive")
+    """CE(z / T) with noise; None: N + 1 (N: ``ovf_n``)."""
+    n: int = option(3, flat="ovf_n", flag=False, check="positive_int")
+    """N of the OVF run this ablates (shares ``ovf_n`` / ``--ovf-n``): the default T is N + 1."""
+
+
+@dataclass(frozen=True)
+class CorrectNetConfig:
+    """correctnet options."""
+
+    penalty: float = option(5e-4, flat="correctnet_lambda", flag=False)
+    """Weight lambda of sum ||W^T W - I||_F^2 (``TrainConfig(correctnet_lambda=...)``; no CLI flag)."""
+
+
+@dataclass(frozen=True)
+class OVFConfig(FeedbackConfig):
+    """ovf options."""
+
+    n: int = option(3, "OVF: number of extra forwards N.", flat="ovf_n", check="positive_int")
+    """Number of extra forwards N."""
+    offsets: tuple[float, ...] | None = option(None, "OVF: sigma offsets, comma-separated (default 0.15,0.10,0.05).",
+                                               flat="ovf_offsets")
+    """Sigma offsets of the extra forwards (profile unit); None: 0.15, 0.10, 0.05 (0.05 * (N-n+1))."""
+    feedback_grad: str = option(
+        "none", "OVF: none: the N extra forwards run without gradient, as constants in the loss (same draws and loss "
+                "value up to rounding, ~1.8-2.2x a noise-injection step instead of ~3.9x); full: the reference, "
+                "backpropagate through them.", flat="ovf_feedback_grad", choices=OVF_FEEDBACK_GRADS)
+    """none runs the N extra forwards under no_grad as constants in the loss (same draws and loss value up
+    to float rounding, no backward through them, channels-last on CPU: 1.8-2.2x a noise-injection step instead
+    of 3.7-4.0x, accuracy equal within the seed CI at beta 1e-3, benchmarks/results/ovf_feedback_grad*.md); full:
+    the reference, gradients flow through all N + 1 forwards."""
+
+    def validate(self, selected: bool = True) -> None:
+        if self.offsets is not None and len(self.offsets) != self.n:
+            raise ConfigError(f"--ovf-offsets: {len(self.offsets)} offsets for --ovf-n {self.n}; give one per "
+                              "extra forward")
+        if selected and self.gammas is not None and len(self.gammas) != self.n:
+            raise ConfigError(f"--gammas: {len(self.gammas)} values for --ovf-n {self.n}; give one per extra forward")
+        if self.offsets is not None and any(o < 0 for o in self.offsets):
+            raise ConfigError(f"--ovf-offsets: must be >= 0 (more variation than at inference), got {self.offsets}")
+
+
+@register_method("plain")
+@dataclass(frozen=True)
+class Plain(SimpleMethod):
     """Cross-entropy without noise: the accuracy that device variation destroys."""
 
-    name: ClassVar[str] = "plain"
     noisy: ClassVar[bool] = False
 
     def loss(self, net, x, y):
         return F.cross_entropy(net.clean(x), y)
 
 
+@register_method("noise_injection", config=NoiseInjectionConfig)
 @dataclass(frozen=True)
-class NoiseInjection(_Simple):
+class NoiseInjection(SimpleMethod):
     """Cross-entropy under fresh device noise, averaged over ``draws`` draws per step."""
 
     draws: int = 1
     batched: bool = True
-    name: ClassVar[str] = "noise_injection"
     noisy: ClassVar[bool] = True
 
     def loss(self, net, x, y):
@@ -90,32 +189,41 @@ class NoiseInjection(_Simple):
         return (loss + sum(F.cross_entropy(o, y) for o in outs)) / self.draws
 
 
+@register_method("temperature", config=TemperatureConfig)
 @dataclass(frozen=True)
-class Temperature(_Simple):
+class Temperature(SimpleMethod):
     """``CE(z / T)`` under noise: the temperature part of OVF without its feedback term."""
 
     temperature: float = 4.0
-    name: ClassVar[str] = "temperature"
     noisy: ClassVar[bool] = True
+
+    @classmethod
+    def from_options(cls, options: TemperatureConfig, context: MethodContext) -> Temperature:
+        return cls(temperature=options.temperature or float(options.n + 1))
 
     def loss(self, net, x, y):
         return F.cross_entropy(net.noisy(x) / self.temperature, y)
 
 
+@register_method("correctnet", config=CorrectNetConfig)
 @dataclass(frozen=True)
-class CorrectNet(_Simple):
+class CorrectNet(SimpleMethod):
     """Noise injection plus CorrectNet's orthogonality regulariser (no compensation layers)."""
 
     lam: float = 5e-4
-    name: ClassVar[str] = "correctnet"
     noisy: ClassVar[bool] = True
+
+    @classmethod
+    def from_options(cls, options: CorrectNetConfig, context: MethodContext) -> CorrectNet:
+        return cls(lam=options.penalty)
 
     def loss(self, net, x, y):
         return F.cross_entropy(net.noisy(x), y) + self.lam * orthogonality_penalty(net.mapped_weights())
 
 
+@register_method("ovf", config=OVFConfig)
 @dataclass(frozen=True)
-class OVF(_Simple):
+class OVF(SimpleMethod):
     """Oriented Variational Forward: N extra forwards at larger sigma feed back negatively.
 
     ``feedback_grad="full"`` is the reference: gradients flow through all N + 1 passes. ``"none"`` (the
@@ -130,8 +238,14 @@ class OVF(_Simple):
     gammas: tuple[float, ...] = (1.0, 0.1, 0.01)
     feedback_grad: str = "none"
     batched: bool = True
-    name: ClassVar[str] = "ovf"
     noisy: ClassVar[bool] = True
+
+    @classmethod
+    def from_options(cls, options: OVFConfig, context: MethodContext) -> OVF:
+        n = options.n
+        return cls(beta=1e-3 if options.beta is None else options.beta,
+                   offsets=tuple(options.offsets or default_offsets(n)), gammas=tuple(options.gammas or default_gammas(n)),
+                   feedback_grad=options.feedback_grad, batched=context.batched)
 
     def loss(self, net, x, y):
         z = net.noisy(x)
@@ -140,30 +254,20 @@ class OVF(_Simple):
         return feedback_loss(z, outs, y, self.beta, self.gammas)
 
 
-METHODS = {m.name: m for m in (Plain, NoiseInjection, Temperature, CorrectNet, OVF, IRS)}
+from nft_deploy.training.irs import IRS, IRSConfig  # noqa: E402 - registers irs after the others (--method order)
 
 
 def make_method(config: TrainConfig, net: NoisyModel, sample_x: torch.Tensor, num_classes: int,
                 model_name: str | None) -> Method:
-    """The method ``config.method`` with its parameters (reference defaults where the config says None).
+    """The registered method ``config.method``, built from its options (``config.options()``).
 
     ``model_name`` is the built-in architecture (None for a user module): it picks IRS defaults.
     """
-    name, n = config.method, config.ovf_n
-    if name == "plain":
-        return Plain()
-    if name == "noise_injection":
-        return NoiseInjection(draws=config.draws, batched=config.use_vmap)
-    if name == "temperature":
-        return Temperature(temperature=config.temperature or float(n + 1))
-    if name == "correctnet":
-        return CorrectNet(lam=config.correctnet_lambda)
-    if name == "ovf":
-        return OVF(beta=1e-3 if config.beta is None else config.beta,
-                   offsets=tuple(config.ovf_offsets or default_offsets(n)),
-                   gammas=tuple(config.gammas or default_gammas(n)), feedback_grad=config.ovf_feedback_grad,
-                   batched=config.use_vmap)
-    return IRS.from_config(config, net, sample_x, num_classes, model_name)
+    spec = method_spec(config.method)
+    return spec.cls.from_options(config.options(), MethodContext(config, net, sample_x, num_classes, model_name))
 
 
-__all__ = ["METHODS", "CorrectNet", "IRS", "Method", "NoiseInjection", "OVF", "Plain", "Temperature", "make_method"]
+__all__ = ["METHODS", "CorrectNet", "CorrectNetConfig", "FeedbackConfig", "IRS", "IRSConfig", "Method",
+           "MethodContext", "NoOptions", "NoiseInjection", "NoiseInjectionConfig", "OVF", "OVFConfig", "Plain",
+           "SimpleMethod", "Temperature", "TemperatureConfig", "make_method", "register_method", "registered_methods",
+           "unregister_method"]
