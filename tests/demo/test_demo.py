@@ -1,6 +1,7 @@
 """The main job end to end (scaled down): every method is trained, exported and compared on the same chips."""
 
 import json
+from pathlib import Path
 
 from click.testing import CliRunner
 
@@ -18,7 +19,13 @@ def test_demo_trains_exports_and_compares_every_method_on_the_same_chips(tmp_pat
     evaluated = report["results"]
     assert [r["chips"] for r in evaluated] == [4, 4] and len({r["seed"] for r in evaluated}) == 1
     assert [r["samples"] for r in evaluated] == [100, 100]
-    assert (result.report_dir / "compare.md").read_text().count("ovf") >= 1
+    assert [Path(r["model"]).name for r in evaluated] == ["noise_injection.cim.onnx", "ovf.cim.onnx"]
+    assert len(report["deltas"]) == 1  # ovf against the baseline, chip by chip
+    md = (result.report_dir / "compare.md").read_text().splitlines()
+    header = next(ln for ln in md if ln.startswith("| metric |"))
+    assert header == "| metric | noise_injection.cim.onnx | ovf.cim.onnx |"
+    delta = next(ln for ln in md if ln.startswith("| delta accuracy % (paired) |")).split("|")
+    assert delta[2].strip() == "baseline" and delta[3].strip().startswith(("+", "-"))
     assert list((result.report_dir / "plots").glob("*.png"))
 
 

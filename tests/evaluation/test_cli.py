@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import xml.etree.ElementTree as ET
+from pathlib import Path
 
 import numpy as np
 import onnx
@@ -58,7 +59,9 @@ def test_compare_and_sweep_commands_tabulate_every_model(files):
     r = run("sweep", files / "a.cim.onnx", files / "b.cim.onnx", "--data", files / "data.npz", "--chips", 2,
             "--sigmas", "0.1,0.3", "--markdown", files / "s.md")
     assert r.exit_code == 0, r.output
-    assert (files / "s.md").read_text().count("| a.cim.onnx |") + (files / "s.md").read_text().count("a.cim.onnx") >= 2
+    rows = [ln.split("|")[1:3] for ln in (files / "s.md").read_text().splitlines() if ln.startswith("| ")][1:]
+    assert sorted((Path(m.strip()).name, s.strip()) for m, s in rows) == [  # one row per model and sigma, both models
+        ("a.cim.onnx", "0.1"), ("a.cim.onnx", "0.3"), ("b.cim.onnx", "0.1"), ("b.cim.onnx", "0.3")]
 
 
 def test_check_exits_0_above_and_1_below_threshold_with_valid_junit(files):
