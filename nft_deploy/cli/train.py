@@ -1,11 +1,24 @@
-"""``nft-deploy train``: a thin click layer over ``nft_deploy.training.train``."""
+"""``nft-deploy train``: a thin click layer over ``nft_deploy.training.train``.
+
+The flags are generated from the option dataclasses (``nft_deploy.training.config.option``): one per
+``TrainConfig`` field (the general options) and one per flagged option of every registered method, with
+the declared default and help; ``--help`` lists the methods' options in one section per method. A method
+registered later (a plug-in) gets its flags the next time the command is parsed. Comma-separated values of
+tuple options are split here, so a bad list is one ``Error:`` line (exit 1), not a usage error.
+"""
 
 from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from typing import Any
 
 import click
 
 from nft_deploy.errors import ConfigError
-from nft_deploy.profile_types import SIGMA_HELP
+
+GENERAL = "Options"
 
 
 def _floats(flag: str, text: str | None) -> tuple[float, ...] | None:
@@ -24,69 +37,166 @@ def _ints(flag: str, text: str | None) -> tuple[int, ...] | None:
     return None if vals is None else tuple(int(v) for v in vals)
 
 
-@click.command()
-@click.option("--model", default="lenet5", show_default=True, help="Built-in model: lenet5, vgg8, resnet18.")
-@click.option("--width", type=float, default=None, help="Width multiplier (default: the model's own).")
-@click.option("--data", default="mnist-5k", show_default=True, help="mnist-5k, fashion-mnist or a .npz path.")
-@click.option("--method", default="ovf", show_default=True,
-              help="plain, noise_injection, temperature, correctnet, ovf, irs.")
-@click.option("--profile", default="nft_reference", show_default=True, help="Device profile: name or JSON path.")
-@click.option("--sigma", type=float, default=None, help=SIGMA_HELP)
-@click.option("--beta", type=float, default=None, help="Feedback strength (ovf default 1e-3, irs per model).")
-@click.option("--draws", type=int, default=1, show_default=True,
-              help="noise_injection: average the loss over K noise draws per step.")
-@click.option("--ovf-n", type=int, default=3, show_default=True, help="OVF: number of extra forwards N.")
-@click.option("--ovf-offsets", default=None, help="OVF: sigma offsets, comma-separated (default 0.15,0.10,0.05).")
-@click.option("--ovf-feedback-grad", default="none", show_default=True,
-              help="OVF: none: the N extra forwards run without gradient, as constants in the loss (same draws "
-                   "and loss value up to rounding, ~1.8-2.2x a noise-injection step instead of ~3.9x); full: the "
-                   "reference, backpropagate through them.")
-@click.option("--gammas", default=None, help="OVF/IRS feedback weights, comma-separated (default 10^-(n-1)).")
-@click.option("--temperature", type=float, default=None, help="temperature method: T in CE(z/T) (default N+1).")
-@click.option("--irs-layers", default=None, help="IRS: module paths, comma-separated, shallowest first.")
-@click.option("--irs-pool", default=None, help="IRS: pool size per head, comma-separated.")
-@click.option("--epochs", type=int, default=5, show_default=True)
-@click.option("--batch-size", type=int, default=128, show_default=True,
-              help="Per process: under torchrun one step sees WORLD_SIZE x this many samples.")
-@click.option("--lr", type=float, default=1e-3, show_default=True)
-@click.option("--schedule", default="cosine", show_default=True, help="cosine or constant.")
-@click.option("--seed", type=int, default=0, show_default=True)
-@click.option("--device", default="cpu", show_default=True,
-              help="cpu or cuda (under torchrun each rank uses cuda:LOCAL_RANK).")
-@click.option("--dist-backend", default=None,
-              help="torchrun only: process-group backend (default: nccl on CUDA, gloo on CPU).")
-@click.option("--expect-world-size", type=int, default=None,
-              help="Fail unless torchrun started exactly N processes (WORLD_SIZE; 1 without torchrun).")
-@click.option("--batched/--sequential", default=None,
-              help="Run the extra noisy passes batched with vmap or one by one (default: vmap on CUDA only).")
-@click.option("--limit-train", type=int, default=None, help="Use the first N training samples.")
-@click.option("--limit-test", type=int, default=None, help="Use the first N test samples.")
-@click.option("-o", "--output", default="model.pt", show_default=True,
-              help="Checkpoint path (missing folders are created; written atomically).")
-@click.option("--log", "log_file", default=None, help="JSON training log (default: next to the checkpoint).")
-@click.option("--mc-chips", type=int, default=0, show_default=True,
-              help="After training: torch Monte Carlo over N chips on the test set.")
-@click.option("--quiet", is_flag=True, help="No progress bars and no per-epoch lines.")
-def train(model, width, data, method, profile, sigma, beta, draws, ovf_n, ovf_offsets, ovf_feedback_grad, gammas,
-          temperature, irs_layers, irs_pool, epochs, batch_size, lr, schedule, seed, device, dist_backend,
-          expect_world_size, batched, limit_train, limit_test, output, log_file, mc_chips, quiet):
+def _strs(flag: str, text: str | None) -> tuple[str, ...] | None:
+    return tuple(s.strip() for s in text.split(",") if s.strip()) if text else None
+
+
+_LISTS = {float: _floats, int: _ints, str: _strs}
+
+
+@dataclasses.dataclass(frozen=True)
+class _Flag:
+    """How one generated click parameter maps back onto a TrainConfig keyword."""
+
+    keyword: str
+    """TrainConfig keyword (a general field or a flat method option)."""
+    flag: str
+    parse: Any = None
+    """Comma-separated text -> tuple (None: click's value as is)."""
+    invert: bool = False
+
+
+def _scalar(tp: Any) -> tuple[Any, bool]:
+    """(click type or element type, is a tuple) of a field annotation; ``X | None`` is X."""
+    args = [a for a in typing.get_args(tp) if a is not type(None)]
+    if typing.get_origin(tp) in (typing.Union, types.UnionType):
+        if str in args or len(args) != 1:
+            return str, False  # str | Path | DeviceProfile: given as text
+        tp = args[0]
+        args = list(typing.get_args(tp))
+    if typing.get_origin(tp) is tuple:
+        return args[0] if args else str, True
+    return tp if tp in (int, float, bool, str) else str, False
+
+
+def _make_option(owner: type, f: dataclasses.Field, keyword: str, group: str) -> tuple[click.Option, _Flag] | None:
+    from nft_deploy.training.config import flag_of, option_type
+
+    flag = flag_of(f, keyword)
+    if flag is None:
+        return None
+    meta = f.metadata
+    tp, is_list = _scalar(option_type(owner, f))
+    default = meta.get("cli_default", dataclasses.MISSING)
+    if default is dataclasses.MISSING:
+        default = f.default if f.default is not dataclasses.MISSING else None
+    decls = list(meta.get("decls") or (flag,))
+    kwargs: dict[str, Any] = {"help": meta.get("help") or None}
+    invert = bool(meta.get("invert"))
+    if tp is bool and not any("/" in d for d in decls):
+        kwargs.update(is_flag=True)
+    elif tp is bool:
+        kwargs.update(default=default)
+    else:
+        if is_list and default is not None:
+            default = ",".join(str(v) for v in default)
+        kwargs.update(type=str if is_list else tp, default=default, show_default=default is not None)
+    opt = click.Option(decls, **kwargs)
+    opt.nft_group = group  # type: ignore[attr-defined]  # the --help section
+    parse = (lambda text, _p=_LISTS.get(tp, _strs), _f=flag: _p(_f, text)) if is_list else None
+    return opt, _Flag(keyword, flag, parse, invert)
+
+
+def _generate() -> tuple[list[click.Parameter], dict[str, _Flag]]:
+    """The click options of every TrainConfig field and registered method option (flat names once)."""
+    from nft_deploy.training.config import _TrainFields, flag_of, flat_name, registered_methods
+
+    params: list[click.Parameter] = []
+    flags: dict[str, _Flag] = {}
+    specs = registered_methods()
+    for f in dataclasses.fields(_TrainFields):
+        made = _make_option(_TrainFields, f, f.name, GENERAL)
+        if made is None:
+            continue
+        if f.name == "method":
+            made[0].help = ", ".join(s.name for s in specs) + "."
+        params.append(made[0])
+        flags[made[0].name] = made[1]
+    seen: set[str] = set()
+    shared: dict[str, list[str]] = {}  # method -> flat names it declares that another's flag sets
+    for spec in specs:
+        for f in dataclasses.fields(spec.config):
+            keyword = flat_name(f)
+            if keyword in seen:
+                shared.setdefault(spec.name, []).append(keyword)
+                continue  # shared with an earlier method (beta, gammas): one flag, listed under that method
+            made = _make_option(spec.config, f, keyword, f"Options of --method {spec.name}")
+            if made is None:
+                if keyword in (flat_name(g) for s in specs for g in dataclasses.fields(s.config) if flag_of(g)):
+                    shared.setdefault(spec.name, []).append(keyword)  # temperature's N: --ovf-n
+                continue
+            seen.add(keyword)
+            params.append(made[0])
+            flags[made[0].name] = made[1]
+    by_keyword = {f.keyword: f.flag for f in flags.values()}
+    for p in params:
+        group = getattr(p, "nft_group", GENERAL)
+        name = group.removeprefix("Options of --method ")
+        if name in shared:
+            p.nft_group = f"{group} (also {', '.join(by_keyword[k] for k in shared[name] if k in by_keyword)})"
+    return params, flags
+
+
+class _TrainCommand(click.Command):
+    """A command whose options are generated from the registry (again whenever it changes)."""
+
+    _generated: tuple[int, list[click.Parameter], dict[str, _Flag]] | None = None
+
+    def _current(self) -> tuple[list[click.Parameter], dict[str, _Flag]]:
+        from nft_deploy.training.config import registry_version
+
+        version = registry_version()
+        if self._generated is None or self._generated[0] != version:
+            self._generated = (version, *_generate())
+        return self._generated[1], self._generated[2]
+
+    @property
+    def params(self) -> list[click.Parameter]:  # type: ignore[override]
+        return self._current()[0]
+
+    @params.setter
+    def params(self, value) -> None:  # click.Command.__init__ sets [], the generated ones stand
+        pass
+
+    def flags(self) -> dict[str, _Flag]:
+        """Click parameter name -> the TrainConfig keyword it sets."""
+        return self._current()[1]
+
+    def format_options(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        sections: dict[str, list[tuple[str, str]]] = {GENERAL: []}
+        for p in self.get_params(ctx):
+            record = p.get_help_record(ctx)
+            if record:
+                sections.setdefault(getattr(p, "nft_group", GENERAL), []).append(record)
+        for title, rows in sections.items():
+            with formatter.section(title):
+                formatter.write_dl(rows)
+
+
+def config_from_params(command: _TrainCommand, params: dict[str, Any]):
+    """The TrainConfig that parsed CLI values stand for (tuple lists split, --quiet inverted)."""
+    from nft_deploy.training import TrainConfig
+
+    kwargs: dict[str, Any] = {}
+    for name, flag in command.flags().items():
+        value = params[name]
+        if flag.parse is not None:
+            value = flag.parse(value)
+        if flag.invert:
+            value = not value
+        kwargs[flag.keyword] = value
+    return TrainConfig(**kwargs)
+
+
+def _train(**params: Any) -> None:
     """Train a model for a noisy CIM device (NFT: OVF, IRS, or a baseline) and write a checkpoint.
 
     Runs unchanged under torchrun --nproc_per_node N (DistributedDataParallel; rank 0 prints and writes).
     """
-    from nft_deploy.training import TrainConfig
     from nft_deploy.training import train as train_fn
 
-    config = TrainConfig(
-        model=model, width=width, data=data, limit_train=limit_train, limit_test=limit_test, method=method,
-        beta=beta, draws=draws, ovf_n=ovf_n, ovf_offsets=_floats("--ovf-offsets", ovf_offsets),
-        ovf_feedback_grad=ovf_feedback_grad, gammas=_floats("--gammas", gammas), temperature=temperature,
-        irs_layers=tuple(s.strip() for s in irs_layers.split(",") if s.strip()) if irs_layers else None,
-        irs_pool=_ints("--irs-pool", irs_pool), batched=batched, profile=profile, sigma=sigma, epochs=epochs,
-        batch_size=batch_size, lr=lr, schedule=schedule, seed=seed, device=device, dist_backend=dist_backend,
-        expect_world_size=expect_world_size, output=output, log=log_file,
-        mc_chips=mc_chips, progress=not quiet,
-    )
+    config = config_from_params(click.get_current_context().command, params)
+    quiet = not config.progress
     result = train_fn(config, on_epoch=None if quiet else lambda m: click.echo(m.line()))
     if result.rank != 0:
         return
@@ -98,4 +208,6 @@ def train(model, width, data, method, profile, sigma, beta, draws, ovf_n, ovf_of
     click.echo(f"wrote {result.checkpoint} and {result.log}")
 
 
-__all__ = ["train"]
+train = click.command("train", cls=_TrainCommand)(_train)
+
+__all__ = ["config_from_params", "train"]

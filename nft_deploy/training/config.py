@@ -41,20 +41,21 @@ _MISSING = dataclasses.MISSING
 
 def option(default: Any = _MISSING, help: str = "", *, flat: str | None = None, flag: str | bool | None = None,
            decls: tuple[str, ...] | None = None, cli_default: Any = _MISSING, check: str | None = None,
-           choices: tuple[str, ...] | None = None, default_factory: Any = _MISSING) -> Any:
+           choices: tuple[str, ...] | None = None, invert: bool = False, default_factory: Any = _MISSING) -> Any:
     """A dataclass field that declares one option: default, help and how it is checked and exposed.
 
     - ``help``: the ``nft-deploy train --help`` text (the field's docstring may say more).
     - ``flat`` (method options only): the ``TrainConfig`` keyword and attribute, default the field name;
       methods that declare the same flat name share it (one flag, one value).
     - ``flag``: the CLI flag (default ``--`` + the flat name with dashes); ``False``: no flag (API only).
-      ``decls``: click's parameter declarations when they are more than one flag (``-o``, ``--x/--y``).
+      ``decls``: click's parameter declarations when they are more than one flag (``-o``, ``--x/--y``, a
+      parameter name); ``invert``: a bool field whose flag sets it False (``--quiet``).
     - ``cli_default``: the flag's default where it differs from the API's (``--output`` writes model.pt).
     - ``check``: ``"positive"``, ``"positive_int"`` or ``"nonneg"`` (None values pass); ``choices``: the
       allowed strings. Failures raise ``ConfigError`` naming the flag.
     """
     meta = {"help": help, "flat": flat, "flag": flag, "decls": decls, "cli_default": cli_default, "check": check,
-            "choices": choices}
+            "choices": choices, "invert": invert}
     if default_factory is not _MISSING:
         return dataclasses.field(default_factory=default_factory, metadata=meta)
     return dataclasses.field(default=default, metadata=meta)
@@ -237,11 +238,12 @@ class _TrainFields:
     output: str | Path | None = option(None, "Checkpoint path (missing folders are created; written atomically).",
                                        decls=("-o", "--output"), cli_default="model.pt")
     """Checkpoint path (``model.pt``); the JSON log goes next to it (``model.train.json``). None: no files."""
-    log: str | Path | None = option(None, "JSON training log (default: next to the checkpoint).")
+    log: str | Path | None = option(None, "JSON training log (default: next to the checkpoint).",
+                                    decls=("--log", "log_file"))
     """JSON log path; None: next to ``output``."""
     mc_chips: int = option(0, "After training: torch Monte Carlo over N chips on the test set.")
     """After training, torch Monte Carlo over this many chips on the test set (0: skip)."""
-    progress: bool = option(True, "No progress bars and no per-epoch lines.", decls=("--quiet",))
+    progress: bool = option(True, "No progress bars and no per-epoch lines.", decls=("--quiet",), invert=True)
     """Progress bars on stderr (only when stderr is a terminal); the CLI's --quiet sets it False."""
 
 
