@@ -35,11 +35,21 @@ class DeployedWeight:
 
 
 class Emitter:
-    """Appends nodes to a graph under one name prefix; every output is a fresh float32 variable."""
+    """The nodes of one layer, made by ``Graph.layer`` with node and output named ``f"{prefix}/{name}"``
+    (stable names: tests and tools read ``nft/<layer>/weight``), and named constants created once.
+
+    ``Graph.layer`` lists every tensor of its graph on each call, so the nodes are made in a graph of
+    their own (``nodes``) and each is appended to the model's graph as it is made: the pass stays linear
+    in the model's size."""
 
     def __init__(self, graph: gs.Graph, prefix: str):
-        self.graph, self.prefix, self.count = graph, prefix, 0
+        self.graph, self.prefix, self.nodes = graph, prefix, gs.Graph()
         self._consts: dict[str, gs.Constant] = {}
+
+    @property
+    def count(self) -> int:
+        """Number of nodes inserted."""
+        return len(self.nodes.nodes)
 
     def const(self, name: str, values: np.ndarray) -> gs.Constant:
         """A named constant, created once per name (later calls with the same name reuse it)."""
@@ -49,9 +59,11 @@ class Emitter:
 
     def op(self, op_type: str, inputs: list, name: str, attrs: dict | None = None, dtype=np.float32,
            output: gs.Variable | None = None) -> gs.Variable:
+        """One node; its output is ``output`` or a fresh ``dtype`` variable."""
         out = output if output is not None else gs.Variable(f"{self.prefix}/{name}", dtype=dtype)
-        self.graph.nodes.append(gs.Node(op_type, f"{self.prefix}/{name}", attrs or {}, list(inputs), [out]))
-        self.count += 1
+        (out,) = self.nodes.layer(op=op_type, name=f"{self.prefix}/{name}", attrs=attrs or {}, inputs=list(inputs),
+                                  outputs=[out])
+        self.graph.nodes.append(self.nodes.nodes[-1])
         return out
 
 

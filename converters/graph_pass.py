@@ -71,8 +71,7 @@ def run_pass(model: onnx.ModelProto, profile: DeviceProfile, config: PassConfig 
                                                   layer=",".join(lay.name for lay, _ in mapped)))
     if not report.plan.mapped:
         raise ExportError(_no_layer_message(profile, report))
-    graph.toposort()
-    out = gs.export_onnx(graph)
+    out = gs.export_onnx(graph.toposort())
     _copy_model_fields(model, out)
     report.seconds = time.perf_counter() - start
     _write_metadata(out, profile, report, config.source_sha256 or _sha256(model))
@@ -101,7 +100,7 @@ def _planned(model: onnx.ModelProto, profile: DeviceProfile, name: str = "the mo
     _lift_constant_nodes(graph)
     if _needs_folding(graph):
         graph.fold_constants()
-        graph.nodes = [n for n in graph.nodes if n.outputs]  # folded nodes lose their outputs
+    graph.cleanup()  # drops the lifted Constant nodes and what folding left unused
     report = PassReport()
     uses = _find_weights(graph, report)
     for node, pairs in uses:  # weights after folding (Transpose(W), Mul(W, s)...): finite, as the file's are
@@ -163,8 +162,7 @@ def _lift_constant_nodes(graph: gs.Graph) -> None:
                 for i, t in enumerate(consumer.inputs):
                     if t is out:
                         consumer.inputs[i] = const
-            node.outputs.clear()
-    graph.nodes = [n for n in graph.nodes if n.op != "Constant" or n.outputs]
+            node.outputs.clear()  # now unused: the caller's ``graph.cleanup()`` drops the node
 
 
 def _needs_folding(graph: gs.Graph) -> bool:

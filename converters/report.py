@@ -16,27 +16,26 @@ META_REWRITTEN = "nft.rewritten"  # JSON list of {"node", "op_type", "layer"}: n
 
 
 @dataclass(frozen=True)
-class SkippedNode:
-    """A node of a mappable op type left as it was."""
-
+class _NodeRow:
     node: str
     op_type: str
-    reason: str
 
     def to_dict(self) -> dict:
         return asdict(self)
 
 
 @dataclass(frozen=True)
-class RewrittenNode:
+class SkippedNode(_NodeRow):
+    """A node of a mappable op type left as it was."""
+
+    reason: str
+
+
+@dataclass(frozen=True)
+class RewrittenNode(_NodeRow):
     """A node that now reads its layer's deployed weight (and DAC/ADC nodes where the profile asks)."""
 
-    node: str
-    op_type: str
     layer: str
-
-    def to_dict(self) -> dict:
-        return asdict(self)
 
 
 @dataclass

@@ -5,7 +5,9 @@ the graph pass (``handler_for``), training's and the torch engine's layer discov
 and the profile's allowed ``mapping.op_types`` (``mappable_ops``). An op type without a family passes
 through the graph pass untouched (and is counted in the report). ``REFUSED`` lists op types that carry
 weights this pass cannot map: a model holding one stops the pass with a clear error rather than
-deploying a half-noisy model. Adding a family: write a module with a ``FAMILY`` and register it.
+deploying a half-noisy model. Adding a family: write a module with a ``FAMILY`` and register it; code
+outside the package calls ``register_op_family(OpFamily(...))`` and ``unregister_op_family(name)`` to
+remove it again (a plugin's teardown, a test).
 """
 
 from __future__ import annotations
@@ -36,6 +38,13 @@ def register_op_family(family: OpFamily) -> OpFamily:
     return family
 
 
+def unregister_op_family(name: str) -> OpFamily:
+    """Remove the family registered as ``name`` and return it; its op types pass through again."""
+    if name not in OP_FAMILIES:
+        raise KeyError(f"no op family {name!r} is registered (registered: {', '.join(OP_FAMILIES)})")
+    return OP_FAMILIES.pop(name)
+
+
 for _module in (conv, gemm, matmul, conv_transpose):
     register_op_family(_module.FAMILY)
 
@@ -62,4 +71,5 @@ def torch_family(func_name: str) -> OpFamily | None:
 
 
 __all__ = ["OP_FAMILIES", "REFUSED", "Decline", "OpFamily", "TorchSite", "WeightSite", "handler_for",
-           "mappable_ops", "onnx_family", "positional", "register_op_family", "sites", "torch_family"]
+           "mappable_ops", "onnx_family", "positional", "register_op_family", "sites", "torch_family",
+           "unregister_op_family"]

@@ -5,7 +5,13 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from nft_deploy.converters.handlers import OP_FAMILIES, Decline, OpFamily, WeightSite, register_op_family
+from nft_deploy.converters.handlers import (
+    Decline,
+    OpFamily,
+    WeightSite,
+    register_op_family,
+    unregister_op_family,
+)
 from nft_deploy.converters.handlers.site import constant_input
 
 from nft_deploy.evaluation.deployed import load_deployed
@@ -28,7 +34,7 @@ def _handle(node) -> tuple[WeightSite, ...] | Decline:
 def rnn_family():
     family = register_op_family(OpFamily("rnn", ("RNN",), _handle, ("rnn_tanh",), lambda *_: None))
     yield family
-    OP_FAMILIES.pop(family.name)
+    unregister_op_family(family.name)
 
 
 def test_both_weights_of_one_node_are_mapped_with_their_own_chip_inputs(tiny, rnn_family):
@@ -68,4 +74,4 @@ def test_a_registered_family_is_a_valid_op_type_in_profiles_only_while_registere
     try:
         assert profile_from_dict(raw).mapping.op_types == ("Conv", "RNN")
     finally:
-        OP_FAMILIES.pop(family.name)
+        unregister_op_family(family.name)
