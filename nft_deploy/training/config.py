@@ -127,6 +127,9 @@ def register_method(name: str, *, config: type | None = None) -> Callable[[type]
     if not (dataclasses.is_dataclass(config) and isinstance(config, type)):
         raise TypeError(f"register_method({name!r}): config must be a dataclass type, got {config!r}")
     general = {f.name for f in dataclasses.fields(TrainConfig)}
+    for f in dataclasses.fields(config):
+        if flat_name(f) in general:
+            raise ValueError(f"register_method({name!r}): option {flat_name(f)!r} clashes with a TrainConfig field")
 
     def decorate(cls: type) -> type:
         if name in _REGISTRY and _REGISTRY[name].cls is not cls:
@@ -134,9 +137,6 @@ def register_method(name: str, *, config: type | None = None) -> Callable[[type]
         if not callable(getattr(cls, "from_options", None)):
             raise TypeError(f"register_method({name!r}): {cls.__qualname__} needs a from_options(options, context) "
                             "classmethod (or derive from SimpleMethod)")
-        for f in dataclasses.fields(config):
-            if flat_name(f) in general:
-                raise ValueError(f"register_method({name!r}): option {flat_name(f)!r} clashes with a TrainConfig field")
         cls.name = name
         _REGISTRY[name] = MethodSpec(name, cls, config)
         _CLASSES[name] = cls

@@ -130,3 +130,96 @@ def test_irs_bad_layer_names_list_the_available_modules(tiny_net):
         _setup(tiny_net, "irs", irs_layers=("nope",))
     with pytest.raises(ConfigError, match="--irs-layers: required for a model that is not built in"):
         _setup(tiny_net, "irs")
+
+
+def test_one_registry_names_every_method_in_order_and_its_views_are_read_only():
+    from nft_deploy.training import METHOD_NAMES, METHODS, registered_methods
+    from nft_deploy.training.config import METHOD_NAMES as config_names
+
+    names = ("plain", "noise_injection", "temperature", "correctnet", "ovf", "irs")
+    assert METHOD_NAMES == config_names == names == tuple(METHODS) == tuple(s.name for s in registered_methods())
+    assert all(METHODS[n].name == n for n in names)
+    with pytest.raises(TypeError):
+        METHODS["x"] = object  # type: ignore[index]
+
+
+def test_registering_checks_the_class_and_its_options():
+    from dataclasses import dataclass
+
+    from nft_deploy.training import option, register_method
+
+    @dataclass(frozen=True)
+    class Clash:
+        epochs: int = option(1)
+
+    class NoBuilder:
+        pass
+
+    with pytest.raises(ValueError, match="already registered"):
+        register_method("ovf")(NoBuilder)
+    with pytest.raises(TypeError, match="from_options"):
+        register_method("x")(NoBuilder)
+    with pytest.raises(ValueError, match="clashes with a TrainConfig field"):
+        register_method("x", config=Clash)
+    with pytest.raises(TypeError, match="must be a dataclass"):
+        register_method("x", config=int)
+
+
+@pytest.mark.parametrize("method, flat, options", [
+    ("ovf", dict(beta=0.2, ovf_n=2, ovf_offsets=(0.2, 0.1), gammas=(1.0, 0.5), ovf_feedback_grad="full"),
+     "OVFConfig(beta=0.2, n=2, offsets=(0.2, 0.1), gammas=(1.0, 0.5), feedback_grad='full')"),
+    ("irs", dict(beta=0.1, gammas=(1.0,), irs_layers=("bn",), irs_pool=(2,), irs_hidden=8),
+     "IRSConfig(beta=0.1, gammas=(1.0,), layers=('bn',), pool=(2,), hidden=8)"),
+    ("noise_injection", dict(draws=3), "NoiseInjectionConfig(draws=3)"),
+    ("temperature", dict(temperature=2.0, ovf_n=4), "TemperatureConfig(temperature=2.0, n=4)"),
+    ("correctnet", dict(correctnet_lambda=1e-3), "CorrectNetConfig(penalty=1e-3)"),
+])
+def test_flat_keywords_route_into_the_method_config_and_read_back(method, flat, options, tiny_net):
+    from nft_deploy.training import methods
+
+    want = eval(options, vars(methods))
+    cfg = TrainConfig(method=method, **flat)
+    assert cfg.method_config == want and cfg.options() == want
+    assert all(getattr(cfg, k) == v for k, v in flat.items())
+    same = TrainConfig(method=method, method_config=want)
+    assert same == cfg and same.to_dict() == cfg.to_dict()
+    a = _setup(tiny_net, method, **flat)[1].params()
+    assert _setup_config(tiny_net, same)[1].params() == a
+
+
+def _setup_config(model, cfg):
+    x = torch.rand(8, 1, 8, 8, generator=torch.Generator().manual_seed(99))
+    net = NoisyModel(model.train(), REF, torch.Generator().manual_seed(0), x[:2])
+    return net, make_method(cfg, net, x, 3, None)
+
+
+def test_flat_options_of_other_methods_are_kept_checked_and_ignored():
+    cfg = TrainConfig(method="plain", beta=0.5, draws=2)
+    assert cfg.beta == 0.5 and cfg.draws == 2 and cfg.ovf_n == 3 and cfg.irs_hidden == 512
+    cfg.validate()
+    with pytest.raises(ConfigError, match="--draws: must be a positive integer"):
+        TrainConfig(method="ovf", draws=0).validate()
+    with pytest.raises(ConfigError, match="--ovf-feedback-grad: must be full or none"):
+        TrainConfig(method="plain", ovf_feedback_grad="x").validate()
+    with pytest.raises(ConfigError, match="--ovf-offsets: 2 offsets for --ovf-n 3"):
+        TrainConfig(method="plain", ovf_offsets=(0.1, 0.2)).validate()
+    TrainConfig(method="irs", gammas=(1.0, 0.1)).validate()  # the gammas-per-extra-forward rule is ovf's own
+    with pytest.raises(ConfigError, match="--gammas: 2 values for --ovf-n 3"):
+        TrainConfig(method="ovf", gammas=(1.0, 0.1)).validate()
+    with pytest.raises(ConfigError, match="irs_hidden: must be a positive integer"):
+        TrainConfig(method="irs", irs_hidden=0).validate()
+    from nft_deploy.training.methods import OVFConfig
+
+    with pytest.raises(ConfigError, match="method_config: OVFConfig given for --method irs"):
+        TrainConfig(method="irs", method_config=OVFConfig()).validate()
+    with pytest.raises(TypeError):
+        TrainConfig(ovf_n=3, no_such_option=1)
+
+
+def test_setting_a_flat_option_updates_the_method_config():
+    cfg = TrainConfig(method="ovf")
+    cfg.beta = 0.3
+    assert cfg.method_config.beta == 0.3 and cfg.beta == 0.3
+    cfg.method = "temperature"  # options() follows a changed method, from the flat values
+    cfg.method_config = None
+    assert cfg.options().n == 3 and cfg.options().temperature is None

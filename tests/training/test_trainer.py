@@ -111,3 +111,42 @@ def test_irs_default_layers_of_the_built_in_models_train(model, tmp_path):
     assert r.method["layers"] == layers and len(r.method["gammas"]) == len(layers)
     saved = torch.load(r.checkpoint, weights_only=True)["state_dict"]
     assert set(saved) == set(r.model.state_dict()) and not any(k.startswith("heads") for k in saved)
+
+
+# The "config" entry of a JSON training log written before the method options moved into per-method
+# dataclasses (flat keys, as TrainConfig.to_dict still writes them).
+OLD_LOG_CONFIG = {
+    "model": "lenet5", "width": None, "data": "mnist-5k", "limit_train": None, "limit_test": None, "method": "ovf",
+    "beta": 0.002, "draws": 1, "ovf_n": 2, "ovf_offsets": [0.1, 0.05], "ovf_feedback_grad": "none", "gammas": None,
+    "temperature": None, "correctnet_lambda": 0.0005, "irs_layers": None, "irs_pool": None, "irs_hidden": 512,
+    "batched": None, "profile": "nft_reference", "sigma": None, "epochs": 1, "batch_size": 32, "lr": 0.001,
+    "schedule": "cosine", "seed": 0, "device": "cpu", "dist_backend": None, "expect_world_size": None,
+    "output": None, "log": None, "mc_chips": 0, "progress": False,
+}
+
+
+def test_an_old_log_config_reads_back_and_the_log_keeps_its_flat_keys(tiny_data, tmp_path):
+    cfg = TrainConfig(**OLD_LOG_CONFIG)
+    assert cfg.method_config.n == 2 and cfg.method_config.offsets == [0.1, 0.05] and cfg.beta == 0.002
+    r = train(TrainConfig(**{**OLD_LOG_CONFIG, "output": str(tmp_path / "m.pt")}), data=tiny_data, model=TinyNet())
+    doc = json.loads(r.log.read_text())
+    assert set(doc["config"]) == set(OLD_LOG_CONFIG)
+    assert {k: v for k, v in doc["config"].items() if k != "output"} == {k: v for k, v in OLD_LOG_CONFIG.items()
+                                                                         if k != "output"}
+    # the checkpoint's method entry keeps its keys, and a checkpoint written before still loads
+    saved = load_checkpoint(r.checkpoint)
+    assert saved["method"] == {"name": "ovf", "beta": 0.002, "offsets": [0.1, 0.05], "gammas": [1.0, 0.1],
+                               "feedback_grad": "none"}
+
+
+def test_a_method_config_object_trains_the_same_weights_as_flat_keywords(tiny_data):
+    from nft_deploy.training.methods import OVFConfig
+
+    torch.manual_seed(0)
+    flat = train(TrainConfig(method="ovf", beta=0.01, ovf_n=2, seed=2, **QUICK), data=tiny_data, model=TinyNet())
+    torch.manual_seed(0)
+    obj = train(TrainConfig(method="ovf", method_config=OVFConfig(beta=0.01, n=2), seed=2, **QUICK), data=tiny_data,
+                model=TinyNet())
+    assert flat.method == obj.method
+    a, b = flat.model.state_dict(), obj.model.state_dict()
+    assert all(torch.equal(a[k], b[k]) for k in a)
