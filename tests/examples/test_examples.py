@@ -2,7 +2,9 @@
 
 Each examples/NN_name/README.md has ```bash blocks; their commands run from the root of a workspace holding
 a copy of the repository's examples/ and device_profiles/ (so the examples write nothing into the
-checkout), later examples reusing what earlier ones wrote under runs/.
+checkout). Later examples reuse what earlier ones wrote under runs/: ``NEEDS`` names those, and a test runs
+the examples its example needs first (once per workspace), so every test also passes alone
+(``pytest tests/examples -k 04_compare``).
 """
 
 from __future__ import annotations
@@ -19,6 +21,8 @@ import pytest
 REPO = Path(__file__).resolve().parents[2]
 EXAMPLES = sorted(p for p in (REPO / "examples").glob("[0-9][0-9]_*") if p.is_dir())
 BLOCK = re.compile(r"```bash\n(.*?)```", re.S)
+NEEDS = {"02": ("01",), "03": ("02",), "04": ("02",), "05": ("01",)}
+"""The examples whose runs/ outputs an example reads (01: checkpoints, 02: exported models)."""
 
 
 def readme_commands(folder: Path) -> list[str]:
@@ -42,12 +46,43 @@ def workspace(tmp_path_factory):
     return root
 
 
-@pytest.mark.slow
-@pytest.mark.parametrize("folder", EXAMPLES, ids=[p.name for p in EXAMPLES])
-def test_example_readme_commands_run(folder, workspace):
+@pytest.fixture(scope="module")
+def run_example(workspace):
+    """``run_example(folder)``: runs the example's commands in the workspace after those of the examples it
+    needs, each example at most once; returns the first failure's message, or None."""
     env = dict(os.environ, NFT_EXAMPLE_QUICK="1", MPLBACKEND="Agg",
                PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}")
-    for cmd in readme_commands(folder):
-        done = subprocess.run(cmd, shell=True, cwd=workspace, env=env, capture_output=True, text=True,
-                              timeout=600, executable="/bin/bash")
-        assert done.returncode == 0, f"{folder.name}: `{cmd}` exited {done.returncode}\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
+    outcome: dict[str, str | None] = {}
+
+    def run(folder: Path) -> str | None:
+        number = folder.name[:2]
+        if number not in outcome:
+            for need in NEEDS.get(number, ()):
+                failed = run(next(p for p in EXAMPLES if p.name.startswith(need)))
+                if failed:
+                    outcome[number] = f"{folder.name} needs {need}, which failed: {failed}"
+                    return outcome[number]
+            outcome[number] = None
+            for cmd in readme_commands(folder):
+                done = subprocess.run(cmd, shell=True, cwd=workspace, env=env, capture_output=True, text=True,
+                                      timeout=600, executable="/bin/bash")
+                if done.returncode != 0:
+                    outcome[number] = (f"{folder.name}: `{cmd}` exited {done.returncode}\n{done.stdout[-3000:]}\n"
+                                       f"{done.stderr[-3000:]}")
+                    break
+        return outcome[number]
+
+    return run
+
+
+def test_every_needed_example_exists_and_comes_earlier():
+    numbers = [p.name[:2] for p in EXAMPLES]
+    for number, needs in NEEDS.items():
+        assert number in numbers and all(n in numbers and n < number for n in needs), (number, needs)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("folder", EXAMPLES, ids=[p.name for p in EXAMPLES])
+def test_example_readme_commands_run(folder, run_example):
+    failed = run_example(folder)
+    assert failed is None, failed
