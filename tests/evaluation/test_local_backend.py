@@ -61,3 +61,22 @@ def test_a_killed_worker_is_one_line_naming_its_chips_and_how_to_rerun(tiny_cnn,
     monkeypatch.setattr(local_backend, "_worker_shard", _killed)  # workers fork after this: they inherit it
     with pytest.raises(EvaluationError, match=r"a worker process died while running chips \d+\.\.\d+ .* --workers"):
         evaluate(path, data, chips=4, strategy="fold", workers=2, threads=1, quiet=True)
+
+
+@pytest.mark.skipif("fork" not in __import__("multiprocessing").get_all_start_methods(), reason="needs fork")
+def test_workers_inherit_the_job_through_fork_and_tasks_carry_only_chips(tiny_cnn, monkeypatch):
+    """The job (model weights, data) is never pickled: not per worker, not per task. The worker's copy lives
+    on its process's local backend instance (no module-level job), never set in the parent."""
+    from nft_deploy.evaluation import shards
+    from nft_deploy.evaluation.backends import backend
+
+    path, data = tiny_cnn
+    one = to_json(evaluate(path, data, chips=6, strategy="fold", workers=1, quiet=True))
+
+    def refuse(self, protocol):
+        raise AssertionError("the job was pickled")
+
+    monkeypatch.setattr(shards.Job, "__reduce_ex__", refuse)
+    two = to_json(evaluate(path, data, chips=6, strategy="fold", workers=2, threads=1, quiet=True))
+    assert two == one
+    assert backend("local").worker_job is None and not hasattr(local_backend, "_WORKER_JOB")

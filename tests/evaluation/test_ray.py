@@ -242,3 +242,28 @@ def test_a_ray_task_whose_worker_keeps_dying_is_one_line_naming_its_chips(local_
                                               r"retries .*--backend local"):
         evaluate(model, helpers.data(n=3000), chips=8, backend="ray", workers=1, quiet=True)
     assert killer["killed"]
+
+
+def test_ray_is_a_registered_backend_imported_only_when_a_run_uses_it():
+    """Choosing --backend ray, and loading its module, do not import Ray; no backend module imports the
+    runner (no import cycle), and the registry imports a built-in backend only when it is asked for."""
+    import ast
+    import subprocess
+
+    from nft_deploy.evaluation import backends, local_backend
+
+    code = ("import sys\n"
+            "from nft_deploy.evaluation.backends import backend, backend_names\n"
+            "from nft_deploy.evaluation.config import EvalConfig\n"
+            "EvalConfig(backend='ray')\n"
+            "assert 'nft_deploy.evaluation.ray_backend' not in sys.modules\n"
+            "EvalConfig(backend='ray', address='auto')\n"
+            "import nft_deploy.evaluation.ray_backend as rb\n"
+            "assert backend('ray') is backend('ray') and isinstance(backend('ray'), rb.RayBackend)\n"
+            "assert backend_names()[:2] == ['local', 'ray'] and 'ray' not in sys.modules\n")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    for module in (backends, local_backend, ray_backend):
+        with open(module.__file__) as f:
+            imported = {n.module for n in ast.walk(ast.parse(f.read())) if isinstance(n, ast.ImportFrom)}
+        assert "nft_deploy.evaluation.runner" not in imported, module.__name__
