@@ -9,8 +9,9 @@ from a per-chip seed. Two ways to run a programmed chip, same numbers:
   when it builds the session (NCHWc conv kernels stay on);
 - ``feed``: one session for all chips, the programmed weights fed as graph inputs (no per-chip build).
 
-Both backends (``local_backend``, ``ray_backend``) run chips through ``shard_stream``; chip seeds do not
-depend on the sharding and the sums merge exactly, so results do not depend on either.
+Every backend (``backends``: ``local_backend``, ``ray_backend``, any registered one) runs chips through
+``shard_stream`` or ``run_shard``; chip seeds do not depend on the sharding or the order and the sums merge
+exactly, so results do not depend on the backend.
 """
 
 from __future__ import annotations
