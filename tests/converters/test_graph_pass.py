@@ -116,6 +116,18 @@ g (float[N,4] x, float[3,4] raw) => (float[N,3] y, float[N,3] z)
     np.testing.assert_array_equal(y, np.arange(1, 13, dtype=np.float32).reshape(4, 3))
 
 
+def test_nodes_that_reach_no_output_are_dropped_before_planning(tiny):
+    """``graph.cleanup()``: a dead branch is neither planned (no chip input to draw) nor counted."""
+    text = """<ir_version: 9, opset_import: ["" : 18]>
+g (float[N,4] x, float[3,4] fc_weight, float[3,4] dead_weight) => (float[N,3] y)
+{ y = Gemm <transB=1> (x, fc_weight)
+  d = Gemm <transB=1> (x, dead_weight)
+  unused = Relu(d) }"""
+    out, report = insert_device_nodes(tiny.make_model(text), "nft_reference")
+    assert [lay.name for lay in report.plan.layers] == ["fc"] and report.chip_inputs == ["nft.chip/fc"]
+    assert report.passthrough == {} and tiny.op_counts(out)["Gemm"] == 1
+
+
 @pytest.mark.parametrize("text, match", [
     ("""<ir_version: 9, opset_import: ["" : 18]>
 g (float[N,4] x) => (float[N,4] y) { y = Relu(x) }""", "no mappable layer"),
