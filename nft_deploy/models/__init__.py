@@ -18,7 +18,8 @@ from nft_deploy.models.vgg import VGG8
 
 MODELS = {"lenet5": LeNet5, "vgg8": VGG8, "resnet18": ResNet18}
 
-# Layers (module paths) after which IRS heads read a snapshot, shallowest first (see nft-method.md s.4).
+# Layers (module paths) after which IRS heads read a snapshot, shallowest first, as the NFT reference code
+# places its snapshot heads (Qin et al., arXiv 2305.14561).
 IRS_LAYERS = {
     "lenet5": ("pool1", "pool2"),
     "vgg8": ("block1", "pool1", "pool2"),

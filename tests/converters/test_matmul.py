@@ -52,7 +52,7 @@ def test_activation_matmul_is_skipped_listed_and_untouched(tiny):
     assert tiny.op_counts(out)["MatMul"] == 3 and tiny.op_counts(out)["Transpose"] == 1
 
 
-def test_matmul_not_in_profile_op_types_is_skipped(tiny):
+def test_matmul_not_in_profile_op_types_leaves_no_mappable_layer_and_says_why(tiny):
     model = tiny.make_model(ATTENTION_LIKE, constants=("mix",))
     prof = tiny.profile("rram_4bit", mapping={"op_types": ("Conv", "Gemm")})
     with pytest.raises(ExportError, match=r"no mappable layer.*3 MatMul \(op type MatMul not in mapping.op_types\)"):
