@@ -99,13 +99,13 @@ def _make_option(owner: type, f: dataclasses.Field, keyword: str, group: str) ->
 
 def _generate() -> tuple[list[click.Parameter], dict[str, _Flag]]:
     """The click options of every TrainConfig field and registered method option (flat names once)."""
-    from nft_deploy.training.config import _TrainFields, flag_of, flat_name, registered_methods
+    from nft_deploy.training.config import TrainFields, flag_of, flat_name, registered_methods
 
     params: list[click.Parameter] = []
     flags: dict[str, _Flag] = {}
     specs = registered_methods()
-    for f in dataclasses.fields(_TrainFields):
-        made = _make_option(_TrainFields, f, f.name, GENERAL)
+    for f in dataclasses.fields(TrainFields):
+        made = _make_option(TrainFields, f, f.name, GENERAL)
         if made is None:
             continue
         if f.name == "method":

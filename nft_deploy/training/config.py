@@ -193,8 +193,8 @@ class NoOptions:
 
 
 @dataclass
-class _TrainFields:
-    """What to train, on what, against which device, and where the result goes."""
+class TrainFields:
+    """TrainConfig's general options (every method's options live in the method's option dataclass)."""
 
     model: str = option("lenet5", "Built-in model: lenet5, vgg8, resnet18.")
     """Built-in architecture: lenet5, vgg8 or resnet18 (ignored when a module is passed to ``train``)."""
@@ -247,7 +247,7 @@ class _TrainFields:
     """Progress bars on stderr (only when stderr is a terminal); the CLI's --quiet sets it False."""
 
 
-class TrainConfig(_TrainFields):
+class TrainConfig(TrainFields):
     """What to train, on what, against which device, and where the result goes.
 
     General options are fields; the method's own options are ``method_config`` (its option dataclass),
@@ -262,8 +262,15 @@ class TrainConfig(_TrainFields):
         super().__init__(*args, **kwargs)
         object.__setattr__(self, "_flat", flat)
         spec = _REGISTRY.get(self.method)
-        if self.method_config is None and spec is not None:
-            self.method_config = self._build_options(spec)
+        auto = self.method_config is None  # built from the flat keywords: follows later changes of ``method``
+        if auto and spec is not None:
+            object.__setattr__(self, "method_config", self._build_options(spec))
+        elif not auto and dataclasses.is_dataclass(self.method_config):
+            # flat keywords override the object's fields (dataclasses.replace(config, beta=...) relies on it)
+            over = {f.name: flat[flat_name(f)] for f in dataclasses.fields(self.method_config) if flat_name(f) in flat}
+            if over:
+                object.__setattr__(self, "method_config", dataclasses.replace(self.method_config, **over))
+        object.__setattr__(self, "_auto", auto)
 
     def _build_options(self, spec: MethodSpec) -> Any:
         flat = self.__dict__.get("_flat", {})
@@ -299,21 +306,28 @@ class TrainConfig(_TrainFields):
         return f.default_factory() if f.default is _MISSING else f.default
 
     def __setattr__(self, name: str, value: Any) -> None:
-        if name in _TrainFields.__dataclass_fields__ or name not in method_option_fields():
+        if name in TrainFields.__dataclass_fields__ or name not in method_option_fields():
             object.__setattr__(self, name, value)
+            if "_auto" not in self.__dict__:
+                return  # still in __init__
+            if name == "method_config":
+                object.__setattr__(self, "_auto", value is None)
+            if name in ("method", "method_config") and self._auto:  # rebuild from the flat values
+                spec = _REGISTRY.get(self.method)
+                object.__setattr__(self, "method_config", None if spec is None else self._build_options(spec))
             return
         self.__dict__.setdefault("_flat", {})[name] = value
         mc = self.__dict__.get("method_config")
         if mc is not None:
             names = [f.name for f in dataclasses.fields(mc) if flat_name(f) == name]
             if names:
-                self.method_config = dataclasses.replace(mc, **{names[0]: value})
+                object.__setattr__(self, "method_config", dataclasses.replace(mc, **{names[0]: value}))
 
     def __eq__(self, other: object) -> bool:
         if type(other) is not type(self):
             return NotImplemented
         return all(getattr(self, n) == getattr(other, n)
-                   for n in [*_TrainFields.__dataclass_fields__, *method_option_fields()] if n != "method_config")
+                   for n in [*TrainFields.__dataclass_fields__, *method_option_fields()] if n != "method_config")
 
     __hash__ = None  # mutable, as the dataclass was
 
@@ -340,7 +354,7 @@ class TrainConfig(_TrainFields):
         options = self.options()
         if self.schedule not in SCHEDULES:
             raise ConfigError(f"schedule: {self.schedule!r}; choose one of: {', '.join(SCHEDULES)}")
-        for f in dataclasses.fields(_TrainFields):
+        for f in dataclasses.fields(TrainFields):
             check_field(f, getattr(self, f.name))
         if self.mc_chips < 0:
             raise ConfigError(f"--mc-chips: must be >= 0, got {self.mc_chips}")
@@ -405,5 +419,5 @@ def __getattr__(name: str) -> Any:
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
-__all__ = ["METHODS", "MethodSpec", "NoOptions", "OVF_FEEDBACK_GRADS", "SCHEDULES", "TrainConfig",
+__all__ = ["METHODS", "MethodSpec", "NoOptions", "OVF_FEEDBACK_GRADS", "SCHEDULES", "TrainConfig", "TrainFields",
            "method_spec", "option", "register_method", "registered_methods", "unregister_method"]

@@ -104,8 +104,6 @@ class SimpleMethod:
         pass
 
 
-_Simple = SimpleMethod
-
 
 @dataclass(frozen=True)
 class NoiseInjectionConfig:

@@ -220,6 +220,24 @@ def test_setting_a_flat_option_updates_the_method_config():
     cfg = TrainConfig(method="ovf")
     cfg.beta = 0.3
     assert cfg.method_config.beta == 0.3 and cfg.beta == 0.3
-    cfg.method = "temperature"  # options() follows a changed method, from the flat values
-    cfg.method_config = None
-    assert cfg.options().n == 3 and cfg.options().temperature is None
+    cfg.method = "temperature"  # a config built from flat keywords follows a changed method
+    assert cfg.method_config == cfg.options() and cfg.options().n == 3 and cfg.options().temperature is None
+    cfg.method = "ovf"
+    assert cfg.method_config.beta == 0.3
+
+
+def test_dataclasses_replace_and_pickle_keep_the_method_options():
+    import copy
+    import dataclasses
+    import pickle
+
+    from nft_deploy.training.methods import OVFConfig
+
+    cfg = TrainConfig(method="ovf", beta=0.2, draws=3)
+    assert pickle.loads(pickle.dumps(cfg)) == cfg == copy.deepcopy(cfg)
+    other = dataclasses.replace(cfg, beta=0.7, seed=3)
+    assert other.method_config == OVFConfig(beta=0.7) and other.seed == 3 and cfg.beta == 0.2
+    given = TrainConfig(method="ovf", method_config=OVFConfig(beta=0.1))
+    given.method = "irs"  # a method_config given explicitly is not replaced behind the caller's back
+    with pytest.raises(ConfigError, match="method_config: OVFConfig given for --method irs"):
+        given.validate()
