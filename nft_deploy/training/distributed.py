@@ -27,7 +27,10 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import itertools
 import os
+import pickle
+import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any, TypeVar
 
@@ -157,6 +160,10 @@ class Distributed:
     env: RankEnv
     backend: str
     device: torch.device
+    run_id: str = ""
+    """The same random id on every rank: the prefix of this run's keys in the process group's store."""
+    _calls: Iterator[int] = dataclasses.field(default_factory=itertools.count, repr=False, compare=False)
+    """Numbers the ``on_main`` calls (every rank makes the same calls, so the numbers agree)."""
 
     @property
     def rank(self) -> int:
@@ -219,33 +226,43 @@ class Distributed:
     def on_main(self, fn: Callable[[], T]) -> T:
         """``fn()`` on rank 0 only; every rank returns its result after it finished, or raises its error.
 
-        Rank 0 broadcasts ``(ok, result or error)`` (``broadcast``); a barrier after it makes rank 0 wait
-        until every rank has its message, so no rank leaves while another still reads.
+        The result travels through the process group's key-value store, not a gloo collective: a gloo
+        worker thread can still be releasing the Python tensors of a just-finished collective when the
+        interpreter exits, which aborts the process (torch 2.13). Ranks > 0 acknowledge, so rank 0 (which
+        may host the store) leaves last.
         """
         if not self.enabled:
             return fn()
-        error = message = None
-        if self.is_main:
-            try:
-                message = (True, fn())
-            except Exception as e:
-                error = e
-                message = (False, e if isinstance(e, NftDeployError) else
-                           RuntimeError(f"rank 0 failed: {type(e).__name__}: {e}"))
-        ok, value = self.broadcast(message)
-        dist.barrier(device_ids=[self.device.index]) if self.backend == "nccl" else dist.barrier()
-        if error is not None:
-            raise error
-        if not ok:
-            raise value
+        store = dist.distributed_c10d._get_default_store()
+        key = f"nft_deploy/{self.run_id}/on_main/{next(self._calls)}"
+        if not self.is_main:
+            store.wait([key])
+            ok, value = pickle.loads(store.get(key))
+            store.set(f"{key}/ack/{self.rank}", b"1")
+            if not ok:
+                raise value
+            return value
+        try:
+            value = fn()
+        except Exception as e:
+            err = e if isinstance(e, NftDeployError) else RuntimeError(f"rank 0 failed: {type(e).__name__}: {e}")
+            self._publish(store, key, (False, err))
+            raise
+        self._publish(store, key, (True, value))
         return value
+
+    def _publish(self, store, key: str, message: tuple) -> None:
+        store.set(key, pickle.dumps(message))
+        store.wait([f"{key}/ack/{r}" for r in range(1, self.world_size)])
 
 
 @contextlib.contextmanager
 def distributed(device: str = "cpu", backend: str | None = None, expect_world_size: int | None = None,
                 env: Mapping[str, str] | None = None) -> Iterator[Distributed]:
-    """The run's ``Distributed``: joins the torchrun job (or an already initialised process group); initialises
-    the process group if needed and destroys it on exit only if it initialised it."""
+    """The run's ``Distributed``: joins the torchrun job (or an already initialised process group).
+
+    Initialises the process group if needed and destroys it on exit only if it initialised it.
+    """
     if dist.is_available() and dist.is_initialized():
         rank_env = _from_group(env)
         chosen = dist.get_backend()
@@ -262,7 +279,8 @@ def distributed(device: str = "cpu", backend: str | None = None, expect_world_si
     if created:
         dist.init_process_group(chosen, init_method="env://", rank=rank_env.rank, world_size=rank_env.world_size)
     try:
-        yield Distributed(rank_env, chosen, dev)
+        d = Distributed(rank_env, chosen, dev)
+        yield dataclasses.replace(d, run_id=d.broadcast(uuid.uuid4().hex)) if d.enabled else d
     except RuntimeError as e:
         if rank_env.world_size == 1 or not lost_peer(e):
             raise
@@ -276,8 +294,9 @@ def distributed(device: str = "cpu", backend: str | None = None, expect_world_si
 
 def lost_peer(e: BaseException) -> bool:
     """True when a collective failed because another rank died or left (gloo and NCCL say so in words)."""
-    words = ("Connection closed by peer", "Connection reset", "gloo", "NCCL")
-    return isinstance(e, dist.DistError) or any(k in str(e) for k in words)
+    text = str(e)
+    return isinstance(e, dist.DistError) or any(k in text for k in ("Connection closed by peer", "Connection reset",
+                                                                      "gloo", "NCCL"))
 
 
 def _from_group(env: Mapping[str, str] | None) -> RankEnv:
@@ -295,4 +314,5 @@ def describe(d: Distributed) -> dict[str, Any]:
 
 
 __all__ = ["BACKENDS", "Distributed", "RankEnv", "describe", "distributed", "has_unused_parameters", "noise_seed",
-           "read_env", "resolve_backend", "resolve_device", "shard"]
+           "read_env",
+           "resolve_backend", "resolve_device", "shard"]
