@@ -43,9 +43,10 @@ def _eval_options(fn):
                      "convolutions, about twice the memory); feed: programmed weights fed as inputs, read in place; "
                      "auto: fold when convolutions are mapped."),
         click.option("--limit", default=None, type=int, help="Use only the first N test samples."),
-        click.option("--backend", default="local", show_default=True, type=click.Choice(["local", "ray"]),
+        click.option("--backend", default="local", show_default=True, metavar="local|ray|NAME",
                      help="local: worker processes here; ray: Ray tasks (pip install 'nft-deploy[ray]'), "
-                     "same results for the same seed."),
+                     "same results for the same seed; NAME: a backend registered with "
+                     "nft_deploy.evaluation.backends.register_backend."),
         click.option("--address", default=None, help="Ray cluster to join with --backend ray (HOST:PORT, "
                      "ray://HOST:PORT or auto) [start a local Ray with --workers CPUs]."),
         click.option("--engine", default="onnxruntime", show_default=True,
