@@ -5,7 +5,7 @@ Forward hooks on the named modules of any model hand each activation, unchanged,
 live in this object, never in the backbone: the saved state dict and the exported graph are the
 backbone alone, and ``close()`` removes the hooks.
 
-Default layers and pool sizes follow the notes (VGG-8: block1 6x6, pool1 4x4, pool2 3x3; ResNet-18: stem,
+Default layers and pool sizes follow the NFT reference code (Qin et al., arXiv 2305.14561; VGG-8: block1 6x6, pool1 4x4, pool2 3x3; ResNet-18: stem,
 layer1 6x6, layer2 4x4, layer3 3x3, the stem's 6x6 is our choice); LeNet-5 (pool1 4x4, pool2 2x2) and
 user modules (4x4 per head) are ours.
 """
@@ -25,7 +25,7 @@ from nft_deploy.training.losses import FeedbackConfig, default_gammas, feedback_
 from nft_deploy.training.noisy import NoisyModel
 
 IRS_POOL = {"lenet5": (4, 2), "vgg8": (6, 4, 3), "resnet18": (6, 6, 4, 3)}
-IRS_BETA = {"lenet5": 1e-2, "vgg8": 1e-2, "resnet18": 1e-1}  # notes s.4, MNIST values; LeNet-5 is ours
+IRS_BETA = {"lenet5": 1e-2, "vgg8": 1e-2, "resnet18": 1e-1}  # the reference code's MNIST values; LeNet-5 is ours
 DEFAULT_POOL, DEFAULT_BETA = 4, 1e-2
 
 

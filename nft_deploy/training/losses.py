@@ -16,7 +16,7 @@ class FeedbackConfig:
     """Options of the negative-feedback methods (OVF, IRS)."""
 
     beta: float | None = option(None, "Feedback strength (ovf default 1e-3, irs per model).")
-    """Feedback strength; None: 1e-3 for ovf, the notes' MNIST value per model for irs."""
+    """Feedback strength; None: 1e-3 for ovf, the NFT reference code's MNIST value per model for irs (IRS_BETA)."""
     gammas: tuple[float, ...] | None = option(None, "OVF/IRS feedback weights, comma-separated (default 10^-(n-1)).")
     """Feedback weights, one per feedback output; None: 10^-(n-1)."""
 
