@@ -13,8 +13,7 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -68,12 +67,10 @@ def resolve_sigma(model: DeployedModel, sigma: float | None) -> tuple[float, dic
 # ---------------------------------------------------------------- one process's chips
 
 
-@contextmanager
-def backend_session(config: EvalConfig) -> Iterator[int]:
+def backend_session(config: EvalConfig) -> AbstractContextManager[int]:
     """The backend ready for the block (e.g. Ray started or joined, stopped after if started here); yields the
     number of workers to shard chips over. Nested sessions reuse the outer one (one Ray for a sweep)."""
-    with backend(config.backend).session(config) as workers:
-        yield workers
+    return backend(config.backend).session(config)
 
 
 def chip_logits(model: DeployedModel, x: np.ndarray, chip: int, seed: int = 0, sigma: float | None = None,
