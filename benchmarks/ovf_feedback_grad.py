@@ -34,6 +34,7 @@ import numpy as np
 import torch
 from scipy import stats
 from torch import nn
+from train_methods import training_step  # this folder's sibling benchmark
 
 from nft_deploy.data import load_data
 from nft_deploy.models import VGG8, build_model
@@ -91,13 +92,7 @@ def _stepper(model: nn.Module, extra: dict, prof, x, y):
     m = make_method(TrainConfig(**extra), net, x, 10, None)
     opt = torch.optim.Adam(model.parameters(), 1e-3)
 
-    def step():
-        loss = m.loss(net, x, y)
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-
-    return step
+    return training_step(m, net, x, y, opt)
 
 
 def accuracy_rows(regime: str, data, seeds: list[int], epochs: int, chips: int, chip_seed: int, save) -> list[dict]:

@@ -85,13 +85,7 @@ def _stepper(method: str, extra: dict, prof, x, y):
     m = make_method(TrainConfig(method=method, **extra), net, x, 10, "lenet5")
     opt = torch.optim.Adam(list(model.parameters()) + m.parameters(), 1e-3)
 
-    def step():
-        loss = m.loss(net, x, y)
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-
-    return step
+    return training_step(m, net, x, y, opt)
 
 
 def summarise(result: dict) -> list[dict]:
@@ -201,6 +195,18 @@ def main() -> None:
         result["probe"] = step_probe(load_data("mnist-5k"), args.sigma)
         wall = time.perf_counter() - t0
     write(result, args, wall)
+
+
+def training_step(method, net, x, y, opt):
+    """One optimiser step of ``method`` on the batch (x, y), as a closure to time."""
+
+    def step():
+        loss = method.loss(net, x, y)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+
+    return step
 
 
 if __name__ == "__main__":
