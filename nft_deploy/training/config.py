@@ -1,10 +1,10 @@
-"""``TrainConfig``, the method registry and the per-method option dataclasses' plumbing.
+"""``TrainConfig``: the general training options and the flat keywords that reach each method's options.
 
 Every option is declared once, as a dataclass field built by ``option()`` (default, help, CLI flag,
 check); ``nft-deploy train`` generates its flags from these fields (``nft_deploy.cli.train``).
 
 - General options are ``TrainConfig``'s own fields.
-- Each training method is a class registered with ``@register_method("name", config=NameConfig)``; its
+- Each training method is a class registered with ``@register_method("name", config=NameConfig)`` (``registry``); its
   options live in ``NameConfig`` (a dataclass of ``option()`` fields), and ``config.method_config`` holds
   the instance the method is built from.
 
@@ -20,16 +20,26 @@ from __future__ import annotations
 
 import dataclasses
 import inspect
-import types
-import typing
-from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from nft_deploy.errors import ConfigError
+from nft_deploy.options import check_field, flag_of, flat_name, option, option_type  # noqa: F401  (re-exported)
 from nft_deploy.profile_types import SIGMA_HELP
 from nft_deploy.profiles import DeviceProfile, load_profile
+from nft_deploy.training.registry import (  # noqa: F401  (re-exported: the registry's public names)
+    _REGISTRY,
+    METHODS,
+    MethodSpec,
+    NoOptions,
+    method_option_fields,
+    method_spec,
+    register_method,
+    registered_methods,
+    registry_version,
+    unregister_method,
+)
 
 BACKENDS = ("gloo", "nccl")
 """torch.distributed backends for torchrun (kept here, free of torch imports)."""
@@ -37,156 +47,6 @@ SCHEDULES = ("cosine", "constant")
 OVF_FEEDBACK_GRADS = ("full", "none")
 
 _MISSING = dataclasses.MISSING
-
-
-def option(default: Any = _MISSING, help: str = "", *, flat: str | None = None, flag: str | bool | None = None,
-           decls: tuple[str, ...] | None = None, cli_default: Any = _MISSING, check: str | None = None,
-           choices: tuple[str, ...] | None = None, invert: bool = False, default_factory: Any = _MISSING) -> Any:
-    """A dataclass field that declares one option: default, help and how it is checked and exposed.
-
-    - ``help``: the ``nft-deploy train --help`` text (the field's docstring may say more).
-    - ``flat`` (method options only): the ``TrainConfig`` keyword and attribute, default the field name;
-      methods that declare the same flat name share it (one flag, one value).
-    - ``flag``: the CLI flag (default ``--`` + the flat name with dashes); ``False``: no flag (API only).
-      ``decls``: click's parameter declarations when they are more than one flag (``-o``, ``--x/--y``, a
-      parameter name); ``invert``: a bool field whose flag sets it False (``--quiet``).
-    - ``cli_default``: the flag's default where it differs from the API's (``--output`` writes model.pt).
-    - ``check``: ``"positive"``, ``"positive_int"`` or ``"nonneg"`` (None values pass); ``choices``: the
-      allowed strings. Failures raise ``ConfigError`` naming the flag.
-    """
-    meta = {"help": help, "flat": flat, "flag": flag, "decls": decls, "cli_default": cli_default, "check": check,
-            "choices": choices, "invert": invert}
-    if default_factory is not _MISSING:
-        return dataclasses.field(default_factory=default_factory, metadata=meta)
-    return dataclasses.field(default=default, metadata=meta)
-
-
-def flat_name(f: dataclasses.Field) -> str:
-    """The ``TrainConfig`` keyword of a method option field."""
-    return f.metadata.get("flat") or f.name
-
-
-def flag_of(f: dataclasses.Field, name: str | None = None) -> str | None:
-    """The option's CLI flag (``--ovf-n``), None where it has none."""
-    flag = f.metadata.get("flag")
-    if flag is False:
-        return None
-    if isinstance(flag, str):
-        return flag
-    return "--" + (name or flat_name(f)).replace("_", "-")
-
-
-def label_of(f: dataclasses.Field, name: str | None = None) -> str:
-    """How errors name the option: its flag, or the keyword where there is no flag."""
-    return flag_of(f, name) or (name or flat_name(f))
-
-
-def check_field(f: dataclasses.Field, value: Any, name: str | None = None) -> None:
-    """Apply ``option(check=..., choices=...)`` to one value."""
-    label = label_of(f, name)
-    choices = f.metadata.get("choices")
-    if choices and value not in choices:
-        raise ConfigError(f"{label}: must be {' or '.join(choices)}, got {value!r}")
-    check = f.metadata.get("check")
-    if value is None or check is None:
-        return
-    if check == "nonneg":
-        if not value >= 0:
-            raise ConfigError(f"{label}: must be >= 0, got {value}")
-    else:
-        _positive(label, value, integer=check == "positive_int")
-
-
-# ---------------------------------------------------------------- the registry
-
-
-@dataclass(frozen=True)
-class MethodSpec:
-    """One registered method: its name, its class (built by ``cls.from_options(options, context)``) and
-    its option dataclass."""
-
-    name: str
-    cls: type
-    config: type
-
-
-_REGISTRY: dict[str, MethodSpec] = {}
-_CLASSES: dict[str, type] = {}
-_VERSION = [0]
-
-
-def register_method(name: str, *, config: type | None = None) -> Callable[[type], type]:
-    """Class decorator: make ``cls`` selectable as ``--method name`` / ``TrainConfig(method=name)``.
-
-    ``config`` is the method's option dataclass (``option()`` fields; None: no options). The class must
-    implement the ``Method`` protocol (``nft_deploy.training.methods``) and a classmethod
-    ``from_options(options, context) -> instance`` (``SimpleMethod`` provides one that passes the options'
-    fields of the same names). Its options become ``TrainConfig`` keywords and ``nft-deploy train`` flags.
-    """
-    config = config or NoOptions
-    if not (dataclasses.is_dataclass(config) and isinstance(config, type)):
-        raise TypeError(f"register_method({name!r}): config must be a dataclass type, got {config!r}")
-    general = {f.name for f in dataclasses.fields(TrainConfig)}
-    for f in dataclasses.fields(config):
-        if flat_name(f) in general:
-            raise ValueError(f"register_method({name!r}): option {flat_name(f)!r} clashes with a TrainConfig field")
-
-    def decorate(cls: type) -> type:
-        if name in _REGISTRY and _REGISTRY[name].cls is not cls:
-            raise ValueError(f"method {name!r} is already registered ({_REGISTRY[name].cls.__qualname__})")
-        if not callable(getattr(cls, "from_options", None)):
-            raise TypeError(f"register_method({name!r}): {cls.__qualname__} needs a from_options(options, context) "
-                            "classmethod (or derive from SimpleMethod)")
-        cls.name = name
-        _REGISTRY[name] = MethodSpec(name, cls, config)
-        _CLASSES[name] = cls
-        _VERSION[0] += 1
-        return cls
-
-    return decorate
-
-
-def unregister_method(name: str) -> None:
-    """Remove a registered method (tests and plugins that register temporarily)."""
-    _REGISTRY.pop(name, None)
-    _CLASSES.pop(name, None)
-    _VERSION[0] += 1
-
-
-def method_spec(name: str) -> MethodSpec:
-    """The registered method ``name``; ConfigError listing the choices otherwise."""
-    spec = _REGISTRY.get(name)
-    if spec is None:
-        raise ConfigError(f"--method: unknown method {name!r}; choose one of: {', '.join(_REGISTRY)}")
-    return spec
-
-
-def registered_methods() -> tuple[MethodSpec, ...]:
-    """Every registered method, in registration order (the built-ins first)."""
-    return tuple(_REGISTRY.values())
-
-
-def registry_version() -> int:
-    """Changes whenever a method is registered or removed (the CLI regenerates its flags then)."""
-    return _VERSION[0]
-
-
-METHODS: Mapping[str, type] = types.MappingProxyType(_CLASSES)
-"""Read-only live view: method name -> class."""
-
-
-def method_option_fields() -> dict[str, list[tuple[str, dataclasses.Field]]]:
-    """Flat name -> [(method, field)] over every registered method, in registration order."""
-    out: dict[str, list[tuple[str, dataclasses.Field]]] = {}
-    for spec in _REGISTRY.values():
-        for f in dataclasses.fields(spec.config):
-            out.setdefault(flat_name(f), []).append((spec.name, f))
-    return out
-
-
-@dataclass(frozen=True)
-class NoOptions:
-    """The option dataclass of a method without options."""
 
 
 # ---------------------------------------------------------------- TrainConfig
@@ -397,20 +257,6 @@ def _validate_options(options: Any, selected: bool) -> None:
         check(selected=selected)  # cross-option checks that also hold for a method's options given but unused
     elif selected:
         check()
-
-
-def option_type(owner: type, f: dataclasses.Field) -> Any:
-    """The field's annotation, resolved (``from __future__ import annotations`` keeps strings)."""
-    import sys
-
-    hints = typing.get_type_hints(owner, vars(sys.modules[owner.__module__]))
-    return hints[f.name]
-
-
-def _positive(flag: str, value, integer: bool = False) -> None:
-    bad = (integer and (not isinstance(value, int) or isinstance(value, bool))) or not value > 0
-    if bad:
-        raise ConfigError(f"{flag}: must be a positive {'integer' if integer else 'number'}, got {value!r}")
 
 
 def __getattr__(name: str) -> Any:
