@@ -39,7 +39,7 @@ from nft_deploy.data.builtin import (
 )
 from nft_deploy.data.checks import check_dataset, check_fits_model, check_test_classes
 from nft_deploy.data.dataset import MAX_CLASSES, SPLIT_SEED, Dataset, batches
-from nft_deploy.data.images import ImageOptions, load_image_folder
+from nft_deploy.data.images import ImageOptions, channels_for, load_image_folder
 from nft_deploy.data.python_source import is_python_source, load_python
 from nft_deploy.errors import DataError
 
@@ -97,5 +97,5 @@ def load_data(name: str, *, limit_train: int | None = None, limit_test: int | No
 
 
 __all__ = ["BUILTIN_DATASETS", "FASHION_MNIST_DIR", "FASHION_MNIST_ENV", "FORMATS", "MAX_CLASSES", "MNIST5K_TEST",
-           "SPLIT_SEED", "Dataset", "ImageOptions", "batches", "check_dataset", "check_fits_model",
+           "SPLIT_SEED", "Dataset", "ImageOptions", "batches", "channels_for", "check_dataset", "check_fits_model",
            "check_test_classes", "data_format", "fashion_mnist_dir", "load_data"]

@@ -86,7 +86,7 @@ def check_x_values(where: str, key: str, x: np.ndarray, raw_finite: bool | None 
 # ---------------------------------------------------------------- data against a model
 
 
-def check_fits_model(x: np.ndarray, y: np.ndarray | None = None, *, shape: tuple[int | None, ...] | None,
+def check_fits_model(x: np.ndarray | None, y: np.ndarray | None = None, *, shape: tuple[int | None, ...] | None,
                      dtype=None, num_classes: int | None = None, data_classes: int | None = None,
                      data_name: str | None = None, model_name: str = "the model",
                      input_name: str = "input") -> None:

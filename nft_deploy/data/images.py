@@ -83,6 +83,14 @@ def _channels(value) -> int | None:
     return None if value is None else int(value)
 
 
+def channels_for(input_shape) -> int | None:
+    """``channels`` for ``load_data`` from a model's per-sample input shape: C of (C, H, W) when it is 1 or 3,
+    else None (the folder decides; ``check_fits_model`` then names any mismatch)."""
+    if input_shape is not None and len(input_shape) == 3 and input_shape[0] in (1, 3):
+        return int(input_shape[0])
+    return None
+
+
 def load_image_folder(root: Path, options: ImageOptions) -> Dataset:
     """The ``Dataset`` of an image folder (see the module's rules)."""
     where = str(root)

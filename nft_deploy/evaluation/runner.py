@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import onnxruntime as ort
 
-from nft_deploy.data import Dataset, batches, load_data
+from nft_deploy.data import Dataset, batches, check_fits_model, load_data
 from nft_deploy.device_plan import sigma_factors
 from nft_deploy.errors import EvaluationError
 from nft_deploy.evaluation import metrics as M
@@ -109,19 +109,14 @@ def clean_pass(model: DeployedModel, x: np.ndarray, y: np.ndarray, batch_size: i
 
 
 def check_input(model: DeployedModel, x: np.ndarray, data_name: str) -> None:
-    """The data's sample shape must fit the model's input (symbolic dims match anything)."""
-    want, got = model.input_shape, tuple(x.shape[1:])
-    if len(want) != len(got) or any(w is not None and w != g for w, g in zip(want, got, strict=True)):
-        shown = tuple("?" if w is None else w for w in want)
-        raise EvaluationError(f"--data {data_name}: samples have shape {got}, but {model.name} input "
-                              f"{model.input_name!r} expects {shown}")
+    """The data's sample shape must fit the model's input (symbolic dims match anything): DataError."""
+    check_fits_model(x, shape=model.input_shape, data_name=data_name, model_name=model.name,
+                     input_name=model.input_name)
 
 
 def check_labels(model: DeployedModel, y: np.ndarray, classes: int) -> None:
-    if len(y) and (y.min() < 0 or y.max() >= classes):
-        bad = int(y.min() if y.min() < 0 else y.max())
-        raise EvaluationError(f"labels: {bad} is out of range for {model.name}, which has {classes} outputs "
-                              f"(labels must be in [0, {classes - 1}])")
+    """Every label must index one of the model's ``classes`` outputs: DataError."""
+    check_fits_model(None, y, shape=None, num_classes=classes, model_name=model.name)
 
 
 def run_monte_carlo(model: DeployedModel, x: np.ndarray, y: np.ndarray, config: EvalConfig,
