@@ -23,7 +23,7 @@ from nft_deploy.converters.device_nodes import (
     build_deployed_weight,
     insert_io_quantization,
 )
-from nft_deploy.converters.handlers import REFUSED, Decline, WeightSite, handler_for, sites
+from nft_deploy.converters.handlers import REFUSED, Decline, WeightSite, handler_for, onnx_family, sites
 from nft_deploy.converters.report import PassReport, RewrittenNode
 from nft_deploy.converters.validate import check_finite_array, check_finite_onnx, check_opset
 
@@ -31,6 +31,9 @@ from nft_deploy.chips import META_PLAN, META_PROFILE, META_SOURCE_SHA256, META_V
 from nft_deploy.device_plan import SHARED_WEIGHT, DevicePlan, FoundWeight, compile_plan, layer_name
 from nft_deploy.errors import ExportError
 from nft_deploy.profiles import DeviceProfile
+
+FOLDED_FROM = "pkg.onnxscript.optimizer.folded_from"
+"""Metadata the dynamo exporter's constant folding leaves on a folded tensor: the names it came from."""
 
 
 @dataclass(frozen=True)
@@ -62,13 +65,16 @@ def run_pass(model: onnx.ModelProto, profile: DeviceProfile, config: PassConfig 
                                                               opset)
                 report.inserted_nodes += deployed[weight.name].nodes
             node.inputs[site.weight_input] = deployed[weight.name].tensor
-        if mapped:  # converters once per node: at the first weight that reads an activation, and the output
+        if not mapped:
+            continue
+        if onnx_family(node.op).converters:  # once per node: DAC at the first weight reading an activation, ADC
+            # on the output (none on a recurrent cell, whose crossbar inputs and outputs are inside the op)
             lay, site = next(((lay, site) for lay, site in mapped if site.data_input is not None), mapped[0])
             em = Emitter(graph, f"nft/io/{node.name or lay.name}")
             insert_io_quantization(em, node, site.data_input, lay.input_bits, lay.output_bits, opset)
             report.inserted_nodes += em.count
-            report.rewritten.append(RewrittenNode(node=node.name, op_type=node.op,
-                                                  layer=",".join(lay.name for lay, _ in mapped)))
+        report.rewritten.append(RewrittenNode(node=node.name, op_type=node.op,
+                                              layer=",".join(lay.name for lay, _ in mapped)))
     if not report.plan.mapped:
         raise ExportError(_no_layer_message(profile, report))
     out = gs.export_onnx(graph.toposort())
@@ -96,13 +102,14 @@ def _planned(model: onnx.ModelProto, profile: DeviceProfile, name: str = "the mo
     shaped = model
     if profile.io.input_bits or profile.io.output_bits:  # converters need each activation's rank
         shaped = onnx.shape_inference.infer_shapes(model)
+    origins = _folded_from(model)
     graph = gs.import_onnx(shaped)
     _lift_constant_nodes(graph)
     if _needs_folding(graph):
         graph.fold_constants()
     graph.cleanup()  # drops the lifted Constant nodes and what folding left unused
     report = PassReport()
-    uses = _find_weights(graph, report)
+    uses = _find_weights(graph, report, origins)
     for node, pairs in uses:  # weights after folding (Transpose(W), Mul(W, s)...): finite, as the file's are
         for _, site in pairs:
             if site is not None:
@@ -113,12 +120,20 @@ def _planned(model: onnx.ModelProto, profile: DeviceProfile, name: str = "the mo
     return graph, opset, uses, report
 
 
-def _find_weights(graph: gs.Graph, report: PassReport
+def _folded_from(model: onnx.ModelProto) -> dict[str, list[str]]:
+    """Tensor name -> the names the exporter folded it from (onnxscript's ``folded_from`` metadata)."""
+    entries = [*model.graph.value_info, *model.graph.initializer]
+    return {e.name: [n.strip(" '\"") for n in p.value.strip("[]").split(",")]
+            for e in entries for p in e.metadata_props if p.key == FOLDED_FROM}
+
+
+def _find_weights(graph: gs.Graph, report: PassReport, origins: dict[str, list[str]] | None = None
                   ) -> list[tuple[gs.Node, list[tuple[FoundWeight, WeightSite | None]]]]:
     """Every node of a registered op family with its weights, each as the plan's ``FoundWeight`` (one
     object per weight, however many nodes share it) and its site (None where the node is declined); op
-    types without a family are counted as passed through."""
-    uses, seen = [], {}
+    types without a family are counted as passed through. A folded weight that its family traces to one
+    torch parameter (``OpFamily.weight_origin``) is renamed after it."""
+    uses, seen, names = [], {}, None
     for node in graph.nodes:
         handler = handler_for(node.op)
         if handler is None:
@@ -137,9 +152,13 @@ def _find_weights(graph: gs.Graph, report: PassReport
                                 node=node.name)
             uses.append((node, [(found, None)]))
             continue
-        pairs = []
+        pairs, origin = [], onnx_family(node.op).weight_origin
         for site in sites(answer):
             w = node.inputs[site.weight_input]
+            name = origin(origins.get(w.name, [])) if origin and origins else None
+            if name and name != w.name and name not in (names := names or set(graph.tensors())):
+                names.add(name)
+                w.name = name
             shared = any(handler_for(user.op) is None for user in w.outputs)
             found = seen.setdefault(w.name, FoundWeight(layer_name(w.name), node.op, w.name,
                                                         tuple(int(d) for d in w.shape), site.out_axis, node=node.name,

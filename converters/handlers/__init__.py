@@ -12,15 +12,21 @@ remove it again (a plugin's teardown, a test).
 
 from __future__ import annotations
 
-from nft_deploy.converters.handlers import conv, conv_transpose, gemm, matmul
-from nft_deploy.converters.handlers.site import Decline, OpFamily, TorchSite, WeightSite, positional, sites
+from nft_deploy.converters.handlers import conv, conv_transpose, gemm, matmul, recurrent
+from nft_deploy.converters.handlers.site import (
+    Decline,
+    OpFamily,
+    TorchSite,
+    WeightSite,
+    positional,
+    sites,
+    weight_of,
+)
 
 OP_FAMILIES: dict[str, OpFamily] = {}
 
 REFUSED: dict[str, str] = {
-    "LSTM": "recurrent weights are not supported; export the cell as MatMul/Gemm",
-    "GRU": "recurrent weights are not supported; export the cell as MatMul/Gemm",
-    "RNN": "recurrent weights are not supported; export the cell as MatMul/Gemm",
+    "RNN": "the plain RNN op is not supported (torch exports nn.RNN as MatMul/Gemm); export the cell so",
     "ConvInteger": "already integer-quantized; export the float model",
     "MatMulInteger": "already integer-quantized; export the float model",
     "QLinearConv": "already integer-quantized; export the float model",
@@ -45,8 +51,8 @@ def unregister_op_family(name: str) -> OpFamily:
     return OP_FAMILIES.pop(name)
 
 
-for _module in (conv, gemm, matmul, conv_transpose):
-    register_op_family(_module.FAMILY)
+for _family in (conv.FAMILY, gemm.FAMILY, matmul.FAMILY, conv_transpose.FAMILY, recurrent.LSTM, recurrent.GRU):
+    register_op_family(_family)
 
 
 def mappable_ops() -> tuple[str, ...]:
@@ -72,4 +78,4 @@ def torch_family(func_name: str) -> OpFamily | None:
 
 __all__ = ["OP_FAMILIES", "REFUSED", "Decline", "OpFamily", "TorchSite", "WeightSite", "handler_for",
            "mappable_ops", "onnx_family", "positional", "register_op_family", "sites", "torch_family",
-           "unregister_op_family"]
+           "unregister_op_family", "weight_of"]

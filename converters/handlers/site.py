@@ -43,14 +43,18 @@ class TorchSite:
 
     op: str
     """The ONNX op type the call exports to (``linear`` with a 2-D input is Gemm, otherwise MatMul)."""
-    weight_arg: int
-    """Position of the weight among the call's arguments."""
+    weight_arg: int | tuple[int, int]
+    """Position of the weight among the call's arguments, or (argument, index) for a weight inside a list
+    argument (``torch.lstm`` takes all its weights as one flat list)."""
     data_arg: int | None
     """Position of the activation (where an input DAC goes); None: no DAC for this weight."""
     out_axis: int
     """Output-channel axis of the weight as stored."""
     decline: Decline | None = None
     """Set when the weight cannot be mapped (for example a 3-D matmul operand)."""
+    shape: tuple[int, ...] | None = None
+    """The weight's shape as the ONNX graph stores it, where it differs from the parameter's (the family's
+    ``layout`` maps one onto the other); None: the parameter's shape."""
 
 
 @dataclass(frozen=True)
@@ -75,6 +79,18 @@ class OpFamily:
     fold_chips: bool = False
     """ONNX Runtime runs this family faster with each chip's weights folded into constants (pre-packed
     convolution kernels): the evaluator's ``auto`` strategy folds models that map it."""
+    converters: bool = True
+    """Whether a mapped node gets the profile's DAC (on its activation) and ADC (on its output) in both
+    engines. False where the crossbar's inputs and outputs are internal to the op (a recurrent cell)."""
+    layout: Any = None
+    """How the torch parameter maps onto the ONNX weight, where the exporter reorders it: an object with
+    ``to_graph(tensor)`` and ``to_torch(tensor)`` (inverse permutations, differentiable). The plan rows
+    (shape, output axis, chip draws) are in the graph's layout; torch applies noise there and maps back.
+    None: the same layout."""
+    weight_origin: Callable[[list[str]], str | None] | None = None
+    """Given the names a folded ONNX constant was computed from (the exporter's
+    ``pkg.onnxscript.optimizer.folded_from`` metadata), the torch parameter it stands for, or None. The
+    graph pass names such a weight after its parameter, so both engines name the layer alike."""
 
 
 def positional(family: OpFamily, args: tuple, kwargs: dict) -> tuple[tuple, dict]:
@@ -86,6 +102,14 @@ def positional(family: OpFamily, args: tuple, kwargs: dict) -> tuple[tuple, dict
         if i == len(args) and name in rest:
             args.append(rest.pop(name))
     return tuple(args), rest
+
+
+def weight_of(args: tuple, site: TorchSite):
+    """The weight argument of a torch call that ``site`` names (an argument, or an item of a list argument)."""
+    if isinstance(site.weight_arg, tuple):
+        arg, index = site.weight_arg
+        return args[arg][index]
+    return args[site.weight_arg]
 
 
 def sites(answer) -> tuple:

@@ -22,7 +22,7 @@ from torch import nn
 from torch.func import functional_call
 from torch.overrides import TorchFunctionMode
 
-from nft_deploy.converters.handlers import positional, sites, torch_family
+from nft_deploy.converters.handlers import onnx_family, positional, sites, torch_family, weight_of
 from nft_deploy.device_plan import SHARED_WEIGHT, DevicePlan, FoundWeight, LayerPlan, compile_plan, layer_name
 from nft_deploy.errors import ConfigError
 from nft_deploy.noise import quantize_activation
@@ -60,13 +60,14 @@ class _Probe(TorchFunctionMode):
             args, kwargs, found = _mapped_sites(func, args, kwargs or {}, lambda t: id(t) in self.params)
             weights = set()
             for site in found:
-                w = args[site.weight_arg]
+                w = weight_of(args, site)
                 name = self.params[id(w)]
                 weights.add(id(w))
-                self.found.setdefault(name, FoundWeight(layer_name(name), site.op, name, tuple(w.shape),
+                self.found.setdefault(name, FoundWeight(layer_name(name), site.op, name, site.shape or tuple(w.shape),
                                                         site.out_axis, decline=site.decline))
             if getattr(func, "__name__", "") not in METADATA_CALLS:
-                self.read_elsewhere |= {self.params[id(a)] for a in (*args, *kwargs.values())
+                listed = [t for a in (*args, *kwargs.values()) for t in (a if isinstance(a, (list, tuple)) else (a,))]
+                self.read_elsewhere |= {self.params[id(a)] for a in listed
                                         if id(a) in self.params and id(a) not in weights}
         except Exception as e:
             raise _OwnError() from e
@@ -114,17 +115,31 @@ class _Converters(TorchFunctionMode):
     def __torch_function__(self, func, types, args=(), kwargs=None):
         args, kwargs, found = _mapped_sites(func, args, kwargs or {}, lambda t: id(t) in self.by_id)
         mapped = [s for s in found if s.decline is None]
-        if not mapped:
+        if not mapped or not torch_family(func.__name__).converters:
             return func(*args, **kwargs)
         # once per call, as the graph puts them once per node: the DAC at the first weight that reads an
         # activation, the ADC on the output
         site = next((s for s in mapped if s.data_arg is not None), mapped[0])
-        lay = self.by_id[id(args[site.weight_arg])]
+        lay = self.by_id[id(weight_of(args, site))]
         if lay.input_bits and site.data_arg is not None:
             args = list(args)
             args[site.data_arg] = quantize_activation(args[site.data_arg], lay.input_bits)
         out = func(*args, **kwargs)
         return quantize_activation(out, lay.output_bits) if lay.output_bits else out
+
+
+def graph_layout(lay: LayerPlan, weight):
+    """``weight`` (a torch parameter or its numpy copy) in the layout the graph stores it: the plan's shape
+    and output axis (the same array where the family's exporter keeps the parameter's layout)."""
+    fam = onnx_family(lay.op)
+    return weight if fam is None or fam.layout is None else fam.layout.to_graph(weight)
+
+
+def in_graph_layout(lay: LayerPlan, weight: torch.Tensor, fn) -> torch.Tensor:
+    """``fn`` (noise, a chip) applied to ``weight`` in the graph's layout, mapped back to the parameter's, so a
+    chip's draw for an ONNX cell lands on the torch cell the exporter puts there."""
+    fam = onnx_family(lay.op)
+    return fn(weight) if fam is None or fam.layout is None else fam.layout.to_torch(fn(fam.layout.to_graph(weight)))
 
 
 def has_converters(plan: DevicePlan) -> bool:
@@ -148,4 +163,4 @@ def on_device(model: nn.Module, plan: DevicePlan, weights: Mapping[str, torch.Te
         return functional_call(model, dict(weights), (x,))
 
 
-__all__ = ["converters", "find_weights", "has_converters", "on_device", "torch_plan"]
+__all__ = ["converters", "find_weights", "graph_layout", "has_converters", "in_graph_layout", "on_device", "torch_plan"]

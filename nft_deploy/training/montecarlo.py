@@ -20,7 +20,7 @@ from nft_deploy.device_plan import DevicePlan
 from nft_deploy.errors import EvaluationError
 from nft_deploy.noise import ChipDraw
 from nft_deploy.profiles import DeviceProfile, load_profile
-from nft_deploy.training.crossbars import on_device, torch_plan
+from nft_deploy.training.crossbars import graph_layout, in_graph_layout, on_device, torch_plan
 
 
 def model_plan(model: nn.Module, profile: DeviceProfile | str, x, sigma: float | None = None) -> DevicePlan:
@@ -66,10 +66,11 @@ def chip_weights(model: nn.Module, plan: DevicePlan, seed: int, chip: int | None
     if chip is None:
         draws = {lay.name: ChipDraw(np.zeros(lay.shape)) for lay in layers}
     else:
-        np_weights = {lay.weight: params[lay.weight].detach().cpu().double().numpy()
+        np_weights = {lay.weight: graph_layout(lay, params[lay.weight].detach().cpu().double().numpy())
                       for lay in layers if lay.noise.has_stuck_at}
         draws = draw_chip(layers, np_weights, seed, chip)
-    return {lay.weight: lay.noise.apply_chip_torch(params[lay.weight].detach(), draws[lay.name], lay.out_axis)
+    return {lay.weight: in_graph_layout(lay, params[lay.weight].detach(),
+                                        lambda w, lay=lay: lay.noise.apply_chip_torch(w, draws[lay.name], lay.out_axis))
             for lay in layers}
 
 

@@ -31,7 +31,7 @@ from torch.func import functional_call, vmap
 from nft_deploy.device_plan import DevicePlan, LayerPlan
 from nft_deploy.noise import NoiseModel
 from nft_deploy.profiles import DeviceProfile
-from nft_deploy.training.crossbars import has_converters, on_device, torch_plan
+from nft_deploy.training.crossbars import has_converters, in_graph_layout, on_device, torch_plan
 
 
 def mapped_layers(model: nn.Module, profile: DeviceProfile, sample: torch.Tensor) -> list[LayerPlan]:
@@ -60,6 +60,8 @@ class NoisyModel:
         self.model, self.generator = model, generator
         self.plan = torch_plan(model, profile, sample)
         self._plans: dict[float | None, DevicePlan] = {None: self.plan}
+        self.vmaps: bool | None = None
+        """Whether batched passes run under vmap: None until one tries (False: an op has no batching rule)."""
         self.channels_last: bool | None = None
         """Whether constant passes run channels-last: None until the first one tries (False: the model refused)."""
 
@@ -96,7 +98,7 @@ class NoisyModel:
         """One fresh noisy copy of every mapped weight (differentiable, straight-through)."""
         gen = generator or self.generator
         params = dict(self.model.named_parameters())
-        return {lay.weight: lay.noise.perturb(params[lay.weight], gen, lay.out_axis)
+        return {lay.weight: in_graph_layout(lay, params[lay.weight], lambda w, lay=lay: lay.noise.perturb(w, gen, lay.out_axis))
                 for lay in self.plan_at(sigma).mapped}
 
     def clean(self, x: torch.Tensor) -> torch.Tensor:
@@ -117,16 +119,22 @@ class NoisyModel:
         sets = [self.sample_weights(s) for s in sigmas]
         with frozen_bn_stats(self.model):
             # converters key on tensor identity, which vmap's wrappers hide; vmap needs a weight to map over
-            if not batched or len(sets) == 1 or not sets[0] or has_converters(self.plan):
-                if not torch.is_grad_enabled() and x.device.type == "cpu" and self.channels_last is not False:
-                    return self._channels_last_passes(x, sets)
-                return torch.stack([on_device(self.model, self.plan, p, x) for p in sets])
-            stacked = {k: torch.stack([p[k] for p in sets]) for k in sets[0]}
+            if batched and len(sets) > 1 and sets[0] and not has_converters(self.plan) and self.vmaps is not False:
+                stacked = {k: torch.stack([p[k] for p in sets]) for k in sets[0]}
 
-            def one(params, inp):
-                return functional_call(self.model, params, (inp,))
+                def one(params, inp):
+                    return functional_call(self.model, params, (inp,))
 
-            return vmap(one, in_dims=(0, None), randomness="different")(stacked, x)
+                try:
+                    out, self.vmaps = vmap(one, in_dims=(0, None), randomness="different")(stacked, x), True
+                    return out
+                except RuntimeError as e:  # an op without a batching rule (torch.lstm, torch.gru): one by one
+                    if self.vmaps or "Batching rule not implemented" not in str(e):
+                        raise
+                    self.vmaps = False
+            if not torch.is_grad_enabled() and x.device.type == "cpu" and self.channels_last is not False:
+                return self._channels_last_passes(x, sets)
+            return torch.stack([on_device(self.model, self.plan, p, x) for p in sets])
 
     def _channels_last_passes(self, x: torch.Tensor, sets: list[dict[str, torch.Tensor]]) -> torch.Tensor:
         """The sequential passes with channels-last conv weights (no autograd, CPU); NCHW if the model refuses."""
