@@ -19,10 +19,11 @@ _MISSING = dataclasses.MISSING
 
 def option(default: Any = _MISSING, help: str = "", *, flat: str | None = None, flag: str | bool | None = None,
            decls: tuple[str, ...] | None = None, cli_default: Any = _MISSING, check: str | None = None,
-           choices: tuple[str, ...] | None = None, invert: bool = False, default_factory: Any = _MISSING) -> Any:
+           choices: tuple[str, ...] | None = None, invert: bool = False, metavar: str | None = None,
+           default_factory: Any = _MISSING) -> Any:
     """A dataclass field that declares one option: default, help and how it is checked and exposed.
 
-    - ``help``: the ``nft-deploy train --help`` text (the field's docstring may say more).
+    - ``help``: the command's ``--help`` text (the field's docstring may say more).
     - ``flat`` (method options only): the ``TrainConfig`` keyword and attribute, default the field name;
       methods that declare the same flat name share it (one flag, one value).
     - ``flag``: the CLI flag (default ``--`` + the flat name with dashes); ``False``: no flag (API only).
@@ -30,10 +31,10 @@ def option(default: Any = _MISSING, help: str = "", *, flat: str | None = None, 
       parameter name); ``invert``: a bool field whose flag sets it False (``--quiet``).
     - ``cli_default``: the flag's default where it differs from the API's (``--output`` writes model.pt).
     - ``check``: ``"positive"``, ``"positive_int"`` or ``"nonneg"`` (None values pass); ``choices``: the
-      allowed strings. Failures raise ``ConfigError`` naming the flag.
+      allowed strings. Failures raise ``ConfigError`` naming the flag. ``metavar``: how ``--help`` shows the value.
     """
     meta = {"help": help, "flat": flat, "flag": flag, "decls": decls, "cli_default": cli_default, "check": check,
-            "choices": choices, "invert": invert}
+            "choices": choices, "invert": invert, "metavar": metavar}
     if default_factory is not _MISSING:
         return dataclasses.field(default_factory=default_factory, metadata=meta)
     return dataclasses.field(default=default, metadata=meta)

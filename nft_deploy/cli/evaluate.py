@@ -8,10 +8,7 @@ import warnings
 
 import click
 
-from nft_deploy.profile_types import SIGMA_HELP
-
-CI_WIDTH_HELP = ("Sequential Monte Carlo: stop adding chips once the interval of the mean accuracy is narrower than "
-                 "this (accuracy units, e.g. 0.01) at --alpha; --chips is the maximum.")
+from nft_deploy.cli.options import config_from, config_options
 
 CHIP_HELP = """
 One chip = one programmed instance of the model: one numpy draw per mapped layer, seeded by
@@ -24,65 +21,38 @@ its device plan's ratio). Clean accuracy is the same deployed graph with all dev
 """
 
 
-def _eval_options(fn):
-    """Options shared by evaluate, compare, check and sweep (they map onto EvalConfig)."""
-    options = [
+def _eval_options(skip: tuple[str, ...] = ()):
+    """The options of evaluate, compare, check and sweep: what to read and write, then one flag per
+    ``EvalConfig`` field (generated from its ``option()`` declaration; ``skip``: fields a command lacks)."""
+    from nft_deploy.evaluation.config import EvalConfig
+
+    io_options = [
         click.option("--data", required=True, help="mnist-5k, fashion-mnist, or a .npz (x, y[, x_test, y_test]); "
                      "its test split is used."),
-        click.option("--chips", default=200, show_default=True, type=int, help="Monte Carlo chips (>= 1)."),
-        click.option("--seed", default=0, show_default=True, type=int, help="Run seed (chip draws)."),
         click.option("--profile", default=None, help="Device profile (name or .json) to deploy a float .onnx or a "
                      "checkpoint on the fly (checkpoints default to their stored profile)."),
-        click.option("--sigma", default=None, type=float, help=SIGMA_HELP + " Default: the exported sigma."),
-        click.option("--batch-size", default=256, show_default=True, type=int),
-        click.option("--workers", default=None, type=int, help="Worker processes (chip shards), 1 thread each "
-                     "by default [one per core]."),
-        click.option("--threads", default=None, type=int, help="ONNX Runtime threads per worker [cores / workers]."),
-        click.option("--strategy", default="auto", show_default=True, type=click.Choice(["auto", "fold", "feed"]),
-                     help="fold: each chip's programmed weights folded into its session (fastest for "
-                     "convolutions, about twice the memory); feed: programmed weights fed as inputs, read in place; "
-                     "auto: fold when convolutions are mapped."),
-        click.option("--limit", default=None, type=int, help="Use only the first N test samples."),
-        click.option("--backend", default="local", show_default=True, metavar="local|ray|NAME",
-                     help="local: worker processes here; ray: Ray tasks (pip install 'nft-deploy[ray]'), "
-                     "same results for the same seed; NAME: a backend registered with "
-                     "nft_deploy.evaluation.backends.register_backend."),
-        click.option("--address", default=None, help="Ray cluster to join with --backend ray (HOST:PORT, "
-                     "ray://HOST:PORT or auto) [start a local Ray with --workers CPUs]."),
-        click.option("--engine", default="onnxruntime", show_default=True,
-                     type=click.Choice(["onnxruntime", "torch"]), help="onnxruntime: the deployed graph; torch: a "
-                     "checkpoint in the training-time torch simulation on the same chips, same JSON (strategy "
-                     "'torch'), to cross-check the export against it; no read noise; evaluate only (not --sweep, "
-                     "compare, check or sweep)."),
-        click.option("--alpha", default=0.05, show_default=True, type=float, help="Error rate of a sequential "
-                     "decision (--ci-width, check), spent over a fixed schedule of looks (Bonferroni for means, exact "
-                     "group-sequential spending for percentiles)."),
-        click.option("--first-look", default=16, show_default=True, type=int, help="Chips at the first look of a "
-                     "sequential run; each later look doubles them, --chips is the last."),
-        click.option("--resume", default=None, type=click.Path(file_okay=False), help="Keep every finished chip "
-                     "shard in this folder; rerun with the same folder to continue an interrupted run from the chips "
-                     "already done (same bytes as an uninterrupted run)."),
-        click.option("--quiet", is_flag=True, help="No progress bar."),
         click.option("--json", "json_path", default=None, type=click.Path(dir_okay=False), help="Write JSON here."),
         click.option("--markdown", "md_path", default=None, type=click.Path(dir_okay=False),
                      help="Write a Markdown report here."),
         click.option("--plots", "plots_dir", default=None, type=click.Path(file_okay=False),
                      help="Write PNG plots into this folder."),
     ]
-    for opt in reversed(options):
-        fn = opt(fn)
-    return fn
+
+    def deco(fn):
+        fn = config_options(EvalConfig, skip=("n_bins", *skip))(fn)
+        for opt in reversed(io_options):
+            fn = opt(fn)
+        return fn
+
+    return deco
 
 
 def _config(kw: dict, torch_ok: bool = False):
     """The EvalConfig of the flags; ``torch_ok`` False: --engine torch is refused (one line) before any loading."""
     from nft_deploy.errors import EvaluationError
-    from nft_deploy.evaluation.runner import TORCH_EVALUATE_ONLY, EvalConfig
+    from nft_deploy.evaluation.config import TORCH_EVALUATE_ONLY, EvalConfig
 
-    names = ("chips", "seed", "sigma", "batch_size", "workers", "threads", "strategy", "limit", "quiet", "backend",
-             "address", "engine", "alpha", "first_look", "ci_width", "resume")
-    kw.setdefault("ci_width", None)
-    config = EvalConfig(**{k: kw.pop(k) for k in names})
+    config = config_from(EvalConfig, kw)
     if config.engine == "torch" and not torch_ok:
         raise EvaluationError(TORCH_EVALUATE_ONLY)
     return config
@@ -112,8 +82,7 @@ def _doc(text: str):
 
 @click.command()
 @click.argument("model", type=click.Path())
-@_eval_options
-@click.option("--ci-width", type=float, default=None, help=CI_WIDTH_HELP)
+@_eval_options()
 @click.option("--sweep", "sweep_spec", default=None, help="Sweep programming sigma START:STOP:STEP (e.g. 0:0.4:0.05) "
               "or a comma list; reports accuracy vs sigma with CI bands.")
 @_doc("Monte Carlo accuracy, confidence and uncertainty of MODEL on noisy chips.\n\nMODEL: a CIM-deployed "
@@ -155,10 +124,8 @@ def _notes():
 
 @click.command()
 @click.argument("models", nargs=-1, required=True, type=click.Path())
-@_eval_options
+@_eval_options()
 @_doc("Evaluate several MODELS on the same chips and data; deltas and paired CIs against the first.")
-@click.option("--ci-width", type=float, default=None, help=CI_WIDTH_HELP + " Here: of every paired difference "
-              "against the first model.")
 def compare(models, data, profile, **kw):
     from nft_deploy.evaluation.compare import compare as run_compare
 
@@ -169,7 +136,7 @@ def compare(models, data, profile, **kw):
 
 @click.command()
 @click.argument("models", nargs=-1, required=True, type=click.Path())
-@_eval_options
+@_eval_options(skip=("ci_width",))
 @click.option("--sigmas", "sigma_spec", required=True, help="START:STOP:STEP (stop included) or a comma list.")
 @_doc("Accuracy of every model at every programming sigma: one table, one plot.")
 def sweep(models, data, profile, sigma_spec, **kw):
@@ -182,7 +149,7 @@ def sweep(models, data, profile, sigma_spec, **kw):
 
 @click.command()
 @click.argument("model", type=click.Path())
-@_eval_options
+@_eval_options(skip=("ci_width",))
 @click.option("--min-accuracy", type=float, default=None, help="Minimum accuracy (fraction, e.g. 0.95): of the "
               "mean over chips, or of the chip at --percentile.")
 @click.option("--percentile", type=float, default=None, help="Apply --min-accuracy to this percentile of chips (5: "

@@ -10,6 +10,8 @@ import numpy as np
 from nft_deploy.errors import EvaluationError
 from nft_deploy.evaluation import metrics as M
 from nft_deploy.evaluation.backends import backend, backend_names
+from nft_deploy.options import option
+from nft_deploy.profile_types import SIGMA_HELP
 
 STRATEGIES = ("auto", "fold", "feed")
 ENGINES = ("onnxruntime", "torch")
@@ -19,45 +21,62 @@ TORCH_EVALUATE_ONLY = ("--engine torch: only evaluate (without --sweep) runs on 
 
 @dataclass(frozen=True)
 class EvalConfig:
-    """How to run the Monte Carlo; every field is a CLI flag of the same name."""
+    """How to run the Monte Carlo; every field is a CLI flag of the same name (``option()``: its default and help,
+    declared once; evaluate, compare, check and sweep generate their flags from these fields)."""
 
-    chips: int = 200
+    chips: int = option(200, "Monte Carlo chips (>= 1).")
     """Number of programmed chips (>= 1)."""
-    seed: int = 0
+    seed: int = option(0, "Run seed (chip draws).")
     """Run seed; chip i draws from SeedSequence(seed, spawn_key=(i, crc32(layer)))."""
-    sigma: float | None = None
+    sigma: float | None = option(None, SIGMA_HELP + " Default: the exported sigma.")
     """Programming sigma to evaluate (profile unit); None: the one the model was exported with."""
-    batch_size: int = 256
-    workers: int | None = None
+    batch_size: int = option(256)
+    workers: int | None = option(None, "Worker processes (chip shards), 1 thread each by default [one per core].")
     """Worker processes (chip shards); None: one per core (at most one per chip) where processes can fork,
     else 1. N processes x 1 thread beat 1 process x N threads (benchmarks/results/evaluate.md)."""
-    threads: int | None = None
+    threads: int | None = option(None, "ONNX Runtime threads per worker [cores / workers].")
     """Intra-op threads per session; None: cores // workers."""
-    strategy: str = "auto"
+    strategy: str = option("auto", "fold: each chip's programmed weights folded into its session (fastest for "
+                           "convolutions, about twice the memory); feed: programmed weights fed as inputs, read in "
+                           "place; auto: fold when convolutions are mapped.", metavar="auto|fold|feed")
     """fold | feed | auto (see the module docstring)."""
-    limit: int | None = None
+    limit: int | None = option(None, "Use only the first N test samples.")
     """Evaluate only the first ``limit`` samples."""
-    quiet: bool = False
+    quiet: bool = option(False, "No progress bar.")
     """No progress bar."""
-    n_bins: int = M.N_BINS
+    n_bins: int = option(M.N_BINS, flag=False)
     """Confidence bins of ECE and the reliability diagram."""
-    backend: str = "local"
+    backend: str = option("local", "local: worker processes here; ray: Ray tasks (pip install 'nft-deploy[ray]'), "
+                          "same results for the same seed; NAME: a backend registered with "
+                          "nft_deploy.evaluation.backends.register_backend.", metavar="local|ray|NAME")
     """Where chips run, a name in the ``backends`` registry: local (worker processes on this machine) | ray (Ray
     tasks; same results, see ``ray_backend``) | one registered with ``backends.register_backend``."""
-    address: str | None = None
+    address: str | None = option(None, "Ray cluster to join with --backend ray (HOST:PORT, ray://HOST:PORT or auto) "
+                                 "[start a local Ray with --workers CPUs].")
     """Ray cluster to join (HOST:PORT, ray://HOST:PORT or auto); None: start a local Ray with ``workers``
     CPUs for the run and shut it down after (a Ray this process already joined is reused)."""
-    ci_width: float | None = None
+    ci_width: float | None = option(None, "Sequential Monte Carlo: stop adding chips once the interval of the mean "
+                                    "accuracy (compare: of every paired difference against the first model) is "
+                                    "narrower than this (accuracy units, e.g. 0.01) at --alpha; --chips is the "
+                                    "maximum.")
     """Sequential Monte Carlo: stop adding chips once the interval of the mean accuracy (compare: of each
     paired difference) is narrower than this (accuracy units); ``chips`` stays the maximum. None: all chips."""
-    alpha: float = 0.05
+    alpha: float = option(0.05, "Error rate of a sequential decision (--ci-width, check), spent over a fixed "
+                          "schedule of looks (Bonferroni for means, exact group-sequential spending for "
+                          "percentiles).")
     """Error rate of a sequential decision (``--ci-width``, ``check``), spent over the looks (Bonferroni for means, exact group-sequential spending for percentiles)."""
-    first_look: int = 16
+    first_look: int = option(16, "Chips at the first look of a sequential run; each later look doubles them, "
+                             "--chips is the last.")
     """Chips at the first look of a sequential run; every later look doubles the count (fixed schedule)."""
-    resume: str | None = None
+    resume: str | None = option(None, "Keep every finished chip shard in this folder; rerun with the same folder "
+                                "to continue an interrupted run from the chips already done (same bytes as an "
+                                "uninterrupted run).", metavar="DIRECTORY")
     """Folder that keeps every finished chip shard (``journal``): a rerun with the same folder continues an
     interrupted run from the chips already done and writes the same bytes. None: nothing kept."""
-    engine: str = "onnxruntime"
+    engine: str = option("onnxruntime", "onnxruntime: the deployed graph; torch: a checkpoint in the training-time "
+                         "torch simulation on the same chips, same JSON (strategy 'torch'), to cross-check the "
+                         "export against it; no read noise; evaluate only (not --sweep, compare, check or sweep).",
+                         metavar="onnxruntime|torch")
     """onnxruntime (the deployed graph, this module) | torch (a checkpoint in the training-time simulation on
     the same chips, ``torch_engine``: a cross-check of the export; evaluate only, no read noise, in this
     process: workers, threads, strategy and backend do not apply)."""
