@@ -14,7 +14,7 @@ import typing
 from dataclasses import MISSING, dataclass
 from typing import Any
 
-from nft_deploy.profile_types import JSON_ONLY, RULES, Rule
+from nft_deploy.profile_rules import JSON_ONLY, RULES, Rule
 
 # Python annotation -> the JSON kind named in errors ("must be an int")
 _KINDS = {bool: "bool", int: "int", float: "number", str: "string"}

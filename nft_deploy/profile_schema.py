@@ -18,7 +18,8 @@ from typing import Any
 
 from nft_deploy import profile_types
 from nft_deploy.profile_fields import FieldSpec, choices_of, field_specs
-from nft_deploy.profile_types import RULES, SCHEMA_VERSION, DeviceProfile
+from nft_deploy.profile_rules import JSON_ONLY, RULES
+from nft_deploy.profile_types import SCHEMA_VERSION, DeviceProfile
 
 REGENERATE = "python -m nft_deploy.profile_schema > device_profiles/schema.json"
 _JSON_TYPES = {"int": "integer", "number": "number", "bool": "boolean", "string": "string", "array": "array",
@@ -73,7 +74,7 @@ class _Writer:
 
     def field(self, cls: type, spec: FieldSpec) -> dict[str, Any]:
         doc = self.docs.get((cls.__name__, spec.name)) or next(
-            (j.doc for j in profile_types.JSON_ONLY.get(cls, ()) if j.name == spec.name), "")
+            (j.doc for j in JSON_ONLY.get(cls, ()) if j.name == spec.name), "")
         doc = " ".join([doc] + [f"Loader rule: {r.text}." for r in RULES
                                 if (r.section, r.field) == (cls, spec.name) and r.text not in doc])
         out = {"description": doc.strip()} if doc.strip() else {}

@@ -1,8 +1,8 @@
 """The plain data of a device profile: frozen dataclasses with a docstring per field.
 
 This file is the one definition of a valid profile. Each field carries its JSON limits in its metadata
-(``min``, ``max``, ``choices``, ``items``, ``required``, ``const``, ``nonblank``); rules between fields are
-``RULES``; keys the JSON may carry but the dataclasses drop are ``JSON_ONLY``. ``nft_deploy.profiles``
+(``min``, ``max``, ``choices``, ``items``, ``required``, ``const``, ``nonblank``); rules between fields
+(``RULES``) and keys the JSON may carry but the dataclasses drop (``JSON_ONLY``) are in ``profile_rules``. ``nft_deploy.profiles``
 validates JSON by walking these, and ``nft_deploy.profile_schema`` writes ``schema.json`` from them.
 Import the classes from ``nft_deploy.profiles``.
 """
@@ -13,7 +13,6 @@ import dataclasses
 import fnmatch
 import json
 import math
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -252,58 +251,3 @@ def _to_jsonable(obj: Any) -> Any:
     if isinstance(obj, tuple):
         return [_to_jsonable(v) for v in obj]
     return obj
-
-
-# ---------------------------------------------------------------- rules between fields, and JSON-only keys
-
-
-@dataclass(frozen=True)
-class Rule:
-    """A rule between fields of one section, checked once its fields are valid; reported at ``field``."""
-
-    section: type
-    field: str
-    text: str
-    """The rule in words, for schema.json (which cannot express it)."""
-    check: Callable[[Any], str | None]
-    """The error for a section that breaks the rule (what is allowed, what it got), or None."""
-
-
-def _renormalizable(s: StateDependence) -> str | None:
-    f = s.renormalize_fraction
-    if f is None or f * s.factor**2 + 1 - f > 0:
-        return None
-    return (f"must keep f * factor^2 + 1 - f > 0 (sigma is divided by its square root), got {f:g} with factor "
-            f"{s.factor:g}; lower renormalize_fraction, raise factor, or set it to null")
-
-
-RULES = (
-    Rule(WeightSpec, "bits_per_cell", "bits_per_cell <= bits",
-         lambda w: None if w.bits_per_cell <= w.bits
-         else f"must be <= {w.bits}, got {w.bits_per_cell}; a cell cannot hold more bits than the weight"),
-    Rule(StateDependence, "band", "band low < high",
-         lambda s: None if s.band[0] < s.band[1] else f"must satisfy 0 <= low < high <= 1, got {list(s.band)}"),
-    Rule(StateDependence, "renormalize_fraction", "f * factor^2 + 1 - f > 0 with f = renormalize_fraction",
-         _renormalizable),
-    Rule(StuckAt, "full_rate", "zero_rate + full_rate <= 1",
-         lambda s: None if s.zero_rate + s.full_rate <= 1
-         else f"zero_rate + full_rate must be <= 1, got {s.zero_rate:g} + {s.full_rate:g}"),
-)
-
-
-@dataclass(frozen=True)
-class JsonOnly:
-    """A string key the JSON may carry that the dataclass drops: checked on load, absent from ``to_dict``."""
-
-    name: str
-    doc: str
-    default: str | None = None
-    choices: tuple[str, ...] | None = None
-
-
-JSON_ONLY = {
-    DeviceProfile: (JsonOnly("$schema", "Where editors find schema.json (e.g. ./schema.json); ignored on load."),),
-    ProgrammingVariation: (JsonOnly(
-        "distribution", "Distribution of the programming error; only gaussian exists, the key keeps the JSON "
-        "explicit.", "gaussian", ("gaussian",)),),
-}
