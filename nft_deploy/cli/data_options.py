@@ -48,14 +48,19 @@ def _normalize(ctx, param, value):
     return mean, std
 
 
+OPTIONS = (("--image-size", dict(callback=_image_size, metavar="H,W", help=IMAGE_SIZE_HELP)),
+           ("--normalize", dict(callback=_normalize, metavar="MEAN,STD", help=NORMALIZE_HELP)))
+
+
+def data_params() -> list[click.Option]:
+    """The two options as click parameters, for a command whose parameters are generated (train)."""
+    return [click.Option([flag], **attrs) for flag, attrs in OPTIONS]
+
+
 def data_options(fn):
     """--image-size and --normalize (they apply to an image folder given to --data)."""
-    options = [
-        click.option("--image-size", callback=_image_size, metavar="H,W", help=IMAGE_SIZE_HELP),
-        click.option("--normalize", callback=_normalize, metavar="MEAN,STD", help=NORMALIZE_HELP),
-    ]
-    for opt in reversed(options):
-        fn = opt(fn)
+    for flag, attrs in reversed(OPTIONS):
+        fn = click.option(flag, **attrs)(fn)
     return fn
 
 

@@ -102,8 +102,8 @@ def check_fits_model(x: np.ndarray | None, y: np.ndarray | None = None, *, shape
     if shape is not None:
         want, got = tuple(shape), tuple(x.shape[1:])
         if len(want) != len(got) or any(w is not None and w != g for w, g in zip(want, got, strict=True)):
-            shown = tuple("?" if w is None else w for w in want)
-            raise DataError(f"{lead}samples have shape {got}, but {model_name} input {input_name!r} expects {shown}")
+            shown = ", ".join("?" if w is None else str(w) for w in want) + ("," if len(want) == 1 else "")
+            raise DataError(f"{lead}samples have shape {got}, but {model_name} input {input_name!r} expects ({shown})")
     if dtype is not None:
         problem = _dtype_problem(np.asarray(x), np.dtype(dtype))
         if problem:

@@ -287,3 +287,12 @@ def test_bad_data_option_values_name_the_flag(args, phrase):
     r = CliRunner().invoke(_probe, args)
     assert r.exit_code == 2 and args[0] in r.output and phrase in r.output, r.output
     assert sum("Error" in line for line in r.output.splitlines()) == 1
+
+
+def test_data_params_are_the_same_options_for_a_generated_command():
+    from nft_deploy.cli.data_options import data_params
+
+    cmd = click.Command("gen", params=data_params(), callback=lambda **kw: click.echo(repr(data_kwargs(kw))))
+    r = CliRunner().invoke(cmd, ["--image-size", "8", "--normalize", "1,2;3,4"])
+    assert r.exit_code == 0 and r.output.strip() == repr({"image_size": (8, 8), "normalize": ((1.0, 2.0), (3.0, 4.0))})
+    assert [p.name for p in data_params()] == [p.name for p in _probe.params] == ["image_size", "normalize"]

@@ -277,3 +277,247 @@ def test_float_labels_are_refused_with_the_reason(labels, tmp_path):
         assert "is not a class index" in msg
     else:
         assert "y.astype(int)" in msg
+
+
+# ---------------------------------------------------------------- the other formats: pair, image folder, module
+
+
+def _pair(tmp, x=X, y=Y, y_name="y.npy") -> str:
+    np.save(tmp / "x.npy", x)
+    if y is not None:
+        np.save(tmp / y_name, y)
+    return f"{tmp / 'x.npy'},{tmp / 'y.npy'}"
+
+
+def _png_folder(tmp, classes=("a", "b"), per_class=2, size=(12, 12), mode="L", name="imgs"):
+    from PIL import Image
+
+    root = tmp / name
+    for c in classes:
+        (root / c).mkdir(parents=True, exist_ok=True)
+        for i in range(per_class):
+            Image.new(mode, size[::-1], 0 if mode != "RGB" else (0, 0, 0)).save(root / c / f"{i}.png")
+    return root
+
+
+def _user_module(tmp, monkeypatch, body: str, name: str) -> str:
+    import sys
+
+    (tmp / f"{name}.py").write_text(body)
+    monkeypatch.syspath_prepend(str(tmp))
+    monkeypatch.delitem(sys.modules, name, raising=False)
+    return name
+
+
+def _pair_case(kind):
+    def build(tmp, monkeypatch):
+        if kind == "missing_y":
+            return _pair(tmp, y=None), {}, str(tmp / "y.npy")
+        if kind == "lengths":
+            return _pair(tmp, y=Y[:20]), {}, str(tmp / "x.npy")
+        if kind == "object":
+            np.save(tmp / "y.npy", np.array([object()] * 24), allow_pickle=True)
+            np.save(tmp / "x.npy", X)
+            return f"{tmp / 'x.npy'},{tmp / 'y.npy'}", {}, str(tmp / "y.npy")
+        if kind == "npz_in_pair":
+            np.save(tmp / "x.npy", X)
+            np.savez(tmp / "y.npy", y=Y)  # np.savez appends .npz: y.npy.npz
+            (tmp / "y.npy.npz").rename(tmp / "y.npy")
+            return f"{tmp / 'x.npy'},{tmp / 'y.npy'}", {}, str(tmp / "y.npy")
+        if kind == "float_labels":
+            return _pair(tmp, y=Y.astype(np.float32)), {}, str(tmp / "y.npy")
+        return f"{_pair(tmp)},{tmp / 'z.npy'}", {}, str(tmp / "x.npy")  # three parts
+    return build
+
+
+def _folder_case(kind):
+    def build(tmp, monkeypatch):
+        from PIL import Image
+
+        root = _png_folder(tmp)
+        if kind == "empty_class":
+            (root / "c").mkdir()
+            return str(root), {}, str(root / "c")
+        if kind == "not_an_image":
+            (root / "a" / "notes.txt").write_text("not a picture")
+            return str(root), {}, str(root / "a" / "notes.txt")
+        if kind == "truncated_png":
+            data = (root / "b" / "0.png").read_bytes()
+            (root / "b" / "0.png").write_bytes(data[:45])  # header intact, pixel data cut
+            return str(root), {}, str(root / "b" / "0.png")
+        if kind == "no_class_folders":
+            empty = tmp / "flat"
+            empty.mkdir()
+            Image.new("L", (4, 4)).save(empty / "0.png")
+            return str(empty), {}, str(empty)
+        if kind == "nested_folder":
+            (root / "a" / "more").mkdir()
+            return str(root), {}, str(root / "a" / "more")
+        if kind == "sizes_differ":
+            Image.new("L", (5, 4)).save(root / "b" / "odd.png")
+            return str(root), {}, str(root / "b" / "odd.png")
+        if kind == "sixteen_bit":
+            Image.new("I;16", (12, 12)).save(root / "a" / "deep.png")
+            return str(root), {}, str(root / "a" / "deep.png")
+        if kind == "train_without_test":
+            split = _png_folder(tmp / "s", name="train").parent
+            return str(split), {}, str(split)
+        if kind == "test_class_not_in_train":
+            split = _png_folder(tmp / "t", name="train").parent
+            _png_folder(split, classes=("a", "zz"), name="test")
+            return str(split), {}, str(split / "test" / "zz")
+        if kind == "one_image":
+            one = _png_folder(tmp, classes=("a",), per_class=1, name="one")
+            return str(one), {}, str(one)
+        if kind == "channels_4":
+            return str(root), {"channels": 4}, "channels"
+        if kind == "normalize_3_for_gray":
+            return str(root), {"normalize": ((0.1, 0.2, 0.3), 0.5)}, "--normalize"
+        if kind == "normalize_std_0":
+            return str(root), {"normalize": (0.5, 0)}, "--normalize"
+        if kind == "image_size_0":
+            return str(root), {"image_size": (0, 3)}, "--image-size"
+        path = _npz(tmp / "d.npz", dict(x=X, y=Y))  # image_size_with_npz
+        return path, {"image_size": 8}, path
+    return build
+
+
+MODULE_BODIES = {
+    "function_raises": ("import numpy as np\n\ndef load():\n    raise ValueError('boom')\n", "load"),
+    "import_fails": ("import numpy as np\nimport not_installed_xyz_42\n\ndef load():\n    pass\n", "load"),
+    "syntax_error": ("def load(:\n    pass\n", "load"),
+    "no_such_function": ("def other():\n    pass\n", "load"),
+    "returns_none": ("def load():\n    return None\n", "load"),
+    "returns_three": ("import numpy as np\n\ndef load():\n    return np.zeros((4, 2)), np.zeros(4, int), 1\n", "load"),
+    "dict_without_y": ("import numpy as np\n\ndef load():\n    return {'x': np.zeros((4, 2))}\n", "load"),
+    "lengths_differ": ("import numpy as np\n\ndef load():\n    return np.zeros((4, 2)), np.zeros(3, int)\n", "load"),
+    "dataset_of_triples": ("import torch\n\ndef load():\n    t = torch.zeros(4, 2)\n"
+                           "    return torch.utils.data.TensorDataset(t, t[:, 0].long(), t)\n", "load"),
+    "dataset_ragged": ("import torch\n\nclass D(torch.utils.data.Dataset):\n    def __len__(self):\n        return 3\n"
+                       "    def __getitem__(self, i):\n        return torch.zeros(2 + i), 0\n\n"
+                       "def load():\n    return D()\n", "load"),
+    "dataset_item_raises": ("import torch\n\nclass D(torch.utils.data.Dataset):\n    def __len__(self):\n"
+                            "        return 3\n    def __getitem__(self, i):\n        raise KeyError(i)\n\n"
+                            "def load():\n    return D()\n", "load"),
+    "iterable_dataset": ("import torch\n\nclass D(torch.utils.data.IterableDataset):\n    def __iter__(self):\n"
+                         "        return iter([])\n\ndef load():\n    return D()\n", "load"),
+    "dataset_and_array": ("import numpy as np, torch\n\ndef load():\n"
+                          "    return torch.utils.data.TensorDataset(torch.zeros(2, 2)), np.zeros(2)\n", "load"),
+}
+
+
+def _module_case(kind):
+    def build(tmp, monkeypatch):
+        if kind == "no_such_module":
+            return "nft_no_such_module_xyz:load", {}, "nft_no_such_module_xyz"
+        body, func = MODULE_BODIES[kind]
+        name = _user_module(tmp, monkeypatch, body, f"faulty_{kind}")
+        return f"{name}:{func}", {}, f"{name}:{func}"
+    return build
+
+
+# id -> (builder(tmp_path, monkeypatch) -> (--data, load_data kwargs, what the line must name), phrase)
+FORMAT_FAULTS = {
+    "pair_missing_y_file": (_pair_case("missing_y"), "no such file; the pair x.npy,y.npy needs both files"),
+    "pair_lengths_differ": (_pair_case("lengths"), "y: 20 labels for 24 samples in x"),
+    "pair_object_array": (_pair_case("object"), "not a .npy array readable without pickle"),
+    "pair_npz_inside": (_pair_case("npz_in_pair"), "a .npz archive, not a single array"),
+    "pair_float_labels": (_pair_case("float_labels"), "y: must be a 1-D integer array of labels"),
+    "pair_three_parts": (_pair_case("three"), "a pair is two .npy files separated by one comma"),
+    "folder_empty_class": (_folder_case("empty_class"), "class 'c' has no images; every class subfolder needs"),
+    "folder_non_image_file": (_folder_case("not_an_image"), "not an image Pillow can read"),
+    "folder_truncated_png": (_folder_case("truncated_png"), "cannot be read as an image"),
+    "folder_without_class_folders": (_folder_case("no_class_folders"), "no class subfolders; an image folder holds"),
+    "folder_nested": (_folder_case("nested_folder"), "images go directly in their class subfolder"),
+    "folder_sizes_differ": (_folder_case("sizes_differ"), "images of different sizes need --image-size H,W"),
+    "folder_16_bit": (_folder_case("sixteen_bit"), "mode I;16 (more than 8 bits per pixel) is not supported"),
+    "folder_train_without_test": (_folder_case("train_without_test"), "has train/ but no test/; give both"),
+    "folder_test_class_not_in_train": (_folder_case("test_class_not_in_train"), "class 'zz' is not in train/ "
+                                                                                 "(classes: a, b)"),
+    "folder_one_image": (_folder_case("one_image"), "images needs at least 2 images"),
+    "folder_channels_4": (_folder_case("channels_4"), "must be 1 (grayscale) or 3 (RGB)"),
+    "folder_normalize_3_for_gray": (_folder_case("normalize_3_for_gray"), "3 means for 1-channel images"),
+    "folder_normalize_std_0": (_folder_case("normalize_std_0"), "stds finite and > 0"),
+    "folder_image_size_0": (_folder_case("image_size_0"), "must be a positive integer or (H, W)"),
+    "image_size_with_an_npz": (_folder_case("image_size_with_npz"), "--image-size: applies to an image folder only"),
+    "module_missing": (_module_case("no_such_module"), "no module named 'nft_no_such_module_xyz' in the current"),
+    "module_import_fails": (_module_case("import_fails"), "raised ModuleNotFoundError: No module named "
+                                                          "'not_installed_xyz_42' (at "),
+    "module_syntax_error": (_module_case("syntax_error"), "raised SyntaxError"),
+    "function_missing": (_module_case("no_such_function"), "has no function named 'load'; its functions: other"),
+    "function_raises": (_module_case("function_raises"), "load() raised ValueError: boom (at "),
+    "function_returns_none": (_module_case("returns_none"), "load() returned a NoneType; it must return (x, y)"),
+    "function_returns_three": (_module_case("returns_three"), "load() returned a tuple of 3 items"),
+    "function_dict_without_y": (_module_case("dict_without_y"), "missing key 'y'; the dict load() returns holds"),
+    "function_lengths_differ": (_module_case("lengths_differ"), "y: 3 labels for 4 samples in x"),
+    "dataset_items_not_pairs": (_module_case("dataset_of_triples"), "Dataset item 0: a tuple of 3 items; each "
+                                                                    "item must be a pair (x, y)"),
+    "dataset_ragged_samples": (_module_case("dataset_ragged"), "x: Dataset item 1 has shape (3,) but item 0 (2,)"),
+    "dataset_item_raises": (_module_case("dataset_item_raises"), "Dataset item 0: raised KeyError: 0"),
+    "iterable_dataset": (_module_case("iterable_dataset"), "has no len() (an IterableDataset?)"),
+    "dataset_and_array": (_module_case("dataset_and_array"), "load() returned a tuple of 2 items"),
+}
+
+
+@pytest.mark.parametrize("fault", FORMAT_FAULTS)
+def test_every_format_refuses_bad_input_in_one_data_error_line_naming_the_file(fault, tmp_path, monkeypatch):
+    build, phrase = FORMAT_FAULTS[fault]
+    name, kwargs, named = build(tmp_path, monkeypatch)
+    with pytest.raises(DataError) as e:
+        load_data(name, **kwargs)
+    msg = str(e.value)
+    assert "\n" not in msg and phrase in msg and named in msg, msg
+    assert e.value.__cause__ is None and e.value.__suppress_context__ or e.value.__context__ is None, msg
+
+
+@pytest.mark.parametrize("fault", ["pair_missing_y_file", "folder_empty_class", "module_missing",
+                                   "function_raises"])
+def test_train_refuses_a_bad_file_of_each_format_in_one_line(fault, tmp_path, monkeypatch):
+    name, _, named = FORMAT_FAULTS[fault][0](tmp_path, monkeypatch)
+    out = tmp_path / "m.pt"
+    line = _assert_one_line_error(_train(["--data", name, "-o", str(out)]), FORMAT_FAULTS[fault][1], named)
+    assert line.startswith("Error: ") and not out.exists()
+
+
+def test_evaluate_names_the_channels_when_an_rgb_folder_meets_a_grayscale_model(tiny_checkpoint, tmp_path):
+    root = _png_folder(tmp_path, mode="RGB", per_class=5)
+    out = tmp_path / "r.json"
+    r = CliRunner().invoke(main, ["evaluate", str(tiny_checkpoint), "--data", str(root), "--engine", "torch",
+                                  "--chips", "2", "--quiet", "--json", str(out)])
+    _assert_one_line_error(r, "samples have shape (3, 12, 12), but", "expects (1, 12, 12)", str(root))
+    assert not out.exists()
+
+
+# ---------------------------------------------------------------- data against the model's declared input
+
+
+MODEL_FAULTS = {
+    "shape": (dict(shape=(3, None, None)), np.zeros((2, 1, 8, 8)), None,
+              "--data d: samples have shape (1, 8, 8), but m input 'x' expects (3, ?, ?)"),
+    "rank": (dict(shape=(64,)), np.zeros((2, 1, 8, 8)), None, "samples have shape (1, 8, 8), but m input 'x' "
+                                                             "expects (64,)"),
+    "dtype_fractions": (dict(shape=(3,), dtype="int64"), np.array([[1, 2, 3], [4, 5.5, 6]], np.float32), None,
+                        "samples are float32 with values that are not whole numbers (first: sample 1), but m "
+                        "input 'x' expects int64 (whole numbers within its range)"),
+    "dtype_range": (dict(shape=(2,), dtype=np.int8), np.array([[1, 300]]), None,
+                    "with values in [1, 300], beyond int8's range"),
+    "dtype_not_numeric": (dict(shape=None, dtype="float32"), np.array([["a"]]), None,
+                          "samples are <U1, but m input 'x' expects float32 (real numbers)"),
+    "labels_beyond_outputs": (dict(shape=None, num_classes=3), np.zeros((3, 2)), np.array([0, 5, 1]),
+                              "--data d: labels: 5 is out of range for m, which has 3 outputs (labels must be in "
+                              "[0, 2])"),
+    "negative_label": (dict(shape=None, num_classes=3), np.zeros((2, 2)), np.array([0, -1]), "labels: -1 is out"),
+    "more_classes_than_outputs": (dict(shape=None, num_classes=3, data_classes=5), np.zeros((2, 2)),
+                                  np.array([0, 1]), "classes: the data has 5 classes, but m has 3 outputs; the data "
+                                                    "may have at most 3"),
+}
+
+
+@pytest.mark.parametrize("fault", MODEL_FAULTS)
+def test_data_that_does_not_fit_the_model_names_expected_and_found_in_one_line(fault):
+    from nft_deploy.data import check_fits_model
+
+    declared, x, y, phrase = MODEL_FAULTS[fault]
+    with pytest.raises(DataError) as e:
+        check_fits_model(x, y, data_name="d", model_name="m", input_name="x", **declared)
+    assert phrase in str(e.value) and "\n" not in str(e.value), str(e.value)
