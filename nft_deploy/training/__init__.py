@@ -23,13 +23,13 @@ from nft_deploy.training.crossbars import torch_plan
 from nft_deploy.training.methods import MethodContext, SimpleMethod, make_method
 from nft_deploy.training.montecarlo import (
     TorchMonteCarloResult,
-    chip_logits,
     chip_weights,
     model_plan,
+    torch_chip_logits,
     torch_monte_carlo,
 )
 from nft_deploy.training.noisy import NoisyModel, mapped_layers
-from nft_deploy.training.trainer import EpochMetrics, TrainResult, evaluate, train
+from nft_deploy.training.trainer import EpochMetrics, TrainResult, clean_and_noisy_accuracy, train
 
 __all__ = [
     "EpochMetrics",
@@ -42,15 +42,15 @@ __all__ = [
     "TorchMonteCarloResult",
     "TrainConfig",
     "TrainResult",
-    "chip_logits",
     "chip_weights",
-    "evaluate",
+    "clean_and_noisy_accuracy",
     "make_method",
     "mapped_layers",
     "model_plan",
     "option",
     "register_method",
     "registered_methods",
+    "torch_chip_logits",
     "torch_monte_carlo",
     "torch_plan",
     "train",

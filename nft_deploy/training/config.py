@@ -41,7 +41,7 @@ from nft_deploy.training.registry import (  # noqa: F401  (re-exported: the regi
     unregister_method,
 )
 
-BACKENDS = ("gloo", "nccl")
+DIST_BACKENDS = ("gloo", "nccl")
 """torch.distributed backends for torchrun (kept here, free of torch imports)."""
 SCHEDULES = ("cosine", "constant")
 OVF_FEEDBACK_GRADS = ("full", "none")
@@ -229,8 +229,8 @@ class TrainConfig(TrainFields):
                 _validate_options(self._build_options(other), selected=False)
         if not (self.device == "cpu" or self.device.startswith("cuda")):
             raise ConfigError(f"--device: {self.device!r}; use cpu or cuda (cuda:N)")
-        if self.dist_backend is not None and self.dist_backend not in BACKENDS:
-            raise ConfigError(f"--dist-backend: {self.dist_backend!r}; choose one of: {', '.join(BACKENDS)}")
+        if self.dist_backend is not None and self.dist_backend not in DIST_BACKENDS:
+            raise ConfigError(f"--dist-backend: {self.dist_backend!r}; choose one of: {', '.join(DIST_BACKENDS)}")
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready config with flat option names (the profile by name or path; a DeviceProfile by its name):

@@ -75,7 +75,7 @@ def chip_weights(model: nn.Module, plan: DevicePlan, seed: int, chip: int | None
 
 
 @torch.no_grad()
-def chip_logits(model: nn.Module, profile: DeviceProfile | str, x, *, chip: int | None, seed: int = 0,
+def torch_chip_logits(model: nn.Module, profile: DeviceProfile | str, x, *, chip: int | None, seed: int = 0,
                 batch_size: int = 512, sigma: float | None = None) -> np.ndarray:
     """Logits (samples, classes) of one chip (None: the clean device): parity tests against ONNX Runtime."""
     model.eval()
@@ -126,4 +126,4 @@ def _tensor(x, model: nn.Module) -> torch.Tensor:
     return torch.as_tensor(np.asarray(x) if not isinstance(x, torch.Tensor) else x, dtype=torch.float32).to(_device(model))
 
 
-__all__ = ["TorchMonteCarloResult", "chip_logits", "chip_weights", "model_plan", "plan_logits", "torch_monte_carlo"]
+__all__ = ["TorchMonteCarloResult", "torch_chip_logits", "chip_weights", "model_plan", "plan_logits", "torch_monte_carlo"]

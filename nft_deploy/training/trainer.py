@@ -13,7 +13,6 @@ batches and the noise generator on the GPU.
 
 from __future__ import annotations
 
-import inspect
 import json
 import sys
 import time
@@ -27,8 +26,8 @@ from torch import nn
 
 from nft_deploy.checkpoint import atomic_write, save_checkpoint
 from nft_deploy.data import Dataset, batches, check_dataset, check_test_classes, load_data
-from nft_deploy.errors import ConfigError, DataError
-from nft_deploy.models import MODELS, build_model, check_input_shape
+from nft_deploy.errors import ConfigError
+from nft_deploy.models import MODELS, build_model
 from nft_deploy.training.config import TrainConfig
 from nft_deploy.training.crossbars import on_device
 from nft_deploy.training.distributed import (
@@ -38,6 +37,7 @@ from nft_deploy.training.distributed import (
     has_unused_parameters,
     noise_seed,
 )
+from nft_deploy.training.fit_checks import arch_entry, check_fit
 from nft_deploy.training.methods import Method, make_method
 from nft_deploy.training.montecarlo import torch_monte_carlo
 from nft_deploy.training.noisy import NoisyModel
@@ -123,7 +123,7 @@ def _train(config: TrainConfig, dist: Distributed, data: Dataset | None, model: 
         check_dataset(data, where)
     check_test_classes(data, where, "; add training samples of those classes" +
                        (" or raise --limit-train" if config.limit_train else ""))
-    arch, model_name = _arch(config, data, model, where)
+    arch, model_name = arch_entry(config, data, model, where)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(config.seed)
         if model is None:
@@ -131,7 +131,7 @@ def _train(config: TrainConfig, dist: Distributed, data: Dataset | None, model: 
         model.to(device).train()
         gen = torch.Generator(device=device).manual_seed(noise_seed(config.seed, dist.rank))
         sample = torch.as_tensor(data.x_train[:2], device=device)
-        _check_fit(config, model, sample, data, where, dist.world_size, user=model_name is None)
+        check_fit(config, model, sample, data, where, dist.world_size, user=model_name is None)
         net = NoisyModel(model, profile, gen, sample)
         method = make_method(config, net, sample, data.num_classes, model_name)
         if method.noisy and not net.layers:
@@ -215,7 +215,7 @@ def _fit(config, net: NoisyModel, method: Method, data: Dataset, dist: Distribut
     return history
 
 
-def evaluate(net: NoisyModel, data: Dataset, *, seed: int, batch_size: int = 512) -> tuple[float, float]:
+def clean_and_noisy_accuracy(net: NoisyModel, data: Dataset, *, seed: int, batch_size: int = 512) -> tuple[float, float]:
     """Test accuracy clean and under one fresh noise draw (seeded, fixed across the test set)."""
     clean, noisy, n = _eval_counts(net, data.x_test, data.y_test, seed, batch_size)
     return clean / n, noisy / n
@@ -246,67 +246,6 @@ def _eval_counts(net: NoisyModel, x_test, y_test, seed: int, batch_size: int) ->
     return clean, noisy, len(y)
 
 
-def _check_fit(config: TrainConfig, model: nn.Module, sample: torch.Tensor, data: Dataset, where: str,
-               world_size: int = 1, user: bool = True) -> None:
-    """Before training, on one probe forward of two samples (eval mode, no gradient, so no batch-norm
-    statistics move): a user module's logits must be (N, K) with K > every label; and a batch of one sample
-    (``--batch-size 1``, or a last batch of one on any rank) must not reach a batch norm that would see a
-    single value per channel (PyTorch refuses to normalise it mid-run)."""
-    n = len(data.y_train)
-    n_local = min((len(range(r, n, world_size)) for r in range(world_size)),
-                  key=lambda k: (k % config.batch_size != 1, k))  # the rank with a last batch of one, if any
-    norms = {m: name for name, m in model.named_modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)}
-    single: list[tuple[str, tuple[int, ...]]] = []
-    hooks = [m.register_forward_pre_hook(lambda m, args: single.append((norms[m], tuple(args[0].shape[1:])))
-                                         if args[0][0].numel() == args[0].shape[1] else None) for m in norms]
-    was_training = model.training
-    try:
-        model.eval()
-        with torch.no_grad():
-            out = model(sample)
-    except Exception as e:  # noqa: BLE001 - a user module's forward can raise anything
-        if not user:  # built-in models were checked against the shape: a failure here is a bug
-            raise
-        raise DataError(f"{where}: x: the model's forward fails on samples of shape {tuple(sample.shape[1:])} "
-                        f"({type(e).__name__}: {str(e).splitlines()[0][:200] if str(e) else ''}); give data "
-                        "of the shape the model takes") from None
-    finally:
-        model.train(was_training)
-        for h in hooks:
-            h.remove()
-    if not isinstance(out, torch.Tensor) or out.ndim != 2:
-        shape = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
-        raise ConfigError(f"model: its forward returns {shape} for a batch of {len(sample)}; training needs "
-                          "logits of shape (N, classes)")
-    if out.shape[1] < data.num_classes:
-        raise DataError(f"{where}: y: labels run up to {data.num_classes - 1} but the model gives {out.shape[1]} "
-                        f"outputs per sample; labels must be in 0..{out.shape[1] - 1}")
-    if single and (config.batch_size == 1 or n_local % config.batch_size == 1):
-        name, shape = single[0]
-        size = ("--batch-size 1 makes batches of one sample" if config.batch_size == 1 else
-                f"{n_local} training samples at --batch-size {config.batch_size} leave a last batch of one sample")
-        raise DataError(f"{where}: x: {size}, and batch norm {name!r} sees one value per channel there (its input is "
-                        f"{shape} per sample, from samples of {tuple(sample.shape[1:])}); training cannot "
-                        "normalise one value: choose a --batch-size that leaves no batch of one sample, or "
-                        "--limit-train, or larger images")
-
-
-def _arch(config: TrainConfig, data: Dataset, model: nn.Module | None, where: str | None = None
-          ) -> tuple[dict, str | None]:
-    """Checkpoint ``arch`` entry and the built-in model name (None for a user module)."""
-    shape = data.input_shape
-    if model is not None:
-        kwargs = {"in_channels": shape[0], "num_classes": data.num_classes,
-                  "input_size": shape[-1] if len(shape) > 1 else None, "width": config.width}
-        return {"name": type(model).__name__, "kwargs": kwargs}, None
-    check_input_shape(config.model, shape, where or data.name)
-    width = config.width
-    if width is None:
-        width = inspect.signature(MODELS[config.model]).parameters["width"].default
-    kwargs = {"in_channels": shape[0], "num_classes": data.num_classes, "input_size": shape[1], "width": width}
-    return {"name": config.model, "kwargs": kwargs}, config.model
-
-
 def _final_metrics(history: list[EpochMetrics]) -> dict[str, float]:
     last = history[-1]
     return {"loss": last.loss, "clean_acc": last.clean_acc, "noisy_acc": last.noisy_acc,
@@ -328,4 +267,4 @@ def _write_log(config, profile: dict, method: dict, history, metrics, data: Data
     return path
 
 
-__all__ = ["EpochMetrics", "LossModule", "TrainResult", "evaluate", "train"]
+__all__ = ["EpochMetrics", "LossModule", "TrainResult", "clean_and_noisy_accuracy", "train"]

@@ -16,8 +16,7 @@ from nft_deploy.evaluation.deployed import load_deployed
 from nft_deploy.evaluation.runner import chip_logits, evaluate
 from nft_deploy.models import build_model
 from nft_deploy.profiles import ReadNoise, load_profile
-from nft_deploy.training.montecarlo import chip_logits as torch_chip_logits
-from nft_deploy.training.montecarlo import torch_monte_carlo
+from nft_deploy.training.montecarlo import torch_chip_logits, torch_monte_carlo
 
 
 @pytest.fixture(scope="module")

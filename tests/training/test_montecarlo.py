@@ -11,7 +11,7 @@ from nft_deploy.chips import layer_rng
 from nft_deploy.errors import EvaluationError
 from nft_deploy.noise import NoiseModel
 from nft_deploy.profiles import load_profile, profile_from_dict
-from nft_deploy.training import chip_logits, model_plan, torch_monte_carlo
+from nft_deploy.training import model_plan, torch_chip_logits, torch_monte_carlo
 
 
 def _mlp():
@@ -31,7 +31,7 @@ def test_ideal_profile_gives_clean_accuracy_with_zero_std(tiny_net, tiny_data):
 def test_chip_logits_match_a_numpy_float64_forward_of_the_same_chip(tiny_data, profile):
     model, prof = _mlp(), load_profile(profile)
     x = tiny_data.x_test[:10]
-    got = chip_logits(model, prof, x, chip=3, seed=11)
+    got = torch_chip_logits(model, prof, x, chip=3, seed=11)
     h = x.reshape(len(x), -1).astype(np.float64)
     for name, act in (("1", True), ("3", False)):
         lin = model.get_submodule(name)
@@ -56,7 +56,7 @@ def test_noise_is_fixed_per_chip_across_the_test_set(tiny_net, tiny_data):
     c = torch_monte_carlo(tiny_net, "nft_reference", tiny_data.x_test, tiny_data.y_test, chips=3, seed=3,
                           keep_logits=True)
     assert not np.allclose(a.logits, c.logits)
-    assert np.allclose(a.logits[1], chip_logits(tiny_net, "nft_reference", tiny_data.x_test, chip=1, seed=2),
+    assert np.allclose(a.logits[1], torch_chip_logits(tiny_net, "nft_reference", tiny_data.x_test, chip=1, seed=2),
                        atol=1e-5)
 
 
