@@ -32,11 +32,11 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from scipy import stats
 from torch import nn
 from train_methods import training_step  # this folder's sibling benchmark
 
 from nft_deploy.data import load_data
+from nft_deploy.evaluation.metrics import mean_interval
 from nft_deploy.models import VGG8, build_model
 from nft_deploy.profiles import load_profile
 from nft_deploy.training import NoisyModel, TrainConfig, make_method, torch_monte_carlo, train
@@ -119,10 +119,8 @@ def accuracy_rows(regime: str, data, seeds: list[int], epochs: int, chips: int, 
 
 def t_interval(values) -> tuple[float, float]:
     """Mean and 95% t half-width over ``values`` (NaN half-width for a single value)."""
-    v = np.asarray(values, dtype=float)
-    if len(v) < 2:
-        return float(v.mean()), float("nan")
-    return float(v.mean()), float(stats.t.ppf(0.975, len(v) - 1) * v.std(ddof=1) / np.sqrt(len(v)))
+    ci = mean_interval(values, 0.95)
+    return (ci.low + ci.high) / 2, (ci.high - ci.low) / 2 if len(values) > 1 else float("nan")
 
 
 def summarise(result: dict) -> dict:
@@ -250,9 +248,8 @@ def probe_only(regimes: list[str], rounds: int, steps: int, threads: int) -> Non
             r = np.array(ts) / ni
             lines.append(f"| {label} | {np.median(ts):.1f} | {np.median(r):.2f}x [{np.percentile(r, 25):.2f}, "
                          f"{np.percentile(r, 75):.2f}] |")
-    lines.append("")
     RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "ovf_feedback_grad_probe.md").write_text("\n".join(lines))
+    (RESULTS / "ovf_feedback_grad_probe.md").write_text("\n".join(lines) + "\n")
     (RESULTS / "ovf_feedback_grad_probe.json").write_text(json.dumps(result, indent=2) + "\n")
     print("\n".join(lines))
 
@@ -262,21 +259,17 @@ def main() -> None:
     ap.add_argument("--regimes", default="default,refinit")
     ap.add_argument("--seeds", default="0,1,2")
     ap.add_argument("--epochs", default="default=10,refinit=10", help="per regime, e.g. default=10,refinit=20")
-    ap.add_argument("--chips", type=int, default=200)
-    ap.add_argument("--chip-seed", type=int, default=12345)
-    ap.add_argument("--rounds", type=int, default=7)
-    ap.add_argument("--steps", type=int, default=4)
+    for flag, default in (("--chips", 200), ("--chip-seed", 12345), ("--rounds", 7), ("--steps", 4)):
+        ap.add_argument(flag, type=int, default=default)
     ap.add_argument("--threads", type=int, default=1,
                     help="torch threads for training and Monte Carlo (2 threads on a shared 2-core CPU thrash)")
-    ap.add_argument("--probe-threads", type=int, default=1, help="torch threads for the step-time probe (steadier)")
+    ap.add_argument("--probe-threads", type=int, default=1, help="torch threads of the step-time probe (steadier)")
     ap.add_argument("--render", action="store_true", help="only redraw md/png from results/ovf_feedback_grad.json")
-    ap.add_argument("--probe-only", action="store_true",
-                    help="only the step-time probe, to results/ovf_feedback_grad_probe.{md,json}")
+    ap.add_argument("--probe-only", action="store_true", help="only the step-time probe: results/*_probe.{md,json}")
     args = ap.parse_args()
     if args.render:
-        old = json.loads((RESULTS / "ovf_feedback_grad.json").read_text())
-        old.pop("summary", None)
-        return write(old)
+        return write({k: v for k, v in json.loads((RESULTS / "ovf_feedback_grad.json").read_text()).items()
+                      if k != "summary"})
     regimes = [r for r in args.regimes.split(",") if r]
     if args.probe_only:
         return probe_only(regimes, args.rounds, args.steps, args.probe_threads)

@@ -44,6 +44,7 @@ from typing import Any
 import numpy as np
 from scipy import stats
 
+from nft_deploy.evaluation import metrics as M
 from nft_deploy.evaluation.group_sequential import (  # noqa: F401  - part of this module's API
     SPENDING_RHO,
     Boundaries,
@@ -64,15 +65,15 @@ def look_schedule(chips_max: int, first_look: int = FIRST_LOOK) -> tuple[int, ..
     return (*looks, chips_max)
 
 
-def mean_interval(values: Sequence[float], level: float) -> tuple[float, float]:
-    """Two-sided Student-t interval of the mean at ``level``; infinite with fewer than two values or when
-    every value is the same (a zero-width interval from accuracies that move in steps would settle on no
-    evidence of the spread: such a look waits for the next)."""
+def look_interval(values: Sequence[float], level: float) -> tuple[float, float]:
+    """The Student-t interval of the mean (``metrics.mean_interval``) as a look reads it: infinite with fewer
+    than two values or when every value is the same (a zero-width interval from accuracies that move in steps
+    would settle on no evidence of the spread: such a look waits for the next)."""
     v = np.asarray(values, np.float64)
     if len(v) < 2 or np.all(v == v[0]):
         return -np.inf, np.inf
-    half = stats.t.ppf(0.5 + level / 2, len(v) - 1) * v.std(ddof=1) / np.sqrt(len(v))
-    return float(v.mean() - half), float(v.mean() + half)
+    ci = M.mean_interval(v, level)
+    return ci.low, ci.high
 
 
 def proportion_interval(k: int, n: int, level: float) -> tuple[float, float]:
@@ -123,7 +124,7 @@ class Criterion:
 def mean_at_least(describe: str, threshold: float, value: Callable) -> Criterion:
     """Mean over chips of ``value(chip)`` >= threshold: one-sided t bounds at alpha / (K C) (Bonferroni)."""
     def settle(chips, look):
-        lo, hi = mean_interval([value(c) for c in chips], 1 - 2 * look.alpha / len(look.looks))
+        lo, hi = look_interval([value(c) for c in chips], 1 - 2 * look.alpha / len(look.looks))
         return "pass" if lo >= threshold else "fail" if hi < threshold else None
 
     return Criterion(describe, settle)
@@ -187,7 +188,7 @@ WIDTH_LEVEL = 0.95
 def ci_width_rule(width: float, value: Callable = lambda c: c.accuracy, what: str = "mean accuracy"):
     """Stop once the 95% interval of the mean of ``value`` over chips is narrower than ``width``."""
     def rule(chips, level, n):
-        lo, hi = mean_interval([value(c) for c in chips], WIDTH_LEVEL)
+        lo, hi = look_interval([value(c) for c in chips], WIDTH_LEVEL)
         if hi - lo < width:
             return f"settled: the 95% interval of the {what} is {hi - lo:.4f} wide (< --ci-width {width:g}) after {n} chips", {}
         return None, {}
@@ -203,7 +204,7 @@ def paired_width_rule(width: float):
         base = [c.accuracy for c in per_model[0]]
         widths = []
         for chips in per_model[1:]:
-            lo, hi = mean_interval([c.accuracy - b for c, b in zip(chips, base, strict=True)], WIDTH_LEVEL)
+            lo, hi = look_interval([c.accuracy - b for c, b in zip(chips, base, strict=True)], WIDTH_LEVEL)
             widths.append(hi - lo)
         if max(widths) < width:
             return (f"settled: the 95% intervals of the paired accuracy differences are at most "
@@ -247,4 +248,4 @@ class GateRule:
 
 __all__ = ["FIRST_LOOK", "SPENDING_RHO", "Boundaries", "Criterion", "GateRule", "Level", "Look", "Outcome",
            "binomial_boundaries", "ci_width_rule", "fraction_below_at_most", "look_schedule", "mean_at_least",
-           "mean_interval", "paired_width_rule", "proportion_interval", "run_looks", "spending"]
+           "look_interval", "paired_width_rule", "proportion_interval", "run_looks", "spending"]

@@ -19,9 +19,9 @@ from nft_deploy.evaluation.sequential import (
     Look,
     binomial_boundaries,
     fraction_below_at_most,
+    look_interval,
     look_schedule,
     mean_at_least,
-    mean_interval,
     proportion_interval,
     run_looks,
     spending,
@@ -35,7 +35,7 @@ def test_looks_double_from_the_first_and_end_at_the_maximum():
 
 def test_mean_interval_is_the_projects_student_t_interval_at_95():
     v = np.random.default_rng(0).uniform(0.8, 0.95, 23)
-    lo, hi = mean_interval(v, 0.95)
+    lo, hi = look_interval(v, 0.95)
     ref = M.accuracy_stats(v).ci95  # the hand-written t quantile in metrics: an independent computation
     assert lo == pytest.approx(ref.low, abs=1e-9) and hi == pytest.approx(ref.high, abs=1e-9)
 
@@ -204,7 +204,7 @@ def test_accuracies_that_move_in_steps_do_not_settle_on_a_look_where_every_chip_
     steps = lambda rng, n: np.where(rng.random(n) < 0.9, 1.0, 0.9)  # noqa: E731
     rate, se, _ = _simulate(mean_at_least("mean accuracy >= 0.995", 0.995, lambda c: c.accuracy), steps, "fail")
     assert rate <= 0.05 + 3 * se
-    assert mean_interval([0.97] * 16, 0.95) == (-np.inf, np.inf)
+    assert look_interval([0.97] * 16, 0.95) == (-np.inf, np.inf)
 
 
 def test_the_100th_percentile_passes_once_some_chip_reaches_it_and_never_fails():
