@@ -106,9 +106,10 @@ def load_image_folder(root: Path, options: ImageOptions) -> Dataset:
     heads = [_header(path) for path, _ in files + test_files]
     channels = options.channels or (1 if all(mode in GRAYSCALE_MODES for _, mode, _ in heads) else 3)
     size = options.image_size or _common_size(heads)
-    x, y = _decode(files, channels, size, options.normalize)
+    stats = None if options.normalize is None else _stats(options.normalize, channels)
+    x, y = _decode(files, channels, size, stats)
     if split:
-        xt, yt = _decode(test_files, channels, size, options.normalize)
+        xt, yt = _decode(test_files, channels, size, stats)
     else:
         x, y, xt, yt = hold_out(where, x, y, key="images", unit="image", alternative="add train/ and test/ subfolders")
     record = {"format": "image-folder", "source": where, "split": "train/ and test/ subfolders" if split else HELD_OUT,
@@ -181,7 +182,7 @@ def _common_size(heads: list[tuple[Path, str, tuple[int, int]]]) -> tuple[int, i
 
 
 def _decode(files: list[tuple[Path, int]], channels: int, size: tuple[int, int],
-            normalize: tuple[tuple[float, ...], tuple[float, ...]] | None) -> tuple[np.ndarray, np.ndarray]:
+            stats: tuple[np.ndarray, np.ndarray] | None) -> tuple[np.ndarray, np.ndarray]:
     """(x float32 (N, C, H, W), y int64): each image converted, resized, scaled, normalized."""
     from PIL import Image
 
@@ -197,16 +198,17 @@ def _decode(files: list[tuple[Path, int]], channels: int, size: tuple[int, int],
                 raise DataError(f"{path}: cannot be read as an image ({str(e)[:200]})") from None
         x[i] = a[None] if a.ndim == 2 else a.transpose(2, 0, 1)
     x /= 255.0
-    if normalize is not None:
-        x = _normalized(x, normalize, channels)
+    if stats is not None:
+        x = (x - stats[0]) / stats[1]
     return x, np.array([k for _, k in files], np.int64)
 
 
-def _normalized(x: np.ndarray, normalize, channels: int) -> np.ndarray:
+def _stats(normalize, channels: int) -> tuple[np.ndarray, np.ndarray]:
+    """(mean, std) as float32 arrays broadcasting over (N, C, H, W); one value or one per channel."""
     stats = []
     for name, values in zip(("means", "stds"), normalize, strict=True):
         if len(values) not in (1, channels):
             raise DataError(f"--normalize: {len(values)} {name} for {channels}-channel images; give one value or "
                             f"one per channel ({channels})")
         stats.append(np.asarray(values, np.float32).reshape(1, -1, 1, 1))
-    return (x - stats[0]) / stats[1]
+    return stats[0], stats[1]
