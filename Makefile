@@ -4,7 +4,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 OUT ?= runs/demo
 
-.PHONY: demo test lint bench clean
+.PHONY: demo test test-slow lint bench clean
 
 $(STAMP): pyproject.toml Makefile
 	python3 -m venv $(VENV)
@@ -19,8 +19,11 @@ $(STAMP): pyproject.toml Makefile
 demo: $(STAMP)  ## the main job end to end on built-in data
 	$(VENV)/bin/nft-deploy demo --out $(OUT)
 
-test: $(STAMP)  ## the test suite
-	$(PY) -m pytest
+test: $(STAMP)  ## the test suite (tests marked slow run in `make test-slow`; CI runs both)
+	$(PY) -m pytest -m "not slow"
+
+test-slow: $(STAMP)  ## the slow tests: examples, model zoo, multi-process training
+	$(PY) -m pytest -m slow
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check nft_deploy converters tests benchmarks examples
