@@ -42,6 +42,11 @@ def _timm(name, size=32, **kw):
     return build
 
 
+def _mixer(need):
+    mixer = need("timm").models.mlp_mixer.MlpMixer
+    return mixer(num_classes=10, img_size=32, patch_size=8, num_blocks=2, embed_dim=32), _image()
+
+
 def _tv_vit(need):
     vit = need("torchvision").models.VisionTransformer
     return vit(image_size=32, patch_size=8, num_layers=2, num_heads=2, hidden_dim=32, mlp_dim=64, num_classes=10), _image()
@@ -53,45 +58,36 @@ def _tv_convnext(need):
     return cn.ConvNeXt(cfg, num_classes=10), _image()
 
 
-class TokenWrapper(nn.Module):
-    """A transformers model called with token ids only, returning its logits tensor."""
+class Logits(nn.Module):
+    """A transformers model called with one input (``input_ids`` or ``pixel_values``), returning its logits."""
 
-    def __init__(self, model):
+    def __init__(self, model, key: str):
         super().__init__()
-        self.model = model
+        self.model, self.key = model, key
 
-    def forward(self, ids):
-        return self.model(input_ids=ids).logits
+    def forward(self, x):
+        return self.model(**{self.key: x}).logits
 
 
 def _bert(need):
     tr = need("transformers")
     cfg = tr.BertConfig(vocab_size=64, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
                         intermediate_size=64, max_position_embeddings=32, num_labels=4)
-    return TokenWrapper(tr.BertForSequenceClassification(cfg)), torch.randint(0, 64, (2, 12))
+    return Logits(tr.BertForSequenceClassification(cfg), "input_ids"), torch.randint(0, 64, (2, 12))
 
 
 def _gpt2(need):
     tr = need("transformers")
     cfg = tr.GPT2Config(vocab_size=64, n_embd=32, n_layer=2, n_head=2, n_positions=32, num_labels=4,
                         pad_token_id=0)
-    return TokenWrapper(tr.GPT2ForSequenceClassification(cfg)), torch.randint(1, 64, (2, 12))
-
-
-class PixelWrapper(nn.Module):
-    def __init__(self, model):
-        super().__init__()
-        self.model = model
-
-    def forward(self, x):
-        return self.model(pixel_values=x).logits
+    return Logits(tr.GPT2ForSequenceClassification(cfg), "input_ids"), torch.randint(1, 64, (2, 12))
 
 
 def _hf_vit(need):
     tr = need("transformers")
     cfg = tr.ViTConfig(image_size=32, patch_size=8, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
                        intermediate_size=64, num_labels=10)
-    return PixelWrapper(tr.ViTForImageClassification(cfg)), _image()
+    return Logits(tr.ViTForImageClassification(cfg), "pixel_values"), _image()
 
 
 class UNet(nn.Module):
@@ -168,7 +164,7 @@ ZOO = [
     Zoo("vit_tiny_mini", "timm", "attention: qkv Linear (mapped), q@k, attn@v (digital)",
         _timm("vit_tiny_patch16_224", img_size=32, patch_size=8, depth=2)),
     Zoo("mixer_mini", "timm", "token-mixing Linear on 3-D activations",
-        _timm("mixer_s16_224", img_size=32, patch_size=8, num_blocks=2, embed_dim=32)),
+        _mixer),
     Zoo("vit_hf_mini", "transformers", "HF attention, LayerNorm, GELU", _hf_vit),
     Zoo("bert_mini", "transformers", "integer token ids, embeddings, attention", _bert, tokens=True),
     Zoo("gpt2_mini", "transformers", "token ids, causal attention, Conv1D (addmm) weights", _gpt2, tokens=True),

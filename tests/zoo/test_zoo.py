@@ -128,13 +128,11 @@ def test_the_plan_accounts_for_every_weight_bearing_node(case):
 
 
 def test_a_short_evaluate_runs_two_chips(case, request):
+    """Two chips on a few samples with random labels; a model with two outputs is scored on its first."""
     spec, _, deployed, x, want = case
     if spec.tokens:
         request.applymarker(pytest.mark.xfail(strict=False, reason="evaluate feeds float32; integer token "
                                               "inputs are not supported by the evaluator yet"))
-    if spec.outputs > 1:
-        request.applymarker(pytest.mark.xfail(strict=False, reason="evaluate takes the first output only when "
-                                              "--output NAME is supported; several outputs are not yet"))
     classes = want[0].reshape(len(x), -1).shape[1]
     y = np.random.default_rng(0).integers(0, classes, len(x))
     result = evaluate(deployed["rram_4bit"].model, (x, y), chips=2, workers=1, quiet=True, batch_size=SAMPLES)
