@@ -12,7 +12,7 @@ user modules (4x4 per head) are ours.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import ClassVar
 
 import torch
@@ -20,6 +20,7 @@ from torch import nn
 
 from nft_deploy.errors import ConfigError
 from nft_deploy.models import IRS_LAYERS
+from nft_deploy.profiles import DeviceProfile
 from nft_deploy.training.config import option, register_method
 from nft_deploy.training.losses import FeedbackConfig, default_gammas, feedback_loss
 from nft_deploy.training.noisy import NoisyModel
@@ -27,6 +28,7 @@ from nft_deploy.training.noisy import NoisyModel
 IRS_POOL = {"lenet5": (4, 2), "vgg8": (6, 4, 3), "resnet18": (6, 6, 4, 3)}
 IRS_BETA = {"lenet5": 1e-2, "vgg8": 1e-2, "resnet18": 1e-1}  # the reference code's MNIST values; LeNet-5 is ours
 DEFAULT_POOL, DEFAULT_BETA = 4, 1e-2
+HEAD_STATES = ("profile", "independent")
 
 
 class SnapshotHead(nn.Module):
@@ -58,6 +60,14 @@ class IRSConfig(FeedbackConfig):
     """Adaptive-pool output side per head; None: built-in defaults (4 for a user model)."""
     hidden: int = option(512, flat="irs_hidden", flag=False, check="positive_int")
     """Hidden width of each head (``TrainConfig(irs_hidden=...)``; no CLI flag)."""
+    head_sigma: float | None = option(None, "IRS: programming sigma of the heads' own weights (default: the "
+                                      "backbone's).", flat="irs_head_sigma", check="nonneg")
+    """Programming sigma of the heads (profile unit, ``with_sigma``); None: the backbone's sigma."""
+    head_state: str = option("profile", "IRS: heads' noise with the profile's state dependence (profile) or "
+                             "state-independent (independent: the NFT reference code).", flat="irs_head_state",
+                             choices=HEAD_STATES)
+    """profile: the heads' cells vary as the profile says; independent: without its state-dependent factor
+    (s = 1), as the reference code perturbs its heads whatever the backbone's device."""
 
 
 @register_method("irs", config=IRSConfig)
@@ -91,7 +101,8 @@ class IRS:
         """
         if not isinstance(config, IRSConfig):
             config = IRSConfig(beta=config.beta, gammas=config.gammas, layers=config.irs_layers, pool=config.irs_pool,
-                               hidden=config.irs_hidden)
+                               hidden=config.irs_hidden, head_sigma=config.irs_head_sigma,
+                               head_state=config.irs_head_state)
         layers = config.layers or IRS_LAYERS.get(model_name or "")
         modules = dict(net.model.named_modules())
         if not layers:
@@ -112,7 +123,8 @@ class IRS:
         heads = nn.ModuleList(SnapshotHead(s, p, config.hidden, num_classes) for s, p in zip(shapes, pools, strict=True))
         heads.to(sample_x.device)
         irs = cls(tuple(layers), pools, beta, gammas, heads, config.hidden)
-        irs._head_nets = [NoisyModel(h, net.profile, net.generator, torch.zeros((2, *s), device=sample_x.device))
+        profile = head_profile(net.profile, config.head_sigma, config.head_state)
+        irs._head_nets = [NoisyModel(h, profile, net.generator, torch.zeros((2, *s), device=sample_x.device))
                           for h, s in zip(heads, shapes, strict=True)]
         irs._handles = [modules[lay].register_forward_hook(irs._hook(i)) for i, lay in enumerate(layers)]
         return irs
@@ -142,8 +154,11 @@ class IRS:
         return feedback_loss(z, h, y, self.beta, self.gammas)
 
     def params(self) -> dict:
+        head = self._head_nets[0].profile if self._head_nets else None
         return {"beta": self.beta, "gammas": list(self.gammas), "layers": list(self.layers),
-                "pools": list(self.pools), "hidden": self.hidden}
+                "pools": list(self.pools), "hidden": self.hidden,
+                "head_sigma": head.programming.sigma if head else None,
+                "head_state_dependent": bool(head and head.programming.state_dependent)}
 
     def parameters(self) -> list[nn.Parameter]:
         return list(self.heads.parameters())
@@ -153,6 +168,18 @@ class IRS:
         for h in self._handles:
             h.remove()
         self._handles = []
+
+
+def head_profile(profile: DeviceProfile, sigma: float | None, state: str) -> DeviceProfile:
+    """The device the heads' own weights see: ``profile`` at ``sigma`` (None: as it is), without its
+    state-dependent factor when ``state`` is ``independent`` (also in per-layer overrides)."""
+    p = profile if sigma is None else profile.with_sigma(sigma)
+    if state != "independent":
+        return p
+    plain = [replace(o, programming=replace(o.programming, state_dependent=None)) if o.programming else o
+             for o in p.mapping.overrides]
+    return replace(p, programming=replace(p.programming, state_dependent=None),
+                   mapping=replace(p.mapping, overrides=tuple(plain)))
 
 
 def _probe_shapes(model: nn.Module, modules: list[nn.Module], x: torch.Tensor) -> list[tuple[int, ...]]:
@@ -185,4 +212,4 @@ def _names(modules: dict) -> str:
     return ", ".join(names[:30]) + (f", ... ({len(names)} in all)" if len(names) > 30 else "")
 
 
-__all__ = ["IRS", "IRSConfig", "IRS_BETA", "IRS_POOL", "SnapshotHead"]
+__all__ = ["HEAD_STATES", "IRS", "IRSConfig", "head_profile", "IRS_BETA", "IRS_POOL", "SnapshotHead"]

@@ -15,8 +15,9 @@ from nft_deploy.training.config import option
 class FeedbackConfig:
     """Options of the negative-feedback methods (OVF, IRS)."""
 
-    beta: float | None = option(None, "Feedback strength (ovf default 1e-3, irs per model).")
-    """Feedback strength; None: 1e-3 for ovf, the NFT reference code's MNIST value per model for irs (IRS_BETA)."""
+    beta: float | None = option(None, "Feedback strength (default: the NFT reference code's value per model).")
+    """Feedback strength; None: the NFT reference code's MNIST value per built-in model (``OVF_BETA``,
+    ``IRS_BETA``; 1e-3 for ovf, 1e-2 for irs on another model)."""
     gammas: tuple[float, ...] | None = option(None, "OVF/IRS feedback weights, comma-separated (default 10^-(n-1)).")
     """Feedback weights, one per feedback output; None: 10^-(n-1)."""
 
@@ -47,13 +48,18 @@ def feedback_loss(z: torch.Tensor, feedback: torch.Tensor | Sequence[torch.Tenso
     return F.cross_entropy((z - beta * fb) / (len(outs) + 1), y)
 
 
-def orthogonality_penalty(weights: Sequence[torch.Tensor]) -> torch.Tensor:
-    """CorrectNet's regulariser ``sum ||W^T W - I||_F^2``, each weight reshaped to (out, fan_in)."""
+PENALTY_SHAPES = ("matrix", "kernel")
+
+
+def orthogonality_penalty(weights: Sequence[torch.Tensor], shape: str = "matrix") -> torch.Tensor:
+    """CorrectNet's regulariser ``sum ||W^T W - I||_F^2``. ``matrix``: each weight reshaped to (out, fan_in);
+    ``kernel`` (the NFT reference code, ``w.view(-1, kh, kw)``): every kh x kw kernel of a convolution is
+    its own W, other weights stay matrices."""
     total = torch.zeros(())
     for w in weights:
-        m = w.reshape(w.shape[0], -1)
-        gram = m.t() @ m
-        eye = torch.eye(gram.shape[0], dtype=gram.dtype, device=gram.device)
+        m = w.reshape(-1, *w.shape[-2:]) if shape == "kernel" and w.ndim == 4 else w.reshape(1, w.shape[0], -1)
+        gram = m.transpose(1, 2) @ m
+        eye = torch.eye(gram.shape[-1], dtype=gram.dtype, device=gram.device)
         total = total.to(gram.device) + ((gram - eye) ** 2).sum()
     return total
 
@@ -63,4 +69,4 @@ def accuracy(logits: torch.Tensor, y: torch.Tensor) -> float:
     return float((logits.argmax(1) == y).float().mean())
 
 
-__all__ = ["FeedbackConfig", "accuracy", "default_gammas", "default_offsets", "feedback_loss", "orthogonality_penalty"]
+__all__ = ["PENALTY_SHAPES", "FeedbackConfig", "accuracy", "default_gammas", "default_offsets", "feedback_loss", "orthogonality_penalty"]

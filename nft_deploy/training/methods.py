@@ -38,6 +38,7 @@ from nft_deploy.training.config import (
     unregister_method,
 )
 from nft_deploy.training.losses import (
+    PENALTY_SHAPES,
     FeedbackConfig,
     default_gammas,
     default_offsets,
@@ -129,6 +130,16 @@ class CorrectNetConfig:
 
     penalty: float = option(5e-4, flat="correctnet_lambda", flag=False)
     """Weight lambda of sum ||W^T W - I||_F^2 (``TrainConfig(correctnet_lambda=...)``; no CLI flag)."""
+    shape: str = option("matrix", "correctnet: W is each weight as an (out, fan_in) matrix, or each kh x kw "
+                        "conv kernel (kernel: the NFT reference code).", flat="correctnet_penalty",
+                        choices=PENALTY_SHAPES)
+    """matrix: W^T W - I per weight reshaped to (out, fan_in); kernel: per kh x kw kernel of each convolution
+    (``w.view(-1, kh, kw)``, as the NFT reference code reproduces CorrectNet)."""
+
+
+OVF_BN_STATS = ("backbone", "all")
+OVF_BETA = {"vgg8": 1e-3, "resnet18": 1e-4}
+"""OVF's default beta per built-in model: the NFT reference code's MNIST values; 1e-3 for any other model."""
 
 
 @dataclass(frozen=True)
@@ -148,6 +159,11 @@ class OVFConfig(FeedbackConfig):
     to float rounding, no backward through them, channels-last on CPU: 1.8-2.2x a noise-injection step instead
     of 3.7-4.0x, accuracy equal within the seed CI at beta 1e-3, benchmarks/results/ovf_feedback_grad*.md); full:
     the reference, gradients flow through all N + 1 forwards."""
+    bn_stats: str = option("backbone", "OVF: batch-norm running statistics updated by the backbone pass only, or by "
+                           "all N + 1 passes (all: the NFT reference code).", flat="ovf_bn_stats",
+                           choices=OVF_BN_STATS)
+    """backbone: only the pass at the deployment sigma updates batch-norm running statistics; all: every pass
+    does, one after another (the reference code runs all N + 1 forwards in train mode; no vmap then)."""
 
     def validate(self, selected: bool = True) -> None:
         if self.offsets is not None and len(self.offsets) != self.n:
@@ -209,14 +225,15 @@ class CorrectNet(SimpleMethod):
     """Noise injection plus CorrectNet's orthogonality regulariser (no compensation layers)."""
 
     lam: float = 5e-4
+    shape: str = "matrix"
     noisy: ClassVar[bool] = True
 
     @classmethod
     def from_options(cls, options: CorrectNetConfig, context: MethodContext) -> CorrectNet:
-        return cls(lam=options.penalty)
+        return cls(lam=options.penalty, shape=options.shape)
 
     def loss(self, net, x, y):
-        return F.cross_entropy(net.noisy(x), y) + self.lam * orthogonality_penalty(net.mapped_weights())
+        return F.cross_entropy(net.noisy(x), y) + self.lam * orthogonality_penalty(net.mapped_weights(), self.shape)
 
 
 @register_method("ovf", config=OVFConfig)
@@ -236,19 +253,21 @@ class OVF(SimpleMethod):
     gammas: tuple[float, ...] = (1.0, 0.1, 0.01)
     feedback_grad: str = "none"
     batched: bool = True
+    bn_stats: str = "backbone"
     noisy: ClassVar[bool] = True
 
     @classmethod
     def from_options(cls, options: OVFConfig, context: MethodContext) -> OVF:
         n = options.n
-        return cls(beta=1e-3 if options.beta is None else options.beta,
-                   offsets=tuple(options.offsets or default_offsets(n)), gammas=tuple(options.gammas or default_gammas(n)),
-                   feedback_grad=options.feedback_grad, batched=context.batched)
+        beta = OVF_BETA.get(context.model_name or "", 1e-3) if options.beta is None else options.beta
+        return cls(beta=beta, offsets=tuple(options.offsets or default_offsets(n)),
+                   gammas=tuple(options.gammas or default_gammas(n)), feedback_grad=options.feedback_grad,
+                   batched=context.batched, bn_stats=options.bn_stats)
 
     def loss(self, net, x, y):
         z = net.noisy(x)
         with torch.set_grad_enabled(torch.is_grad_enabled() and self.feedback_grad == "full"):
-            outs = net.noisy_many(x, [net.sigma + o for o in self.offsets], self.batched)
+            outs = net.noisy_many(x, [net.sigma + o for o in self.offsets], self.batched, self.bn_stats == "all")
         return feedback_loss(z, outs, y, self.beta, self.gammas)
 
 

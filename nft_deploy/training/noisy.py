@@ -9,7 +9,8 @@ untouched. All draws come from one seeded ``torch.Generator``.
 Several noisy passes of the same batch (OVF's extra forwards, ``noise_injection`` with ``draws=K``) can be
 batched with ``torch.func.vmap`` over stacked perturbed weight sets. During those extra passes batch-norm
 layers use batch statistics but do not update their running statistics: the backbone pass at the
-deployment sigma is the only one that does, in both the batched and the sequential path.
+deployment sigma is the only one that does, in both the batched and the sequential path (OVF's
+``--ovf-bn-stats all`` lets every pass update them, as the reference code does).
 
 Sequential extra passes without autograd (OVF's ``--ovf-feedback-grad none``) on CPU pass their conv weights
 channels-last, so the convolutions' outputs and everything after them (ReLU, pooling, batch-norm) run
@@ -110,13 +111,17 @@ class NoisyModel:
         in training mode)."""
         return on_device(self.model, self.plan, self.sample_weights(sigma), x)
 
-    def noisy_many(self, x: torch.Tensor, sigmas: Sequence[float | None], batched: bool = True) -> torch.Tensor:
+    def noisy_many(self, x: torch.Tensor, sigmas: Sequence[float | None], batched: bool = True,
+                   update_bn: bool = False) -> torch.Tensor:
         """One forward per sigma, each with a fresh draw, stacked to (P, batch, ...).
 
         Draws happen in order before any forward, so ``batched`` (vmap) and sequential passes see the
-        same numbers. Batch-norm running statistics are not updated here (see module docstring).
+        same numbers. Batch-norm running statistics are not updated here (see module docstring) unless
+        ``update_bn`` (the NFT reference code's OVF: every pass updates them, one pass after another).
         """
         sets = [self.sample_weights(s) for s in sigmas]
+        if update_bn:
+            return torch.stack([on_device(self.model, self.plan, p, x) for p in sets])
         with frozen_bn_stats(self.model):
             # converters key on tensor identity, which vmap's wrappers hide; vmap needs a weight to map over
             if batched and len(sets) > 1 and sets[0] and not has_converters(self.plan) and self.vmaps is not False:

@@ -106,6 +106,11 @@ FLAGS_BEFORE = [
     (("--temperature",), "temperature", "float", None, False, False),
     (("--irs-layers",), "irs_layers", "text", None, False, False),
     (("--irs-pool",), "irs_pool", "text", None, False, False),
+    # added with the reference training protocol
+    (("--correctnet-penalty",), "correctnet_penalty", "text", "matrix", True, False),
+    (("--ovf-bn-stats",), "ovf_bn_stats", "text", "backbone", True, False),
+    (("--irs-head-sigma",), "irs_head_sigma", "float", None, False, False),
+    (("--irs-head-state",), "irs_head_state", "text", "profile", True, False),
     (("--epochs",), "epochs", "integer", 5, True, False),
     (("--batch-size",), "batch_size", "integer", 128, True, False),
     (("--lr",), "lr", "float", 0.001, True, False),

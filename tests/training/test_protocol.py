@@ -1,0 +1,123 @@
+"""The NFT reference code's training protocol, selectable option by option (issue: fidelity).
+
+Each test pins one option against an independent computation or a count that the other setting cannot give.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from click.testing import CliRunner
+
+from nft_deploy.cli import main
+from nft_deploy.errors import ConfigError
+from nft_deploy.profiles import load_profile
+from nft_deploy.training import NoisyModel, TrainConfig, make_method
+from nft_deploy.training.irs import head_profile
+from nft_deploy.training.losses import orthogonality_penalty
+
+REF = load_profile("nft_reference")
+
+
+def _net(model, profile=REF):
+    x = torch.rand(8, 1, 8, 8, generator=torch.Generator().manual_seed(99))
+    return NoisyModel(model.train(), profile, torch.Generator().manual_seed(0), x[:2]), x
+
+
+def _gram_penalty(mats: np.ndarray) -> float:
+    """sum_k ||M_k^T M_k - I||_F^2 over a stack of matrices, float64."""
+    return float(sum(((m.T @ m - np.eye(m.shape[1])) ** 2).sum() for m in mats))
+
+
+def test_correctnet_kernel_penalty_is_per_kh_kw_kernel_and_matrix_per_out_by_fan_in():
+    g = torch.Generator().manual_seed(3)
+    conv, fc = torch.randn(5, 2, 3, 3, generator=g), torch.randn(4, 6, generator=g)
+    c64, f64 = conv.double().numpy(), fc.double().numpy()
+    kernel = orthogonality_penalty([conv, fc], "kernel")
+    matrix = orthogonality_penalty([conv, fc], "matrix")
+    want_kernel = _gram_penalty(c64.reshape(-1, 3, 3)) + _gram_penalty(f64[None])
+    want_matrix = _gram_penalty(c64.reshape(1, 5, -1)) + _gram_penalty(f64[None])
+    assert float(kernel) == pytest.approx(want_kernel, rel=1e-5)
+    assert float(matrix) == pytest.approx(want_matrix, rel=1e-5)
+    assert abs(want_kernel - want_matrix) > 1.0  # the two shapes are different regularisers
+
+
+@pytest.mark.parametrize("bn_stats, updates", [("backbone", 1), ("all", 4)])
+def test_ovf_bn_stats_all_lets_every_pass_update_the_running_statistics(tiny_net, bn_stats, updates):
+    net, x = _net(tiny_net)
+    method = make_method(TrainConfig(method="ovf", ovf_bn_stats=bn_stats, ovf_n=3), net, x, 3, None)
+    before = int(tiny_net.bn.num_batches_tracked)
+    method.loss(net, x, torch.zeros(8, dtype=torch.long)).backward()
+    assert int(tiny_net.bn.num_batches_tracked) - before == updates  # backbone + N = 3 extra passes
+
+
+def test_ovf_bn_stats_all_gives_the_same_loss_value_as_the_reference_loop(tiny_net):
+    """The loss does not depend on where running statistics go (train mode uses batch statistics)."""
+    y = torch.zeros(8, dtype=torch.long)
+    losses = []
+    for bn_stats in ("backbone", "all"):
+        net, x = _net(tiny_net)
+        method = make_method(TrainConfig(method="ovf", ovf_bn_stats=bn_stats, batched=False), net, x, 3, None)
+        losses.append(float(method.loss(net, x, y).detach()))
+    assert losses[0] == pytest.approx(losses[1], rel=1e-6)
+
+
+@pytest.mark.parametrize("model_name, beta", [("vgg8", 1e-3), ("resnet18", 1e-4), (None, 1e-3)])
+def test_ovf_default_beta_is_the_reference_value_per_model(tiny_net, model_name, beta):
+    net, x = _net(tiny_net)
+    assert make_method(TrainConfig(method="ovf"), net, x, 3, model_name).beta == beta
+    assert make_method(TrainConfig(method="ovf", beta=0.5), net, x, 3, model_name).beta == 0.5
+
+
+def test_irs_heads_get_their_own_sigma_and_drop_the_state_factor_when_independent(tiny_net):
+    profile = load_profile("rram_state_dependent")
+    assert profile.programming.state_dependent is not None
+    net, x = _net(tiny_net, profile)
+    irs = make_method(TrainConfig(method="irs", irs_layers=("pool",), irs_head_sigma=0.5,
+                                  irs_head_state="independent"), net, x, 3, None)
+    head = irs._head_nets[0].profile
+    assert head.programming.sigma == 0.5 and head.programming.state_dependent is None
+    assert net.profile.programming.state_dependent is not None  # the backbone keeps its device
+    assert irs.params()["head_sigma"] == 0.5 and irs.params()["head_state_dependent"] is False
+    kept = head_profile(profile, None, "profile")
+    assert kept == profile
+
+
+def test_irs_head_noise_std_follows_the_head_sigma(tiny_net):
+    """Relative to the default, a head sigma of 2x the backbone's doubles the heads' weight-noise std."""
+    net, x = _net(tiny_net)
+    stds = []
+    for sigma in (None, 2 * REF.programming.sigma):
+        irs = make_method(TrainConfig(method="irs", irs_layers=("pool",), irs_head_sigma=sigma), net, x, 3, None)
+        head = irs._head_nets[0]
+        w = dict(head.model.named_parameters())["fc1.weight"]
+        draws = torch.stack([head.sample_weights()["fc1.weight"] - w for _ in range(200)])
+        stds.append(float(draws.std()))
+        irs.close()
+    assert stds[1] / stds[0] == pytest.approx(2.0, rel=0.05)  # 200 x 512 x 64 draws: sampling error << 5%
+
+
+@pytest.mark.parametrize("args, key, value", [
+    (["--method", "ovf", "--ovf-bn-stats", "all"], "ovf_bn_stats", "all"),
+    (["--method", "correctnet", "--correctnet-penalty", "kernel"], "correctnet_penalty", "kernel"),
+    (["--method", "irs", "--irs-head-sigma", "0.2", "--irs-head-state", "independent"], "irs_head_sigma", 0.2),
+])
+def test_reference_protocol_flags_reach_the_config(monkeypatch, args, key, value):
+    seen = {}
+
+    def fake_train(config, on_epoch=None):
+        seen["config"] = config
+        raise SystemExit(0)
+
+    monkeypatch.setattr("nft_deploy.training.train", fake_train)
+    result = CliRunner().invoke(main, ["train", *args])
+    assert result.exit_code == 0, result.output
+    assert getattr(seen["config"], key) == value
+
+
+def test_bad_protocol_choices_name_the_flag():
+    with pytest.raises(ConfigError, match="--ovf-bn-stats: must be backbone or all"):
+        TrainConfig(method="ovf", ovf_bn_stats="some").validate()
+    with pytest.raises(ConfigError, match="--correctnet-penalty: must be matrix or kernel"):
+        TrainConfig(method="correctnet", correctnet_penalty="row").validate()
