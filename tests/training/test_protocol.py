@@ -93,7 +93,7 @@ def test_irs_head_noise_std_follows_the_head_sigma(tiny_net):
         head = irs._head_nets[0]
         w = dict(head.model.named_parameters())["fc1.weight"]
         draws = torch.stack([head.sample_weights()["fc1.weight"] - w for _ in range(200)])
-        stds.append(float(draws.std()))
+        stds.append(float(draws.detach().std()))
         irs.close()
     assert stds[1] / stds[0] == pytest.approx(2.0, rel=0.05)  # 200 x 512 x 64 draws: sampling error << 5%
 
@@ -121,3 +121,57 @@ def test_bad_protocol_choices_name_the_flag():
         TrainConfig(method="ovf", ovf_bn_stats="some").validate()
     with pytest.raises(ConfigError, match="--correctnet-penalty: must be matrix or kernel"):
         TrainConfig(method="correctnet", correctnet_penalty="row").validate()
+
+
+# ---------------------------------------------------------------- protocol parts (nft_deploy.training.protocol)
+
+
+def test_kaiming_init_has_the_fan_out_std_and_default_leaves_weights_alone():
+    from torch import nn
+
+    from nft_deploy.training.protocol import apply_init
+
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(8, 64, 3), nn.Flatten(), nn.Linear(256, 512))
+    before = [p.detach().clone() for p in model.parameters()]
+    apply_init(model, "default")
+    assert all(torch.equal(a, b) for a, b in zip(before, model.parameters(), strict=True))
+    apply_init(model, "kaiming")
+    conv, fc = model[0].weight.detach().double(), model[2].weight.detach().double()
+    # kaiming_normal_(fan_out, relu): std = sqrt(2 / fan_out); 4,608 and 131,072 draws: within 5% and 1.5%
+    assert float(conv.std()) == pytest.approx((2 / (64 * 9)) ** 0.5, rel=0.05)
+    assert float(fc.std()) == pytest.approx((2 / 512) ** 0.5, rel=0.015)
+    assert torch.equal(model[0].bias, before[1])  # biases untouched
+
+
+def test_sigma_warmup_ramps_linearly_from_zero_then_holds():
+    from nft_deploy.training.protocol import warmup_sigma
+
+    assert [warmup_sigma(0.3, p, 2) for p in (0, 0.5, 1, 1.5, 2, 7)] == pytest.approx([0, 0.075, 0.15, 0.225, 0.3, 0.3])
+    assert warmup_sigma(0.3, 0, 0) == 0.3
+
+
+def test_validation_split_is_disjoint_covering_seeded_and_never_the_test_set():
+    from nft_deploy.training.protocol import split_validation
+
+    train, val = split_validation(100, 0.1, seed=4)
+    assert len(val) == 10 and len(train) == 90 and not set(train) & set(val)
+    assert sorted({*train, *val}) == list(range(100))
+    again = split_validation(100, 0.1, seed=4)
+    assert np.array_equal(again[1], val) and not np.array_equal(split_validation(100, 0.1, seed=5)[1], val)
+
+
+@pytest.mark.parametrize("loss, acc, want", [(2.30, 0.9, False), (1.0, 0.25, True), (1.0, 0.15, False),
+                                             (1.80, 0.5, True), (1.81, 0.5, False)])
+def test_converged_needs_a_loss_below_ln_c_minus_the_margin_and_twice_chance_on_the_chip(loss, acc, want):
+    from nft_deploy.training.protocol import converged
+
+    assert converged(loss, 10, acc) is want  # ln(10) - 0.5 = 1.8026
+
+
+def test_wilson_interval_matches_tabulated_values():
+    from nft_deploy.training.protocol import wilson_interval
+
+    assert wilson_interval(0, 5) == pytest.approx((0.0, 0.4345), abs=1e-4)
+    assert wilson_interval(5, 10) == pytest.approx((0.2366, 0.7634), abs=1e-4)
+    assert wilson_interval(10, 10) == pytest.approx((0.7225, 1.0), abs=1e-4)

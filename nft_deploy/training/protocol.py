@@ -1,0 +1,88 @@
+"""The pieces of a training protocol that decide whether a noisy run converges, each selectable.
+
+- ``apply_init``: PyTorch's default init or the NFT reference code's ``kaiming_normal_(mode="fan_out")``
+  on every convolution and linear weight. Under the reference init the programming noise at sigma 0.35 is
+  1.06-1.46x a layer's rms weight, against 0.47x under the default (Gaussian weights have a larger
+  max|W|/rms, and the noise scales with max|W|): the init alone can decide whether noise injection trains.
+- ``warmup_sigma``: the training sigma ramps linearly from 0 over the first E epochs (per step), a standard
+  remedy for training that diverges under heavy noise.
+- ``split_validation``: a validation split carved from the training data (never the test set), for
+  choosing the best epoch honestly.
+- ``converged`` and ``wilson_interval``: convergence defined where it can be seen, and the interval of a
+  fraction of converged seeds.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+from scipy import stats
+from torch import nn
+
+INITS = ("default", "kaiming")
+CONVERGED_LOSS_MARGIN = 0.5
+"""A converged run's final training loss is at least this many nats below ln(C), the loss of a uniform guess."""
+CONVERGED_ACCURACY_FACTOR = 2.0
+"""A converged run's deployed Monte Carlo accuracy is at least this many times chance (1/C)."""
+
+
+def apply_init(model: nn.Module, init: str) -> nn.Module:
+    """``default``: leave PyTorch's init; ``kaiming``: ``kaiming_normal_(mode="fan_out", nonlinearity="relu")``
+    on the weight of every Conv and Linear module (biases untouched), from torch's global RNG (the trainer
+    seeds it). Returns ``model``."""
+    if init not in INITS:
+        raise ValueError(f"init {init!r}: choose one of {', '.join(INITS)}")
+    if init == "kaiming":
+        for m in model.modules():
+            if isinstance(m, (nn.Linear, nn.modules.conv._ConvNd)):
+                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+    return model
+
+
+def warmup_sigma(sigma: float, progress: float, warmup_epochs: float) -> float:
+    """The training sigma after ``progress`` epochs (fractional: epoch + step / steps): ``sigma`` ramped
+    linearly from 0 over ``warmup_epochs`` (0: no warm-up), then constant."""
+    if warmup_epochs <= 0:
+        return sigma
+    return sigma * min(1.0, max(0.0, progress) / warmup_epochs)
+
+
+def split_validation(n: int, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """(train indices, validation indices) of ``n`` training samples: a seeded permutation's last
+    ``round(fraction * n)`` (at least one) are the validation split; both sorted, disjoint, covering all."""
+    if not 0 < fraction < 1:
+        raise ValueError(f"validation fraction must be in (0, 1), got {fraction}")
+    k = min(n - 1, max(1, round(fraction * n)))
+    order = np.random.default_rng(np.random.SeedSequence([seed, 0x5A1])).permutation(n)
+    return np.sort(order[: n - k]), np.sort(order[n - k:])
+
+
+def converged(final_loss: float, num_classes: int, deployed_accuracy: float) -> bool:
+    """A run converged when its final training loss is clearly below a uniform guess's, ln(C) minus
+    ``CONVERGED_LOSS_MARGIN``, and its deployed Monte Carlo accuracy is at least ``CONVERGED_ACCURACY_FACTOR``
+    times chance: both see the failure mode (a run stuck at ln(C) and chance accuracy on the chip)."""
+    return (final_loss <= math.log(num_classes) - CONVERGED_LOSS_MARGIN
+            and deployed_accuracy >= CONVERGED_ACCURACY_FACTOR / num_classes)
+
+
+def wilson_interval(k: int, n: int, level: float = 0.95) -> tuple[float, float]:
+    """Wilson score interval of a proportion k / n at ``level`` (well behaved at 0 and n, unlike Wald's)."""
+    if n <= 0 or not 0 <= k <= n:
+        raise ValueError(f"need 0 <= k <= n and n > 0, got k={k}, n={n}")
+    z = float(stats.norm.ppf(0.5 + level / 2))
+    p = k / n
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    return max(0.0, centre - half), min(1.0, centre + half)
+
+
+def noise_to_rms(weight: torch.Tensor, noise_std: float) -> float:
+    """A layer's programming-noise std relative to its rms weight (> 1: the noise swamps the weights)."""
+    rms = float(weight.detach().pow(2).mean().sqrt())
+    return noise_std / rms if rms > 0 else math.inf
+
+
+__all__ = ["CONVERGED_ACCURACY_FACTOR", "CONVERGED_LOSS_MARGIN", "INITS", "apply_init", "converged", "noise_to_rms",
+           "split_validation", "warmup_sigma", "wilson_interval"]
