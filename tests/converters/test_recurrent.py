@@ -21,7 +21,7 @@ from nft_deploy.evaluation.runner import chip_logits as ort_chip_logits
 from nft_deploy.export import export_model
 from nft_deploy.profiles import ReadNoise, load_profile, profile_from_dict
 from nft_deploy.training.crossbars import torch_plan
-from nft_deploy.training.montecarlo import chip_logits as torch_chip_logits
+from nft_deploy.training.montecarlo import torch_chip_logits
 from nft_deploy.training.noisy import NoisyModel
 
 STEPS, FEATURES, HIDDEN = 5, 3, 4

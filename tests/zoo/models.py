@@ -79,7 +79,7 @@ def _bert(need):
 def _gpt2(need):
     tr = need("transformers")
     cfg = tr.GPT2Config(vocab_size=64, n_embd=32, n_layer=2, n_head=2, n_positions=32, num_labels=4,
-                        pad_token_id=0)
+                        bos_token_id=1, eos_token_id=1, pad_token_id=0)
     return Logits(tr.GPT2ForSequenceClassification(cfg), "input_ids"), torch.randint(1, 64, (2, 12))
 
 
