@@ -9,6 +9,7 @@ import warnings
 import click
 
 from nft_deploy.cli.options import config_from, config_options
+from nft_deploy.data.options import DATA_HELP
 
 CHIP_HELP = """
 One chip = one programmed instance of the model: one numpy draw per mapped layer, seeded by
@@ -27,8 +28,7 @@ def _eval_options(skip: tuple[str, ...] = ()):
     from nft_deploy.evaluation.config import EvalConfig
 
     io_options = [
-        click.option("--data", required=True, help="mnist-5k, fashion-mnist, or a .npz (x, y[, x_test, y_test]); "
-                     "its test split is used."),
+        click.option("--data", required=True, help=f"{DATA_HELP}; its test split is used."),
         click.option("--profile", default=None, help="Device profile (name or .json) to deploy a float .onnx or a "
                      "checkpoint on the fly (checkpoints default to their stored profile)."),
         click.option("--json", "json_path", default=None, type=click.Path(dir_okay=False), help="Write JSON here."),

@@ -106,7 +106,8 @@ def make_option(owner: type, f: dataclasses.Field, keyword: str, group: str) -> 
 
 def config_options(owner: type, skip: tuple[str, ...] = ()):
     """Decorator: one generated option per flagged field of the dataclass ``owner`` (except ``skip``), in
-    field order; each option's parameter name is the field name (no ``decls`` on these fields)."""
+    field order; each option's parameter name is the field name, or the name its ``decls`` give (``--output``
+    of ``EvalConfig.output`` is ``output_name``: ``output`` names a file every command checks is writable)."""
 
     def deco(fn):
         for f in reversed(dataclasses.fields(owner)):
@@ -121,9 +122,10 @@ def config_options(owner: type, skip: tuple[str, ...] = ()):
 def config_from(owner: type, kw: dict[str, Any], **given: Any) -> Any:
     """``owner(**given, **fields)`` from parsed click values, popping each field's value out of ``kw``."""
     for f in dataclasses.fields(owner):
-        spec = option_spec(owner, f, f.name) if f.name in kw else None
-        if spec is None:
+        spec = option_spec(owner, f, f.name)
+        param = next((d for d in spec[0] if not d.startswith("-")), f.name) if spec else f.name
+        if spec is None or param not in kw:
             continue
-        flag, value = spec[2], kw.pop(f.name)
+        flag, value = spec[2], kw.pop(param)
         given[f.name] = flag.parse(value) if flag.parse is not None else (not value if flag.invert else value)
     return owner(**given)

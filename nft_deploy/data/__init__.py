@@ -7,6 +7,7 @@
 | .npy pair | ``path/x.npy,path/y.npy`` | the whole set; 20% held out as for a .npz without x_test |
 | image folder | ``path/folder`` | one subfolder per class, or train/ and test/ (``images``) |
 | Python | ``module:function`` | the user's function returns arrays or a torch Dataset (``python_source``) |
+| named inputs | a .npz or a function's dict without x | one array per graph input, keyed by its name, and y (``named``) |
 
 Images come out as float32 NCHW in [0, 1] (an image folder with ``normalize``: (value - mean) / std), labels
 as int64. Without a test split, 20% (at least one sample) is held out by the fixed ``SPLIT_SEED``, so the

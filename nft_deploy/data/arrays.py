@@ -73,9 +73,14 @@ def from_arrays(where: str, name: str, keys: set[str], get: Callable[[str], np.n
     """The ``Dataset`` of arrays keyed x, y and optionally x_test, y_test (``get(key)`` reads one): checked,
     uint8 scaled to [0, 1], (N, H, W) given a channel, 20% held out when no test split is given. ``where``
     starts every error; ``holder`` says what should hold the keys ("a data .npz")."""
+    if "x" not in keys and "y" in keys and keys - {"y", "y_test"}:
+        from nft_deploy.data.named import from_named
+
+        return from_named(where, name, keys, get, fmt, alternative=alternative, extra=extra)
     if not {"x", "y"} <= keys:
         raise DataError(f"{where}: missing key {sorted({'x', 'y'} - keys)[0]!r}; {holder} holds x, y "
-                        f"and optionally x_test, y_test (found: {', '.join(sorted(keys)) or 'nothing'})")
+                        f"and optionally x_test, y_test, or one array per model input named after it, and y "
+                        f"(found: {', '.join(sorted(keys)) or 'nothing'})")
     if ("x_test" in keys) != ("y_test" in keys):
         raise DataError(f"{where}: x_test and y_test must come together")
     raw = get("x")
@@ -110,18 +115,7 @@ def check_xy(where: str, xk: str, x: np.ndarray, yk: str, y: np.ndarray) -> tupl
         raise DataError(f"{where}: {xk}: must be numeric, got dtype {x.dtype}")
     if x.ndim not in (2, 3, 4):
         raise DataError(f"{where}: {xk}: shape {x.shape} not allowed; use (N, D), (N, H, W) or (N, C, H, W)")
-    if y.ndim != 1 or not np.issubdtype(y.dtype, np.integer):
-        raise DataError(f"{where}: {yk}: must be a 1-D integer array of labels, got {y.dtype} {y.shape}"
-                        f"{_label_hint(y)}")
-    if len(y) != len(x):
-        raise DataError(f"{where}: {yk}: {len(y)} labels for {len(x)} samples in {xk}; give one label per sample")
-    if len(y) == 0:
-        raise DataError(f"{where}: {xk}: no samples; needs at least one")
-    if y.min() < 0:
-        raise DataError(f"{where}: {yk}: labels must be >= 0, found {y.min()}")
-    if y.max() >= MAX_CLASSES:
-        raise DataError(f"{where}: {yk}: label {y.max()} would make {int(y.max()) + 1} classes; labels are class "
-                        f"indices 0..C-1 with at most {MAX_CLASSES} classes")
+    y = check_labels(where, yk, y, len(x), xk)
     check_x_values(where, xk, x)
     with np.errstate(over="ignore", invalid="ignore"):
         xf = x.astype(np.float32)
@@ -130,7 +124,24 @@ def check_xy(where: str, xk: str, x: np.ndarray, yk: str, y: np.ndarray) -> tupl
         xf /= 255.0
     if x.ndim == 3:
         xf = xf[:, None]
-    return xf, y.astype(np.int64)
+    return xf, y
+
+
+def check_labels(where: str, yk: str, y: np.ndarray, n: int, xk: str) -> np.ndarray:
+    """``y`` as int64 after checking it holds one class index per sample of ``xk`` (``n`` samples)."""
+    if y.ndim != 1 or not np.issubdtype(y.dtype, np.integer):
+        raise DataError(f"{where}: {yk}: must be a 1-D integer array of labels, got {y.dtype} {y.shape}"
+                        f"{_label_hint(y)}")
+    if len(y) != n:
+        raise DataError(f"{where}: {yk}: {len(y)} labels for {n} samples in {xk}; give one label per sample")
+    if len(y) == 0:
+        raise DataError(f"{where}: {xk}: no samples; needs at least one")
+    if y.min() < 0:
+        raise DataError(f"{where}: {yk}: labels must be >= 0, found {y.min()}")
+    if y.max() >= MAX_CLASSES:
+        raise DataError(f"{where}: {yk}: label {y.max()} would make {int(y.max()) + 1} classes; labels are class "
+                        f"indices 0..C-1 with at most {MAX_CLASSES} classes")
+    return y.astype(np.int64)
 
 
 def _label_hint(y: np.ndarray) -> str:

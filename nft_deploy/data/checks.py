@@ -20,25 +20,39 @@ def check_dataset(ds: Dataset, where: str | None = None) -> Dataset:
         raise DataError(f"{where}: num_classes: {ds.num_classes}; must be 1..{MAX_CLASSES}")
     for split in ("train", "test"):
         xk, yk = f"x_{split}", f"y_{split}"
-        x, y = np.asarray(getattr(ds, xk)), np.asarray(getattr(ds, yk))
-        if x.ndim < 2:
-            raise DataError(f"{where}: {xk}: shape {x.shape}; needs one row per sample: (N, D), (N, H, W) or "
-                            "(N, C, H, W)")
-        check_x_values(where, xk, x)
+        y = np.asarray(getattr(ds, yk))
         if y.ndim != 1 or not np.issubdtype(y.dtype, np.integer):
             raise DataError(f"{where}: {yk}: must be a 1-D integer array of labels, got {y.dtype} {y.shape}")
-        if len(y) != len(x):
-            raise DataError(f"{where}: {yk}: {len(y)} labels for {len(x)} samples in {xk}; give one label per sample")
+        for key, x in _x_arrays(getattr(ds, xk), xk, split):
+            if x.ndim < (2 if key == xk else 1):
+                raise DataError(f"{where}: {key}: shape {x.shape}; needs one row per sample: (N, D), (N, H, W) or "
+                                "(N, C, H, W)")
+            if x.dtype != np.bool_ or key == xk:  # a named input may be a bool mask
+                check_x_values(where, key, x)
+            if len(y) != len(x):
+                raise DataError(f"{where}: {yk}: {len(y)} labels for {len(x)} samples in {key}; give one label per "
+                                "sample")
         if len(y) == 0:
             raise DataError(f"{where}: {xk}: no samples; each split needs at least one")
         lo, hi = int(y.min()), int(y.max())
         if lo < 0 or hi >= ds.num_classes:
             raise DataError(f"{where}: {yk}: label {lo if lo < 0 else hi} is out of range; labels must be in "
                             f"0..{ds.num_classes - 1} ({ds.num_classes} classes)")
-    if ds.x_test.shape[1:] != ds.x_train.shape[1:]:
-        raise DataError(f"{where}: x_test: sample shape {ds.x_test.shape[1:]} differs from the training samples' "
-                        f"{ds.x_train.shape[1:]}; both splits need the same sample shape")
+    train = dict(_x_arrays(ds.x_train, "x_train", "train"))
+    for key, x in _x_arrays(ds.x_test, "x_test", "test"):
+        like = train.get(key.removesuffix("_test") if isinstance(ds.x_test, dict) else "x_train")
+        if like is None or x.shape[1:] != like.shape[1:]:
+            raise DataError(f"{where}: {key}: sample shape {x.shape[1:]} differs from the training samples' "
+                            f"{None if like is None else like.shape[1:]}; both splits need the same inputs and "
+                            "sample shapes")
     return ds
+
+
+def _x_arrays(x, xk: str, split: str) -> list[tuple[str, np.ndarray]]:
+    """(key, array) of one split's x: ``[(xk, x)]``, or one per named input (test keys end in ``_test``)."""
+    if not isinstance(x, dict):
+        return [(xk, np.asarray(x))]
+    return [(k if split == "train" else f"{k}_test", np.asarray(v)) for k, v in x.items()]
 
 
 def check_test_classes(ds: Dataset, where: str | None = None, hint: str = "") -> None:

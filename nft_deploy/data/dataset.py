@@ -15,12 +15,15 @@ MAX_CLASSES = 65536
 
 @dataclass(frozen=True)
 class Dataset:
-    """Arrays ready for a model: x float32 (N, C, H, W) in [0, 1]; y int64 in [0, num_classes)."""
+    """Arrays ready for a model: x float32 (N, C, H, W) in [0, 1]; y int64 in [0, num_classes).
+
+    x of a data set with several named inputs (``named``) is a dict, input name -> array (N, ...), each in
+    the dtype it was given; the evaluator feeds each to the graph input of that name."""
 
     name: str
-    x_train: np.ndarray
+    x_train: np.ndarray | dict[str, np.ndarray]
     y_train: np.ndarray
-    x_test: np.ndarray
+    x_test: np.ndarray | dict[str, np.ndarray]
     y_test: np.ndarray
     num_classes: int
     held_out: bool = False
@@ -31,9 +34,9 @@ class Dataset:
     ``class_names``... Reports copy it as it is."""
 
     @property
-    def input_shape(self) -> tuple[int, ...]:
-        """Shape of one sample, e.g. (1, 28, 28)."""
-        return tuple(self.x_train.shape[1:])
+    def input_shape(self) -> tuple[int, ...] | None:
+        """Shape of one sample, e.g. (1, 28, 28); None for named inputs (each has its own)."""
+        return None if isinstance(self.x_train, dict) else tuple(self.x_train.shape[1:])
 
     @property
     def class_names(self) -> tuple[str, ...] | None:
@@ -43,8 +46,14 @@ class Dataset:
 
     def subset(self, train: int | None = None, test: int | None = None) -> Dataset:
         """The first ``train`` / ``test`` samples (for quick runs and tests)."""
-        return Dataset(self.name, self.x_train[:train], self.y_train[:train], self.x_test[:test],
-                       self.y_test[:test], self.num_classes, self.held_out, self.preprocessing)
+        return Dataset(self.name, take(self.x_train, slice(train)), self.y_train[:train],
+                       take(self.x_test, slice(test)), self.y_test[:test], self.num_classes, self.held_out,
+                       self.preprocessing)
+
+
+def take(x: np.ndarray | dict[str, np.ndarray], index) -> np.ndarray | dict[str, np.ndarray]:
+    """``x[index]``, of each named input for a dict."""
+    return {k: v[index] for k, v in x.items()} if isinstance(x, dict) else x[index]
 
 
 def hold_out_order(n: int) -> tuple[np.ndarray, np.ndarray]:

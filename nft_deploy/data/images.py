@@ -23,6 +23,7 @@ import numpy as np
 
 from nft_deploy.data.arrays import HELD_OUT, hold_out
 from nft_deploy.data.dataset import Dataset
+from nft_deploy.data.options import parse_normalize
 from nft_deploy.errors import DataError
 
 GRAYSCALE_MODES = ("1", "L", "LA")
@@ -66,6 +67,8 @@ def _size(value) -> tuple[int, int] | None:
 def _normalize(value) -> tuple[tuple[float, ...], tuple[float, ...]] | None:
     if value is None:
         return None
+    if isinstance(value, str):
+        value = parse_normalize(value)
     try:
         mean, std = value
         mean, std = (tuple(float(v) for v in np.atleast_1d(np.asarray(a, float)).reshape(-1)) for a in (mean, std))

@@ -23,6 +23,7 @@ from nft_deploy.evaluation.runner import (
     make_config,
     resolve_data,
     run_monte_carlo,
+    with_preprocessing,
 )
 from nft_deploy.evaluation.sequential import Criterion, GateRule, fraction_below_at_most, mean_at_least
 
@@ -157,9 +158,9 @@ def check(model, data, thresholds: Thresholds, config: EvalConfig | None = None,
     if config.engine == "torch":
         raise EvaluationError(TORCH_EVALUATE_ONLY)
     deployed = load_deployed(model, profile)
-    name, x, y = resolve_data(data, config.limit)
+    d = resolve_data(data, config, deployed)
     gate = GateRule(lambda clean: criteria(thresholds, clean), config.alpha) if sequential else None
-    result = run_monte_carlo(deployed, x, y, config, data_name=name, rule=gate)
+    result = with_preprocessing(run_monte_carlo(deployed, d.x, d.y, config, data_name=d.name, rule=gate), d)
     return apply_thresholds(result, thresholds, gate.decisions if gate else None)
 
 

@@ -14,7 +14,13 @@ from nft_deploy.errors import EvaluationError
 from nft_deploy.evaluation.deployed import load_deployed
 from nft_deploy.evaluation.metrics import paired_difference
 from nft_deploy.evaluation.results import CompareResult, EvaluationResult, ModelDelta
-from nft_deploy.evaluation.runner import EvalConfig, make_config, resolve_data, run_on_same_chips
+from nft_deploy.evaluation.runner import (
+    EvalConfig,
+    make_config,
+    resolve_data,
+    run_on_same_chips,
+    with_preprocessing,
+)
 from nft_deploy.evaluation.sequential import paired_width_rule
 
 
@@ -37,8 +43,9 @@ def compare(models: Sequence, data, config: EvalConfig | None = None, *, profile
     if len(models) < 2:
         raise EvaluationError(f"compare: give at least two models, got {len(models)}")
     config = make_config(config, overrides)
-    name, x, y = resolve_data(data, config.limit)
     deployed = [load_deployed(m, profile) for m in models]
+    d = resolve_data(data, config, deployed[0])
     rule = None if config.ci_width is None else paired_width_rule(config.ci_width)
-    results = run_on_same_chips(deployed, x, y, config, data_name=name, rule=rule)
+    results = [with_preprocessing(r, d) for r in run_on_same_chips(deployed, d.x, d.y, config, data_name=d.name,
+                                                                   rule=rule)]
     return CompareResult(results=results, deltas=deltas(results))

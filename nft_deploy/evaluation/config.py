@@ -7,6 +7,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from nft_deploy.data.images import ImageOptions
+from nft_deploy.data.options import image_size_option, normalize_option
 from nft_deploy.errors import EvaluationError
 from nft_deploy.evaluation import metrics as M
 from nft_deploy.evaluation.backends import backend, backend_names
@@ -80,6 +82,15 @@ class EvalConfig:
     """onnxruntime (the deployed graph, this module) | torch (a checkpoint in the training-time simulation on
     the same chips, ``torch_engine``: a cross-check of the export; evaluate only, no read noise, in this
     process: workers, threads, strategy and backend do not apply)."""
+    output: str | None = option(None, "Graph output to read as the logits, (N, C) [the first output].",
+                                decls=("--output", "output_name"), metavar="NAME")
+    """Name of the graph output read as logits, which must be (N, C); None: the first output."""
+    image_size: tuple[int, ...] | None = image_size_option()
+    """Image folders given as data: (H, W) (or (N,) for N x N) every image is resized to; None: their own size.
+    The channels come from the model's input (1: grayscale, 3: RGB)."""
+    normalize: str | tuple | None = normalize_option()
+    """Image folders given as data: ``MEAN,STD`` (per channel ``M1,M2,M3;S1,S2,S3``) or (means, stds), applied
+    to pixel / 255; None: values stay in [0, 1]."""
 
     def __post_init__(self):
         for flag, v, lo in (("--chips", self.chips, 1), ("--batch-size", self.batch_size, 1),
@@ -94,6 +105,7 @@ class EvalConfig:
             raise EvaluationError(f"--alpha: must be in (0, 1), got {self.alpha}")
         if self.sigma is not None and not self.sigma >= 0:
             raise EvaluationError(f"--sigma: must be >= 0, got {self.sigma}")
+        ImageOptions.from_arguments(self.image_size, self.normalize)  # DataError naming the flag
         if self.strategy not in STRATEGIES:
             raise EvaluationError(f"--strategy: must be one of {', '.join(STRATEGIES)}; got {self.strategy!r}")
         if self.engine not in ENGINES:

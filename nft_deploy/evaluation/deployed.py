@@ -9,7 +9,7 @@ the graph is ``programming``.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import cached_property
 from pathlib import Path
 
@@ -26,6 +26,22 @@ RANDOM_OPS = ("RandomNormalLike", "RandomNormal", "RandomUniformLike", "RandomUn
 CHECKPOINT_SUFFIXES = (".pt", ".pth", ".ckpt")
 
 
+@dataclass(frozen=True)
+class GraphTensor:
+    """A graph input or output as the evaluator sees it."""
+
+    name: str
+    shape: tuple[int | None, ...] | None
+    """Shape of one sample (the batch axis dropped; None for symbolic dims); None: the graph declares none."""
+    dtype: str
+    """Element type the graph declares (numpy name: float32, int64, bool...)."""
+
+    def text(self) -> str:
+        """``name (N, 10) float32``, as error messages list it."""
+        dims = "" if self.shape is None else f" ({', '.join(['N', *('?' if d is None else str(d) for d in self.shape)])})"
+        return f"{self.name}{dims} {self.dtype}"
+
+
 @dataclass
 class DeployedModel:
     """A deployed graph with everything needed to program chips onto it."""
@@ -35,14 +51,44 @@ class DeployedModel:
     proto: onnx.ModelProto
     plan: DevicePlan
     """The device plan the graph pass compiled (metadata ``nft.plan``), at the exported sigma."""
-    input_name: str
-    input_shape: tuple[int | None, ...]
-    """Shape of one sample (None for symbolic dims)."""
+    inputs: tuple[GraphTensor, ...]
+    """The data inputs, in graph order (chip inputs and initializers left out)."""
+    outputs: tuple[GraphTensor, ...]
     output_name: str
+    """The output read as logits (``with_output``; default the first)."""
     num_classes: int | None
-    """Static size of the output's last dim, or None when symbolic."""
+    """Static size of that output's last dim, or None when symbolic."""
     weights: dict[str, np.ndarray]
     """Initializers of the mapped weights (stuck-at draws need them)."""
+
+    @property
+    def input_name(self) -> str:
+        """The first data input's name (the only one of most models)."""
+        return self.inputs[0].name
+
+    @property
+    def input_shape(self) -> tuple[int | None, ...] | None:
+        """Shape of one sample of the first data input (None for symbolic dims)."""
+        return self.inputs[0].shape
+
+    def with_output(self, name: str | None) -> DeployedModel:
+        """This model reading its logits from output ``name`` (``--output``; None: the first output), which
+        must be (N, C): one row of class scores per sample. EvaluationError listing the outputs otherwise."""
+        listing = ", ".join(o.text() for o in self.outputs)
+        chosen = [o for o in self.outputs if o.name == (name if name is not None else self.outputs[0].name)]
+        if not chosen:
+            raise EvaluationError(f"--output {name}: {self.name} has no output {name!r}; its outputs: {listing}")
+        out = chosen[0]
+        if out.shape is not None and len(out.shape) != 1:
+            flag = "--output" if name is not None else "--output (default: the first output)"
+            raise EvaluationError(f"{flag}: {self.name} output {out.text()} is not (N, C) logits, one row of class "
+                                  f"scores per sample; pick one with --output NAME: {listing}")
+        if out.name == self.output_name:
+            return self
+        other = replace(self, output_name=out.name, num_classes=out.shape[-1] if out.shape else None)
+        if "split" in self.__dict__:  # the cut does not depend on the output read
+            other.__dict__["split"] = self.__dict__["split"]
+        return other
 
     @property
     def layers(self) -> list[LayerPlan]:
@@ -162,23 +208,24 @@ def _describe(proto: onnx.ModelProto, name: str, plan: DevicePlan):
     if missing:
         raise EvaluationError(f"{name}: {META_PLAN} names graph input {sorted(missing)[0]!r}, which the graph "
                               "does not have; re-export the model")
-    if len(data_inputs) != 1 or len(g.output) < 1:
-        raise EvaluationError(f"{name}: expected one data input and at least one output, found inputs "
-                              f"{[i.name for i in data_inputs]}")
-    inp, out = data_inputs[0], g.output[0]
+    if not data_inputs or len(g.output) < 1:
+        raise EvaluationError(f"{name}: expected at least one data input and one output, found inputs "
+                              f"{[i.name for i in data_inputs]} and {len(g.output)} outputs")
     wanted = {lay.weight for lay in layers}
     weights = {i.name: numpy_helper.to_array(i) for i in g.initializer if i.name in wanted}
-    out_dims = _dims(out)
-    return DeployedModel(name=name, proto=proto, plan=plan, input_name=inp.name,
-                         input_shape=tuple(_dims(inp)[1:]), output_name=out.name,
-                         num_classes=out_dims[-1] if out_dims else None, weights=weights)
+    outputs = tuple(_tensor(o) for o in g.output)
+    first = outputs[0].shape
+    return DeployedModel(name=name, proto=proto, plan=plan, inputs=tuple(_tensor(i) for i in data_inputs),
+                         outputs=outputs, output_name=outputs[0].name,
+                         num_classes=first[-1] if first else None, weights=weights)
 
 
-def _dims(value_info) -> list[int | None]:
+def _tensor(value_info) -> GraphTensor:
     t = value_info.type.tensor_type
-    if not t.HasField("shape"):
-        return []
-    return [d.dim_value if d.HasField("dim_value") else None for d in t.shape.dim]
+    dtype = onnx.helper.tensor_dtype_to_np_dtype(t.elem_type) if t.elem_type else np.dtype(np.float32)
+    shape = (tuple(d.dim_value if d.HasField("dim_value") else None for d in t.shape.dim)[1:]
+             if t.HasField("shape") else None)
+    return GraphTensor(value_info.name, shape, np.dtype(dtype).name)
 
 
 # ---------------------------------------------------------------- graph variants

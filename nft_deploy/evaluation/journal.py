@@ -35,10 +35,11 @@ def run_key(job: Job) -> str:
     for name in sorted(job.weights):
         h.update(name.encode())
         h.update(np.ascontiguousarray(job.weights[name]).tobytes())
-    for array in (job.x, job.y):
-        h.update(str((array.dtype, array.shape)).encode())
+    for name, array in [*sorted(job.x.items()), ("y", job.y)]:
+        h.update(str((name, array.dtype, array.shape)).encode())
         h.update(np.ascontiguousarray(array).tobytes())
-    settings = (job.seed, job.sigma_factors, job.strategy, job.batch_size, job.n_bins, job.read_noise, job.num_classes)
+    settings = (job.seed, job.sigma_factors, job.strategy, job.batch_size, job.n_bins, job.read_noise, job.num_classes,
+                job.output_name)
     h.update(json.dumps(settings, sort_keys=True, default=str).encode())
     return h.hexdigest()[:16]
 

@@ -139,6 +139,9 @@ class EvaluationResult:
     stop_reason: str = ""
     """Why the run stopped adding chips: ``fixed: N chips``, or a sequential rule's ``settled: ...`` or
     ``not settled ...`` (``nft_deploy.evaluation.sequential``)."""
+    preprocessing: dict[str, Any] = field(default_factory=dict)
+    """How the data's arrays were made (``nft_deploy.data.Dataset.preprocessing``: format, source, split,
+    scale; an image folder's size, channels, normalization and class names), plus ``limit`` when given."""
 
     def to_dict(self) -> dict[str, Any]:
         return {"schema": SCHEMA, "version": SCHEMA_VERSION, **_stop_keys(self), **_jsonable(self)}

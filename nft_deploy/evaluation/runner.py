@@ -11,6 +11,7 @@ depend on the backend or the number of workers.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import time
 from contextlib import AbstractContextManager
@@ -19,7 +20,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import onnxruntime as ort
 
-from nft_deploy.data import Dataset, batches, check_fits_model, load_data
+from nft_deploy.data import batches
+from nft_deploy.data.dataset import take
 from nft_deploy.device_plan import sigma_factors
 from nft_deploy.errors import EvaluationError
 from nft_deploy.evaluation import metrics as M
@@ -33,6 +35,14 @@ from nft_deploy.evaluation.config import (  # noqa: F401  - EvalConfig and frien
     make_config,
 )
 from nft_deploy.evaluation.deployed import DeployedModel, load_deployed
+from nft_deploy.evaluation.inputs import (  # noqa: F401  - resolve_data and the checks: this module's API too
+    EvalData,
+    check_input,
+    check_labels,
+    check_logits,
+    model_inputs,
+    resolve_data,
+)
 from nft_deploy.evaluation.journal import Journal
 from nft_deploy.evaluation.programming import InferenceGraph, Programmer
 from nft_deploy.evaluation.progress import chip_progress
@@ -73,50 +83,46 @@ def backend_session(config: EvalConfig) -> AbstractContextManager[int]:
     return backend(config.backend).session(config)
 
 
-def chip_logits(model: DeployedModel, x: np.ndarray, chip: int, seed: int = 0, sigma: float | None = None,
-                batch_size: int = 256) -> np.ndarray:
-    """Logits (samples, classes) of one chip, exactly as the Monte Carlo computes them (parity checks)."""
+def chip_logits(model: DeployedModel, x, chip: int, seed: int = 0, sigma: float | None = None,
+                batch_size: int = 256, output: str | None = None) -> np.ndarray:
+    """Logits (samples, classes) of one chip, exactly as the Monte Carlo computes them (parity checks); ``x``
+    one array or a dict of named inputs, ``output`` the output read (None: the first)."""
+    model = model.with_output(output)
     _, factors = resolve_sigma(model, sigma)
+    x = model_inputs(model, x)
     programmed = Programmer(model.split, model.layers, model.weights).program(seed, chip, factors)
     read = np.random.SeedSequence(seed, spawn_key=(chip, READ_NOISE_KEY)) if model.has_read_noise else None
     session, feeds = InferenceGraph(model.split, model.weights).session(programmed, read, 1, fold=True)
-    return np.concatenate([session.run([model.output_name], {model.input_name: x[idx], **feeds})[0]
-                           for idx in batches(len(x), batch_size)])
+    n = len(next(iter(x.values())))
+    return np.concatenate([session.run([model.output_name], {**take(x, idx), **feeds})[0]
+                           for idx in batches(n, batch_size)])
 
 
 # ---------------------------------------------------------------- the run
 
 
-def clean_pass(model: DeployedModel, x: np.ndarray, y: np.ndarray, batch_size: int, threads: int,
+def clean_pass(model: DeployedModel, x: dict[str, np.ndarray], y: np.ndarray, batch_size: int, threads: int,
                n_bins: int = M.N_BINS) -> tuple[CleanMetrics, np.ndarray, int]:
-    """Noise-free metrics (chip/stuck inputs zero, read noise off): (metrics, predictions, classes)."""
+    """Noise-free metrics (chip/stuck inputs zero, read noise off): (metrics, predictions, classes); ``x``
+    the model's inputs by name (``model_inputs``)."""
     programmed = Programmer(model.split, model.layers, model.weights).program(0, None)
     session, feeds = InferenceGraph(model.split, model.weights, clean=True).session(programmed, None, threads, fold=False)
     acc, preds, classes = M.ChipAccumulator(-1, n_bins), [], None
     for idx in batches(len(y), batch_size):
         try:
-            logits = session.run([model.output_name], {model.input_name: x[idx], **feeds})[0].reshape(len(idx), -1)
+            logits = session.run([model.output_name], {**take(x, idx), **feeds})[0]
         except (ort.capi.onnxruntime_pybind11_state.InvalidArgument,
                 ort.capi.onnxruntime_pybind11_state.Fail) as e:  # data the model cannot take
+            shapes = ", ".join(f"{k} {a.shape[1:]}" if len(x) > 1 else f"{a.shape[1:]}" for k, a in x.items())
             raise EvaluationError(f"{model.name}: ONNX Runtime rejected the data (samples of shape "
-                                  f"{tuple(x.shape[1:])}): {str(e).splitlines()[0][:300]}") from None
+                                  f"{shapes}): {str(e).splitlines()[0][:300]}") from None
+        check_logits(model, logits)
         if classes is None:
             classes = logits.shape[1]
             check_labels(model, y, classes)
         preds.append(acc.update(M.softmax(logits), y[idx]))
     c = acc.finish()
     return CleanMetrics(c.accuracy, c.confidence, c.entropy, c.ece), np.concatenate(preds), classes
-
-
-def check_input(model: DeployedModel, x: np.ndarray, data_name: str) -> None:
-    """The data's sample shape must fit the model's input (symbolic dims match anything): DataError."""
-    check_fits_model(x, shape=model.input_shape, data_name=data_name, model_name=model.name,
-                     input_name=model.input_name)
-
-
-def check_labels(model: DeployedModel, y: np.ndarray, classes: int) -> None:
-    """Every label must index one of the model's ``classes`` outputs: DataError."""
-    check_fits_model(None, y, shape=None, num_classes=classes, model_name=model.name)
 
 
 def run_monte_carlo(model: DeployedModel, x: np.ndarray, y: np.ndarray, config: EvalConfig,
@@ -136,14 +142,15 @@ def run_on_same_chips(models: list[DeployedModel], x: np.ndarray, y: np.ndarray,
     far (a list per model), so a paired rule can stop them together."""
     if config.engine == "torch":  # compare, check and sweep come here; evaluate dispatches before
         raise EvaluationError(TORCH_EVALUATE_ONLY)
-    x = np.ascontiguousarray(x, np.float32)
+    models = [m.with_output(config.output) for m in models]
+    feeds = []
     for model in models:
-        check_input(model, x, data_name)
+        feeds.append(model_inputs(model, x, data_name))
         resolve_sigma(model, config.sigma)  # user errors surface before a Ray is started
         choose_strategy(model, config.strategy)
     with backend_session(config) as workers:
         start = time.perf_counter()
-        runs = [prepare_run(m, x, y, config, data_name, workers) for m in models]
+        runs = [prepare_run(m, f, y, config, data_name, workers) for m, f in zip(models, feeds, strict=True)]
         clean_done = time.perf_counter()
         if getattr(rule, "needs_clean", False):
             rule = rule.bind(runs[0].clean)
@@ -212,9 +219,9 @@ def _keep_nothing(shard: Shard) -> None:
     """``on_shard`` of a run without ``--resume``."""
 
 
-def prepare_run(model: DeployedModel, x: np.ndarray, y: np.ndarray, config: EvalConfig, data_name: str,
+def prepare_run(model: DeployedModel, x: dict[str, np.ndarray], y: np.ndarray, config: EvalConfig, data_name: str,
                 workers: int) -> PreparedRun:
-    """The clean pass and the job every look ships to the workers."""
+    """The clean pass and the job every look ships to the workers; ``x`` the model's inputs by name."""
     sigma, factors = resolve_sigma(model, config.sigma)
     strategy = choose_strategy(model, config.strategy)
     clean, clean_pred, classes = clean_pass(model, x, y, config.batch_size, config.threads or os.cpu_count() or 1,
@@ -222,11 +229,10 @@ def prepare_run(model: DeployedModel, x: np.ndarray, y: np.ndarray, config: Eval
     runs_on = backend(config.backend)  # local: fewer workers (saying so) where they would not fit in memory
     workers = runs_on.plan_workers(
         workers, model_bytes=len(model.split.inference) + sum(w.nbytes for w in model.weights.values()),
-        data_bytes=x.nbytes, strategy=strategy, workers_given=config.workers is not None)
+        data_bytes=sum(a.nbytes for a in x.values()), strategy=strategy, workers_given=config.workers is not None)
     threads = config.threads or max(1, (os.cpu_count() or 1) // workers)
     job = Job(split=model.split, layers=model.layers,
-              weights=model.weights, input_name=model.input_name,
-              output_name=model.output_name, x=x, y=y, clean_pred=clean_pred,
+              weights=model.weights, output_name=model.output_name, x=x, y=y, clean_pred=clean_pred,
               num_classes=classes, seed=config.seed, sigma_factors=factors, strategy=strategy,
               batch_size=config.batch_size, threads=threads, n_bins=config.n_bins, read_noise=model.has_read_noise)
     journal = Journal(config.resume, job) if config.resume is not None else None
@@ -262,22 +268,6 @@ def summarize(name: str, profile: DeviceProfile, data_name: str, config: EvalCon
 # ---------------------------------------------------------------- the library entry point
 
 
-def resolve_data(data: str | Dataset | tuple[np.ndarray, np.ndarray], limit: int | None = None):
-    """(name, x_test, y_test) from a data set name/path, a ``Dataset`` or an ``(x, y)`` pair."""
-    if isinstance(data, tuple):
-        name, x, y = "<arrays>", np.asarray(data[0], np.float32), np.asarray(data[1])
-    else:
-        ds = data if isinstance(data, Dataset) else load_data(str(data))
-        name, x, y = ds.name if isinstance(data, Dataset) else str(data), ds.x_test, ds.y_test
-    if len(x) != len(y):
-        raise EvaluationError(f"--data {name}: {len(y)} labels for {len(x)} samples")
-    if not np.issubdtype(y.dtype, np.integer):
-        raise EvaluationError(f"--data {name}: labels must be integers, got {y.dtype}")
-    if len(y) == 0:
-        raise EvaluationError(f"--data {name}: no test samples")
-    return name, x[:limit], y[:limit].astype(np.int64)
-
-
 def evaluate(model, data, config: EvalConfig | None = None, *, profile=None, **overrides) -> EvaluationResult:
     """Monte Carlo evaluation of ``model`` (deployed .onnx; float .onnx or checkpoint with ``profile``) on
     the test split of ``data``; keyword overrides set ``EvalConfig`` fields (``chips=200, seed=0``...).
@@ -291,5 +281,10 @@ def evaluate(model, data, config: EvalConfig | None = None, *, profile=None, **o
                                   "--engine torch runs every --chips chip")
         return evaluate_torch(model, data, config, profile=profile)
     deployed = load_deployed(model, profile)
-    name, x, y = resolve_data(data, config.limit)
-    return run_monte_carlo(deployed, x, y, config, data_name=name)
+    d = resolve_data(data, config, deployed)
+    return with_preprocessing(run_monte_carlo(deployed, d.x, d.y, config, data_name=d.name), d)
+
+
+def with_preprocessing(result: EvaluationResult, data: EvalData) -> EvaluationResult:
+    """``result`` recording how ``data`` was made (``EvaluationResult.preprocessing``)."""
+    return dataclasses.replace(result, preprocessing=data.preprocessing)

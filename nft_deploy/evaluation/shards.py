@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from nft_deploy.data import batches
+from nft_deploy.data.dataset import take
 from nft_deploy.device_plan import LayerPlan
 from nft_deploy.evaluation import metrics as M
 from nft_deploy.evaluation.programming import InferenceGraph, Programmer, SplitGraph
@@ -38,9 +39,9 @@ class Job:
     split: SplitGraph
     layers: list[LayerPlan]
     weights: dict[str, np.ndarray]
-    input_name: str
     output_name: str
-    x: np.ndarray
+    x: dict[str, np.ndarray]
+    """The model's inputs by name, each in the dtype the graph declares (``inputs.model_inputs``)."""
     y: np.ndarray
     clean_pred: np.ndarray
     num_classes: int
@@ -77,7 +78,7 @@ class ChipRunner:
         session, feeds = self.graph.session(programmed, read, j.threads, fold=j.strategy == "fold")
         acc = M.ChipAccumulator(chip, j.n_bins)
         for idx in batches(len(j.y), j.batch_size):
-            logits = session.run([j.output_name], {j.input_name: j.x[idx], **feeds})[0]
+            logits = session.run([j.output_name], {**take(j.x, idx), **feeds})[0]
             p = M.softmax(logits.reshape(len(idx), -1))
             acc.update(p, j.y[idx], j.clean_pred[idx])
             probs.add(idx, p)

@@ -18,6 +18,7 @@ from nft_deploy.evaluation.runner import (
     make_config,
     resolve_data,
     run_monte_carlo,
+    with_preprocessing,
 )
 
 
@@ -50,10 +51,11 @@ def sweep(models: Sequence, data, sigmas: Sequence[float] | str, config: EvalCon
     if config.ci_width is not None:
         raise EvaluationError("--ci-width: applies to evaluate and compare; a sweep runs every cell on the same "
                               "--chips chips")
-    name, x, y = resolve_data(data, config.limit)
     deployed = [load_deployed(m, profile) for m in models]
+    d = resolve_data(data, config, deployed[0])
     with backend_session(config):  # one Ray (when --backend ray) for the whole grid
-        grid = [[run_monte_carlo(d, x, y, _with_sigma(config, s), data_name=name) for s in sigmas] for d in deployed]
+        grid = [[with_preprocessing(run_monte_carlo(m, d.x, d.y, _with_sigma(config, s), data_name=d.name), d)
+                 for s in sigmas] for m in deployed]
     return SweepResult(models=[row[0].model for row in grid], sigmas=list(sigmas), results=grid)
 
 

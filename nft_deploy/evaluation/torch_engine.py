@@ -40,6 +40,7 @@ from nft_deploy.evaluation.runner import (
     check_labels,
     resolve_data,
     summarize,
+    with_preprocessing,
 )
 from nft_deploy.evaluation.shards import Shard
 from nft_deploy.profiles import DeviceProfile
@@ -95,8 +96,11 @@ def _profile(src: LoadedSource, name: str, profile) -> DeviceProfile:
 def evaluate_torch(model, data, config: EvalConfig, *, profile=None) -> EvaluationResult:
     """``runner.evaluate`` with ``engine="torch"``: load, take the test split, run the Monte Carlo."""
     tm = load_torch_model(model, profile)
-    name, x, y = resolve_data(data, config.limit)
-    return run_torch(tm, x, y, config, data_name=name)
+    d = resolve_data(data, config, tm)
+    if isinstance(d.x, dict):
+        raise EvaluationError(f"--data {d.name}: named inputs ({', '.join(sorted(d.x))}); --engine torch feeds one "
+                              "input x; run models with several inputs on --engine onnxruntime")
+    return with_preprocessing(run_torch(tm, d.x, d.y, config, data_name=d.name), d)
 
 
 @torch.no_grad()

@@ -24,6 +24,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from nft_deploy.data.images import ImageOptions
+from nft_deploy.data.options import DATA_HELP, image_size_option, normalize_option
 from nft_deploy.errors import ConfigError
 from nft_deploy.options import check_field, flag_of, flat_name, option, option_type  # noqa: F401  (re-exported)
 from nft_deploy.profile_types import SIGMA_HELP
@@ -60,8 +62,13 @@ class TrainFields:
     """Built-in architecture: lenet5, vgg8 or resnet18 (ignored when a module is passed to ``train``)."""
     width: float | None = option(None, "Width multiplier (default: the model's own).", check="positive")
     """Width multiplier of the built-in model; None: the model's default (LeNet 1, VGG-8/ResNet 1/4)."""
-    data: str = option("mnist-5k", "mnist-5k, fashion-mnist or a .npz path.")
-    """Data set: mnist-5k, fashion-mnist or a .npz path (ignored when a Dataset is passed)."""
+    data: str = option("mnist-5k", DATA_HELP + ".")
+    """Data set (``nft_deploy.data.load_data``): a built-in name, .npz, x.npy,y.npy, image folder or
+    module:function (ignored when a Dataset is passed)."""
+    image_size: tuple[int, ...] | None = image_size_option()
+    """Image folders: (H, W) (or (N,) for N x N) every image is resized to; None: their own size."""
+    normalize: str | tuple | None = normalize_option()
+    """Image folders: ``MEAN,STD`` (per channel ``M1,M2,M3;S1,S2,S3``) or (means, stds) after pixel / 255."""
     method: str = option("ovf", "")  # the help lists the registered methods (cli.train)
     """A registered method: plain, noise_injection, temperature, correctnet, ovf, irs or a plug-in's."""
     method_config: Any = option(None, flag=False)
@@ -216,6 +223,7 @@ class TrainConfig(TrainFields):
             raise ConfigError(f"schedule: {self.schedule!r}; choose one of: {', '.join(SCHEDULES)}")
         for f in dataclasses.fields(TrainFields):
             check_field(f, getattr(self, f.name))
+        ImageOptions.from_arguments(self.image_size, self.normalize)  # DataError naming the flag
         if self.mc_chips < 0:
             raise ConfigError(f"--mc-chips: must be >= 0, got {self.mc_chips}")
         # the chosen method's options, then the flat options of the others that were given (kept, unused)

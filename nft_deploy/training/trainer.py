@@ -26,7 +26,7 @@ from torch import nn
 
 from nft_deploy.checkpoint import atomic_write, save_checkpoint
 from nft_deploy.data import Dataset, batches, check_dataset, check_test_classes, load_data
-from nft_deploy.errors import ConfigError
+from nft_deploy.errors import ConfigError, DataError
 from nft_deploy.models import MODELS, build_model
 from nft_deploy.training.config import TrainConfig
 from nft_deploy.training.crossbars import on_device
@@ -117,10 +117,14 @@ def _train(config: TrainConfig, dist: Distributed, data: Dataset | None, model: 
     device = dist.device
     if data is None:
         where = config.data
-        data = load_data(config.data, limit_train=config.limit_train, limit_test=config.limit_test)
+        data = load_data(config.data, limit_train=config.limit_train, limit_test=config.limit_test,
+                         image_size=config.image_size, normalize=config.normalize)
     else:
         where = data.name
         check_dataset(data, where)
+    if isinstance(data.x_train, dict):
+        raise DataError(f"{where}: named inputs ({', '.join(data.x_train)}) are for evaluating models with several "
+                        "inputs; training takes one array x (a .npz with x, y)")
     check_test_classes(data, where, "; add training samples of those classes" +
                        (" or raise --limit-train" if config.limit_train else ""))
     arch, model_name = arch_entry(config, data, model, where)
@@ -259,6 +263,7 @@ def _write_log(config, profile: dict, method: dict, history, metrics, data: Data
     if path is None:
         return None
     doc = {"config": config.to_dict(), "profile": profile, "method": method, "data": data.name,
+           "preprocessing": data.preprocessing,
            "history": [asdict(h) for h in history], "metrics": metrics,
            "distributed": distributed_info or {"world_size": 1}, "python": sys.version.split()[0],
            "torch": torch.__version__}

@@ -14,8 +14,10 @@ import pytest
 from click.testing import CliRunner
 from PIL import Image
 
-from nft_deploy.cli.data_options import data_kwargs, data_options
-from nft_deploy.data import SPLIT_SEED, channels_for, check_fits_model, load_data
+from nft_deploy.cli import _UserErrorCommand, main
+from nft_deploy.cli.options import config_from, config_options
+from nft_deploy.data import SPLIT_SEED, ImageOptions, channels_for, check_fits_model, load_data
+from nft_deploy.evaluation.config import EvalConfig
 
 
 def _split(n: int) -> tuple[np.ndarray, np.ndarray]:
@@ -239,60 +241,52 @@ def test_data_that_fits_the_model_passes_the_model_check():
 # ---------------------------------------------------------------- --image-size, --normalize
 
 
-@click.command()
-@data_options
+@click.command(cls=_UserErrorCommand)
+@config_options(EvalConfig)
 def _probe(**kw):
-    click.echo(repr(data_kwargs(kw)) + " " + repr(kw))
+    config = config_from(EvalConfig, kw)
+    click.echo(repr(ImageOptions.from_arguments(config.image_size, config.normalize)))
 
 
-@pytest.mark.parametrize("args, kwargs", [
-    ([], {}),
-    (["--image-size", "32"], {"image_size": (32, 32)}),
-    (["--image-size", "32,28", "--normalize", "0.5,0.25"], {"image_size": (32, 28), "normalize": ((0.5,), (0.25,))}),
-    (["--normalize", "0.485,0.456,0.406;0.229,0.224,0.225"],
-     {"normalize": ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))}),
+@pytest.mark.parametrize("args, image_size, normalize", [
+    ([], None, None),
+    (["--image-size", "32"], (32, 32), None),
+    (["--image-size", "32,28", "--normalize", "0.5,0.25"], (32, 28), ((0.5,), (0.25,))),
+    (["--normalize", "0.485,0.456,0.406;0.229,0.224,0.225"], None, ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))),
 ])
-def test_data_options_parse_into_load_data_keyword_arguments(args, kwargs):
+def test_image_flags_are_generated_from_the_config_and_parse_into_image_options(args, image_size, normalize):
     r = CliRunner().invoke(_probe, args)
     assert r.exit_code == 0, r.output
-    assert r.output.strip() == f"{kwargs!r} {{}}"
+    assert r.output.strip() == repr(ImageOptions(image_size, normalize))
 
 
-def test_data_options_reach_load_data_on_a_real_folder(tmp_path):
+def test_image_flags_reach_load_data_on_a_real_folder(tmp_path):
     root = _folder(tmp_path / "f", {"a": [51, 52], "b": [102, 103]})
-    seen = {}
-
-    @click.command()
-    @data_options
-    def cmd(**kw):
-        seen["ds"] = load_data(str(root), **data_kwargs(kw))
-
-    assert CliRunner().invoke(cmd, ["--image-size", "2,3", "--normalize", "0.2,0.5"]).exit_code == 0
-    ds = seen["ds"]
+    config = config_from(EvalConfig, {"image_size": "2,3", "normalize": "0.2,0.5"})
+    ds = load_data(str(root), image_size=config.image_size, normalize=config.normalize)
     assert ds.input_shape == (1, 2, 3)
     np.testing.assert_allclose(sorted(np.concatenate([ds.x_train, ds.x_test])[:, 0, 0, 0]),
                                [(v / 255 - 0.2) / 0.5 for v in (51, 52, 102, 103)], rtol=1e-6)
 
 
 @pytest.mark.parametrize("args, phrase", [
-    (["--image-size", "0"], "one or two positive integers"),
-    (["--image-size", "32,28,3"], "one or two positive integers"),
-    (["--image-size", "big"], "comma-separated list of ints"),
+    (["--image-size", "0"], "give positive integers"),
+    (["--image-size", "32,28,3"], "positive integer or (H, W)"),
+    (["--image-size", "big"], "not a comma-separated list of numbers"),
     (["--normalize", "0.5"], "MEAN,STD is two numbers"),
     (["--normalize", "0.5,0"], "stds finite and > 0"),
     (["--normalize", "0.1,0.2;0.3"], "2 means but 1 stds"),
-    (["--normalize", "a,b"], "comma-separated list of floats"),
+    (["--normalize", "a,b"], "not comma-separated numbers"),
 ])
-def test_bad_data_option_values_name_the_flag(args, phrase):
+def test_bad_image_flag_values_are_one_line_naming_the_flag(args, phrase):
     r = CliRunner().invoke(_probe, args)
-    assert r.exit_code == 2 and args[0] in r.output and phrase in r.output, r.output
-    assert sum("Error" in line for line in r.output.splitlines()) == 1
+    assert r.exit_code == 1 and args[0] in r.output and phrase in r.output, r.output
+    assert len(r.output.strip().splitlines()) == 1
 
 
-def test_data_params_are_the_same_options_for_a_generated_command():
-    from nft_deploy.cli.data_options import data_params
-
-    cmd = click.Command("gen", params=data_params(), callback=lambda **kw: click.echo(repr(data_kwargs(kw))))
-    r = CliRunner().invoke(cmd, ["--image-size", "8", "--normalize", "1,2;3,4"])
-    assert r.exit_code == 0 and r.output.strip() == repr({"image_size": (8, 8), "normalize": ((1.0, 2.0), (3.0, 4.0))})
-    assert [p.name for p in data_params()] == [p.name for p in _probe.params] == ["image_size", "normalize"]
+@pytest.mark.parametrize("command", ["train", "evaluate", "compare", "check", "sweep"])
+def test_every_data_command_has_the_image_flags_and_the_formats_in_its_data_help(command):
+    r = CliRunner().invoke(main, [command, "--help"], terminal_width=400)
+    text = " ".join(r.output.split())
+    assert "--image-size H,W" in text and "--normalize MEAN,STD" in text, r.output
+    assert "a pair x.npy,y.npy, an image folder (one subfolder per class) or module:function" in text

@@ -5,6 +5,8 @@ model is built, so the file runs in seconds."""
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 from click.testing import CliRunner
@@ -479,13 +481,26 @@ def test_train_refuses_a_bad_file_of_each_format_in_one_line(fault, tmp_path, mo
     assert line.startswith("Error: ") and not out.exists()
 
 
-def test_evaluate_names_the_channels_when_an_rgb_folder_meets_a_grayscale_model(tiny_checkpoint, tmp_path):
+def test_evaluate_reads_an_rgb_folder_as_grayscale_for_a_grayscale_model(tiny_checkpoint, tmp_path):
     root = _png_folder(tmp_path, mode="RGB", per_class=5)
     out = tmp_path / "r.json"
     r = CliRunner().invoke(main, ["evaluate", str(tiny_checkpoint), "--data", str(root), "--engine", "torch",
                                   "--chips", "2", "--quiet", "--json", str(out)])
-    _assert_one_line_error(r, "samples have shape (3, 12, 12), but", "expects (1, 12, 12)", str(root))
+    assert r.exit_code == 0, r.output
+    assert json.loads(out.read_text())["preprocessing"]["channels"] == 1  # the model's input decides
+
+
+def test_evaluate_names_the_sizes_when_a_folder_meets_a_model_of_other_size(tiny_checkpoint, tmp_path):
+    root = _png_folder(tmp_path, per_class=5, size=(10, 10))
+    out = tmp_path / "r.json"
+    r = CliRunner().invoke(main, ["evaluate", str(tiny_checkpoint), "--data", str(root), "--engine", "torch",
+                                  "--chips", "2", "--quiet", "--json", str(out)])
+    _assert_one_line_error(r, "samples have shape (1, 10, 10), but", "expects (1, 12, 12)", str(root))
     assert not out.exists()
+    ok = CliRunner().invoke(main, ["evaluate", str(tiny_checkpoint), "--data", str(root), "--engine", "torch",
+                                   "--image-size", "12", "--chips", "2", "--quiet", "--json", str(out)])
+    assert ok.exit_code == 0, ok.output
+    assert json.loads(out.read_text())["preprocessing"]["image_size"] == [12, 12]
 
 
 # ---------------------------------------------------------------- data against the model's declared input

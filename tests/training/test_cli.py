@@ -111,6 +111,9 @@ FLAGS_BEFORE = [
     (("--ovf-bn-stats",), "ovf_bn_stats", "text", "backbone", True, False),
     (("--irs-head-sigma",), "irs_head_sigma", "float", None, False, False),
     (("--irs-head-state",), "irs_head_state", "text", "profile", True, False),
+    # added with the data formats (image folders)
+    (("--image-size",), "image_size", "text", None, False, False),
+    (("--normalize",), "normalize", "text", None, False, False),
     (("--epochs",), "epochs", "integer", 5, True, False),
     (("--batch-size",), "batch_size", "integer", 128, True, False),
     (("--lr",), "lr", "float", 0.001, True, False),
