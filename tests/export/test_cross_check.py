@@ -24,7 +24,7 @@ from nft_deploy.evaluation.deployed import load_deployed
 from nft_deploy.evaluation.runner import chip_logits as ort_chip_logits
 from nft_deploy.export import export_model
 from nft_deploy.profiles import ReadNoise, list_profiles, load_profile, profile_from_dict
-from nft_deploy.training.montecarlo import chip_logits as torch_chip_logits
+from nft_deploy.training.montecarlo import torch_chip_logits
 from nft_deploy.training.montecarlo import model_plan
 
 SAMPLES = 250
