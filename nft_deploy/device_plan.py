@@ -24,7 +24,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from functools import cached_property
 
-from nft_deploy.converters.handlers import Decline
+from nft_deploy.converters.handlers import Decline, onnx_family
 from nft_deploy.errors import ExportError, ProfileError
 from nft_deploy.noise import NoiseModel
 from nft_deploy.profiles import DeviceProfile, profile_from_dict
@@ -87,12 +87,18 @@ class LayerPlan:
         return NoiseModel(self.device)
 
     @property
+    def has_converters(self) -> bool:
+        """Mapped, and its op family takes a DAC/ADC (a recurrent cell does not: ``recurrent``)."""
+        family = onnx_family(self.op)
+        return self.mapped and (family is None or family.converters)
+
+    @property
     def input_bits(self) -> int | None:
-        return self.device.io.input_bits if self.mapped else None
+        return self.device.io.input_bits if self.has_converters else None
 
     @property
     def output_bits(self) -> int | None:
-        return self.device.io.output_bits if self.mapped else None
+        return self.device.io.output_bits if self.has_converters else None
 
     def to_dict(self) -> dict:
         """A row of ``plan --json`` (and of the deployed model's ``nft.plan`` metadata)."""
@@ -235,10 +241,10 @@ def table(plan: DevicePlan) -> list[str]:
     for lay in plan.layers:
         shape = "x".join(map(str, lay.shape)) or "-"
         if lay.mapped:
-            nm, io = lay.noise, lay.device.io
+            nm = lay.noise
             rows.append((lay.name, lay.op, shape, "mapped", f"{lay.device.programming.sigma:g}",
-                         f"{nm.weight_std:.4f}", str(lay.device.weights.cells), _bits(io.input_bits),
-                         _bits(io.output_bits)))
+                         f"{nm.weight_std:.4f}", str(lay.device.weights.cells), _bits(lay.input_bits),
+                         _bits(lay.output_bits)))
         else:
             rows.append((lay.name, lay.op, shape, f"digital: {lay.reason}", "-", "-", "-", "-", "-"))
     widths = [max(len(r[i]) for r in rows) for i in range(len(head))]

@@ -153,6 +153,8 @@ def test_a_recurrent_node_gets_no_converters_in_either_engine(recurrent):
     assert [n.name.split("/")[2] for n in reduce_max] == [next(n.name for n in out.graph.node if n.op_type == "Gemm")]
     ort = ort_chip_logits(load_deployed(out), x, 0, seed=0)
     np.testing.assert_allclose(ort, torch_chip_logits(module, prof, x, chip=0, seed=0), rtol=0, atol=1e-5)
+    rows = plan_graph(float_onnx, prof).mapped  # the plan, and so `plan`'s table, says the same
+    assert {(lay.op in ("LSTM", "GRU"), lay.input_bits) for lay in rows} == {(True, None), (False, 4)}
 
 
 def test_training_noise_perturbs_both_weights_in_the_parameters_layout():

@@ -76,4 +76,4 @@ def test_sigma_cannot_give_variation_to_a_layer_exported_without_it():
 
 
 def test_the_profile_op_types_are_the_registry_families():
-    assert MAPPABLE_OPS == mappable_ops() == ("Conv", "Gemm", "MatMul", "ConvTranspose")
+    assert MAPPABLE_OPS == mappable_ops() == ("Conv", "Gemm", "MatMul", "ConvTranspose", "LSTM", "GRU")
