@@ -4,11 +4,13 @@ Each examples/NN_name/README.md has ```bash blocks; their commands run from the 
 a copy of the repository's examples/ and device_profiles/ (so the examples write nothing into the
 checkout). Later examples reuse what earlier ones wrote under runs/: ``NEEDS`` names those, and a test runs
 the examples its example needs first (once per workspace), so every test also passes alone
-(``pytest tests/examples -k 04_compare``).
+(``pytest tests/examples -k 04_compare``). ``REQUIRES`` names the optional libraries an example imports; without
+one, its test skips saying which.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import re
 import shutil
@@ -23,6 +25,8 @@ EXAMPLES = sorted(p for p in (REPO / "examples").glob("[0-9][0-9]_*") if p.is_di
 BLOCK = re.compile(r"```bash\n(.*?)```", re.S)
 NEEDS = {"02": ("01",), "03": ("02",), "04": ("02",), "05": ("01",)}
 """The examples whose runs/ outputs an example reads (01: checkpoints, 02: exported models)."""
+REQUIRES = {"08": ("torchvision",)}
+"""Libraries an example needs that nft-deploy does not depend on (08: the user's torchvision model)."""
 
 
 def readme_commands(folder: Path) -> list[str]:
@@ -32,8 +36,8 @@ def readme_commands(folder: Path) -> list[str]:
     return [ln for ln in lines if ln and not ln.startswith("#")]
 
 
-def test_there_are_six_numbered_examples_each_with_commands():
-    assert [p.name[:2] for p in EXAMPLES] == ["01", "02", "03", "04", "05", "06"]
+def test_there_are_seven_numbered_examples_each_with_commands():
+    assert [p.name[:2] for p in EXAMPLES] == ["01", "02", "03", "04", "05", "06", "08"]
     for folder in EXAMPLES:
         assert readme_commands(folder), f"{folder.name}/README.md has no ```bash commands"
 
@@ -84,5 +88,8 @@ def test_every_needed_example_exists_and_comes_earlier():
 @pytest.mark.slow
 @pytest.mark.parametrize("folder", EXAMPLES, ids=[p.name for p in EXAMPLES])
 def test_example_readme_commands_run(folder, run_example):
+    missing = [lib for lib in REQUIRES.get(folder.name[:2], ()) if importlib.util.find_spec(lib) is None]
+    if missing:
+        pytest.skip(f"{folder.name} needs {', '.join(missing)} (not a dependency of nft-deploy; pip install it)")
     failed = run_example(folder)
     assert failed is None, failed
