@@ -234,24 +234,31 @@ def differences(torch_side: DevicePlan, graph_side: DevicePlan) -> list[str]:
     return out
 
 
-def table(plan: DevicePlan) -> list[str]:
-    """The plan as aligned text rows (``nft-deploy plan``, ``export``'s report)."""
+def table(plan: DevicePlan, noise_to_rms: dict[str, float] | None = None) -> list[str]:
+    """The plan as aligned text rows (``nft-deploy plan``, ``export``'s report); with ``noise_to_rms`` (layer ->
+    programming noise / rms weight, from the model's weights) one more column says where noise swamps a layer."""
     head = ("layer", "op", "shape", "device", "sigma", "std/max|W|", "cells", "DAC", "ADC")
-    rows = [head]
+    extra = ("noise/rms",) if noise_to_rms else ()
+    rows = [head + extra]
     for lay in plan.layers:
         shape = "x".join(map(str, lay.shape)) or "-"
+        ratio = (f"{noise_to_rms[lay.name]:.3f}" if lay.name in noise_to_rms else "-",) if extra else ()
         if lay.mapped:
             nm = lay.noise
             rows.append((lay.name, lay.op, shape, "mapped", f"{lay.device.programming.sigma:g}",
                          f"{nm.weight_std:.4f}", str(lay.device.weights.cells), _bits(lay.input_bits),
-                         _bits(lay.output_bits)))
+                         _bits(lay.output_bits)) + ratio)
         else:
-            rows.append((lay.name, lay.op, shape, f"digital: {lay.reason}", "-", "-", "-", "-", "-"))
-    widths = [max(len(r[i]) for r in rows) for i in range(len(head))]
+            rows.append((lay.name, lay.op, shape, f"digital: {lay.reason}", "-", "-", "-", "-", "-") + ratio)
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows]
     unit = plan.profile.programming.unit
     lines.append(f"{len(plan.mapped)} mapped, {len(plan.layers) - len(plan.mapped)} digital; profile "
                  f"{plan.profile.name!r} at sigma {plan.sigma:g} ({unit})")
+    swamped = sorted(name for name, r in (noise_to_rms or {}).items() if r > 1)
+    if swamped:
+        lines.append(f"noise exceeds the rms weight in {', '.join(swamped)}: noisy training may not converge "
+                     "(train --sigma-warmup, or a lower --sigma)")
     return lines
 
 

@@ -25,25 +25,43 @@ def plan(model, profile: str | Path | DeviceProfile | None = None, *, sigma: flo
     A checkpoint defaults to its stored profile; a deployed ONNX model has its plan (``profile`` must then
     be None; ``sigma`` still applies).
     """
+    return plan_with_noise(model, profile, sigma=sigma, model_name=model_name, model_kwargs=model_kwargs,
+                           input_shape=input_shape, trust_checkpoint=trust_checkpoint)[0]
+
+
+def plan_with_noise(model, profile: str | Path | DeviceProfile | None = None, *, sigma: float | None = None,
+                    model_name: str | None = None, model_kwargs: dict[str, Any] | None = None,
+                    input_shape: tuple[int, ...] | None = None, trust_checkpoint: bool = False
+                    ) -> tuple[DevicePlan, dict[str, float]]:
+    """``plan`` and, per mapped layer, its programming noise relative to its rms weight, from the model's own
+    weights (``NoiseModel.noise_to_rms``): where the noise swamps a layer, noisy training may not converge."""
     from nft_deploy.converters.loaders import load_source, source_profile
 
     src = load_source(model, model=model_name, model_kwargs=model_kwargs, trust_checkpoint=trust_checkpoint,
                       input_shape=input_shape)
     if src.onnx_model is not None:
-        return _onnx_plan(src.onnx_model, str(src.path or "<model>"), profile, sigma)
+        from onnx import numpy_helper
+
+        result = _onnx_plan(src.onnx_model, str(src.path or "<model>"), profile, sigma)
+        weights = {i.name: i for i in src.onnx_model.graph.initializer}
+        return result, {lay.name: lay.noise.noise_to_rms(numpy_helper.to_array(weights[lay.weight]), lay.out_axis)
+                        for lay in result.mapped if lay.weight in weights}
     if src.kind == "torchscript":
         raise ExportError(f"{src.path}: a TorchScript module runs no Python calls to probe; plan its ONNX export "
                           "instead (`nft-deploy export FILE --no-device --input-shape C,H,W`, then `plan` the .onnx)")
     import torch
 
     from nft_deploy.training.crossbars import torch_plan
+    from nft_deploy.training.protocol import noise_to_rms
 
     prof = source_profile(src, profile)
     if prof is None:
         raise ExportError(f"{src.path or 'the model'}: --profile: required (the source stores no device profile); "
                           "give a built-in name such as rram_4bit or a .json path")
     device = next((p.device for p in src.module.parameters()), torch.device("cpu"))
-    return torch_plan(src.module, prof, torch.zeros((2, *src.input_shape), device=device), sigma)
+    result = torch_plan(src.module, prof, torch.zeros((2, *src.input_shape), device=device), sigma)
+    params = dict(src.module.named_parameters())
+    return result, {lay.name: noise_to_rms(lay, params[lay.weight]) for lay in result.mapped if lay.weight in params}
 
 
 def _onnx_plan(proto, name: str, profile, sigma: float | None) -> DevicePlan:
@@ -62,4 +80,4 @@ def _onnx_plan(proto, name: str, profile, sigma: float | None) -> DevicePlan:
     return plan_graph(proto, prof if sigma is None else prof.with_sigma(sigma), name)
 
 
-__all__ = ["plan"]
+__all__ = ["plan", "plan_with_noise"]

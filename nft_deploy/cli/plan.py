@@ -19,18 +19,23 @@ from nft_deploy.profile_types import SIGMA_HELP
               '"sigma", ...}], ...} instead of the table.')
 def plan(model, profile, sigma, as_json, model_name, input_shape, trust_checkpoint, **kw):
     """The device plan of MODEL: one row per weight-bearing layer, mapped or digital and why, its
-    programming sigma, weight noise std in units of max|W|, cells per weight and DAC/ADC bits.
+    programming sigma, weight noise std in units of max|W|, cells per weight, DAC/ADC bits and the noise
+    relative to the layer's rms weight (above 1 the noise swamps the weights).
 
     MODEL: a checkpoint (its stored profile unless --profile), a state dict with --model, a float .onnx
     with --profile, or a deployed .onnx (its plan). Training, export and evaluation read these same rows.
     """
     from nft_deploy.device_plan import table
-    from nft_deploy.planning import plan as make_plan
+    from nft_deploy.planning import plan_with_noise
 
-    result = make_plan(model, profile, sigma=sigma, model_name=model_name, model_kwargs=model_kwargs(
+    result, ratios = plan_with_noise(model, profile, sigma=sigma, model_name=model_name, model_kwargs=model_kwargs(
         {**kw, "model_name": model_name}), input_shape=input_shape, trust_checkpoint=trust_checkpoint)
     if as_json:
-        click.echo(json.dumps(result.to_dict(), indent=2))
+        doc = result.to_dict()
+        for row in doc["layers"]:
+            if row["name"] in ratios:
+                row["noise_to_rms"] = ratios[row["name"]]
+        click.echo(json.dumps(doc, indent=2))
     else:
-        for line in table(result):
+        for line in table(result, ratios):
             click.echo(line)

@@ -47,6 +47,8 @@ DIST_BACKENDS = ("gloo", "nccl")
 """torch.distributed backends for torchrun (kept here, free of torch imports)."""
 SCHEDULES = ("cosine", "constant")
 OVF_FEEDBACK_GRADS = ("full", "none")
+INITS = ("default", "kaiming")
+SELECTIONS = ("last", "best")
 
 _MISSING = dataclasses.MISSING
 
@@ -110,6 +112,19 @@ class TrainFields:
     """JSON log path; None: next to ``output``."""
     mc_chips: int = option(0, "After training: torch Monte Carlo over N chips on the test set.")
     """After training, torch Monte Carlo over this many chips on the test set (0: skip)."""
+    init: str = option("default", "default: PyTorch's init; kaiming: kaiming_normal_(fan_out) on every conv and "
+                       "linear weight, IRS heads too (the NFT reference code).", choices=INITS)
+    """Weight init (``protocol.apply_init``): under the reference's kaiming init the noise at a given sigma is
+    2-3x larger relative to the rms weight, which can decide whether noisy training converges."""
+    sigma_warmup: float = option(0.0, "Ramp the training sigma linearly from 0 over the first E epochs, per step "
+                                      "(0: none).", check="nonneg")
+    """Epochs over which every training draw's sigma ramps from 0 to its value (fractional epochs allowed)."""
+    select: str = option("last", "Keep the last epoch, or the epoch with the best noisy accuracy on a validation "
+                                 "split carved from the training data (best; never the test set).", choices=SELECTIONS)
+    """last | best (``--val-fraction`` of the training data is held out and never trained on)."""
+    val_fraction: float = option(0.1, "Fraction of the training data held out as the validation split of --select "
+                                      "best.", check="positive")
+    """Validation share for ``select="best"`` (seeded split, disjoint from the test set)."""
     progress: bool = option(True, "No progress bars and no per-epoch lines.", decls=("--quiet",), invert=True)
     """Progress bars on stderr (only when stderr is a terminal); the CLI's --quiet sets it False."""
 
@@ -224,6 +239,8 @@ class TrainConfig(TrainFields):
         for f in dataclasses.fields(TrainFields):
             check_field(f, getattr(self, f.name))
         ImageOptions.from_arguments(self.image_size, self.normalize)  # DataError naming the flag
+        if self.select == "best" and not self.val_fraction < 1:
+            raise ConfigError(f"--val-fraction: must be in (0, 1), got {self.val_fraction}")
         if self.mc_chips < 0:
             raise ConfigError(f"--mc-chips: must be >= 0, got {self.mc_chips}")
         # the chosen method's options, then the flat options of the others that were given (kept, unused)

@@ -65,6 +65,8 @@ class NoisyModel:
         """Whether batched passes run under vmap: None until one tries (False: an op has no batching rule)."""
         self.channels_last: bool | None = None
         """Whether constant passes run channels-last: None until the first one tries (False: the model refused)."""
+        self.ramp = 1.0
+        """Every training draw's sigma is multiplied by this (``--sigma-warmup`` sets it per step; 1: as planned)."""
 
     @property
     def profile(self) -> DeviceProfile:
@@ -99,8 +101,10 @@ class NoisyModel:
         """One fresh noisy copy of every mapped weight (differentiable, straight-through)."""
         gen = generator or self.generator
         params = dict(self.model.named_parameters())
+        # during a warm-up every step has its own sigma: that plan is made for the step, not cached
+        plan = self.plan_at(sigma) if self.ramp == 1.0 else self.plan.with_sigma((self.sigma if sigma is None else sigma) * self.ramp)
         return {lay.weight: in_graph_layout(lay, params[lay.weight], lambda w, lay=lay: lay.noise.perturb(w, gen, lay.out_axis))
-                for lay in self.plan_at(sigma).mapped}
+                for lay in plan.mapped}
 
     def clean(self, x: torch.Tensor) -> torch.Tensor:
         """The model as it is, float weights, no device."""

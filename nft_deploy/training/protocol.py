@@ -10,6 +10,8 @@
   choosing the best epoch honestly.
 - ``converged`` and ``wilson_interval``: convergence defined where it can be seen, and the interval of a
   fraction of converged seeds.
+- ``Diagnostics`` (noise / rms weight and gradient norm per layer and epoch, a warning when the noise
+  swamps a layer) and ``BestEpoch`` (the weights of the best validation epoch).
 """
 
 from __future__ import annotations
@@ -21,7 +23,10 @@ import torch
 from scipy import stats
 from torch import nn
 
-INITS = ("default", "kaiming")
+from nft_deploy.device_plan import LayerPlan
+from nft_deploy.training.config import INITS, SELECTIONS
+from nft_deploy.training.crossbars import graph_layout
+
 CONVERGED_LOSS_MARGIN = 0.5
 """A converged run's final training loss is at least this many nats below ln(C), the loss of a uniform guess."""
 CONVERGED_ACCURACY_FACTOR = 2.0
@@ -78,11 +83,60 @@ def wilson_interval(k: int, n: int, level: float = 0.95) -> tuple[float, float]:
     return max(0.0, centre - half), min(1.0, centre + half)
 
 
-def noise_to_rms(weight: torch.Tensor, noise_std: float) -> float:
-    """A layer's programming-noise std relative to its rms weight (> 1: the noise swamps the weights)."""
-    rms = float(weight.detach().pow(2).mean().sqrt())
-    return noise_std / rms if rms > 0 else math.inf
+def noise_to_rms(lay: LayerPlan, weight: torch.Tensor) -> float:
+    """A mapped layer's programming-noise std relative to its rms weight (``NoiseModel.noise_to_rms``, on the
+    weight in the graph's layout): above 1 the noise swamps the weights."""
+    with torch.no_grad():
+        return lay.noise.noise_to_rms(graph_layout(lay, weight.detach()), lay.out_axis)
 
 
-__all__ = ["CONVERGED_ACCURACY_FACTOR", "CONVERGED_LOSS_MARGIN", "INITS", "apply_init", "converged", "noise_to_rms",
-           "split_validation", "warmup_sigma", "wilson_interval"]
+class Diagnostics:
+    """Per epoch and mapped layer: programming noise / rms weight and the mean gradient norm over the
+    epoch's steps (the training log's ``layers``); ``warnings`` lists each layer once, the first epoch its
+    noise exceeds its rms weight."""
+
+    def __init__(self, net) -> None:
+        self.net, self.sums, self.steps, self.warned = net, {}, 0, set()
+
+    def step(self) -> None:
+        """After ``backward``: add each mapped weight's gradient norm."""
+        params = dict(self.net.model.named_parameters())
+        for lay in self.net.layers:
+            g = params[lay.weight].grad
+            self.sums[lay.name] = self.sums.get(lay.name, 0.0) + (float(g.norm()) if g is not None else 0.0)
+        self.steps += 1
+
+    def epoch(self) -> tuple[dict[str, dict[str, float]], list[str]]:
+        """(per layer {noise_to_rms, grad_norm}, the new warnings) for the epoch that ended; resets the sums."""
+        params = dict(self.net.model.named_parameters())
+        rows, warnings = {}, []
+        for lay in self.net.layers:
+            ratio = noise_to_rms(lay, params[lay.weight])
+            rows[lay.name] = {"noise_to_rms": ratio, "grad_norm": self.sums.get(lay.name, 0.0) / max(1, self.steps)}
+            if ratio > 1 and lay.name not in self.warned:
+                self.warned.add(lay.name)
+                warnings.append(f"layer {lay.name}: programming noise is {ratio:.2f}x its rms weight at sigma "
+                                f"{self.net.sigma:g}; noisy training may not converge (try --sigma-warmup, "
+                                "--init default, or a lower --sigma)")
+        self.sums, self.steps = {}, 0
+        return rows, warnings
+
+
+class BestEpoch:
+    """Keeps the weights of the epoch with the best noisy accuracy on the validation split (``--select best``)."""
+
+    def __init__(self) -> None:
+        self.epoch, self.accuracy, self.state = 0, -math.inf, None
+
+    def offer(self, epoch: int, accuracy: float, model: nn.Module) -> None:
+        if accuracy > self.accuracy:  # ties keep the earlier epoch
+            self.epoch, self.accuracy = epoch, accuracy
+            self.state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+
+    def restore(self, model: nn.Module) -> None:
+        if self.state is not None:
+            model.load_state_dict(self.state)
+
+
+__all__ = ["CONVERGED_ACCURACY_FACTOR", "CONVERGED_LOSS_MARGIN", "INITS", "SELECTIONS", "BestEpoch", "Diagnostics",
+           "apply_init", "converged", "noise_to_rms", "split_validation", "warmup_sigma", "wilson_interval"]

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import json
 import sys
-import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -25,11 +24,10 @@ import torch
 from torch import nn
 
 from nft_deploy.checkpoint import atomic_write, save_checkpoint
-from nft_deploy.data import Dataset, batches, check_dataset, check_test_classes, load_data
+from nft_deploy.data import Dataset, check_dataset, check_test_classes, load_data
 from nft_deploy.errors import ConfigError, DataError
 from nft_deploy.models import MODELS, build_model
 from nft_deploy.training.config import TrainConfig
-from nft_deploy.training.crossbars import on_device
 from nft_deploy.training.distributed import (
     Distributed,
     describe,
@@ -37,32 +35,13 @@ from nft_deploy.training.distributed import (
     has_unused_parameters,
     noise_seed,
 )
+from nft_deploy.training.epochs import EpochMetrics, clean_and_noisy_accuracy, fit
 from nft_deploy.training.fit_checks import arch_entry, check_fit
-from nft_deploy.training.methods import Method, make_method
+from nft_deploy.training.methods import make_method
 from nft_deploy.training.montecarlo import torch_monte_carlo
 from nft_deploy.training.noisy import NoisyModel
 from nft_deploy.training.progress import Progress
-
-
-@dataclass(frozen=True)
-class EpochMetrics:
-    """One line of the training log."""
-
-    epoch: int
-    loss: float
-    clean_acc: float
-    """Test accuracy with float weights, no device."""
-    noisy_acc: float
-    """Test accuracy under one fresh noise draw, fixed across the test set."""
-    seconds: float
-    """Wall time of the epoch's training steps (evaluation excluded)."""
-    step_ms: float
-    """Mean wall time of one optimiser step."""
-    lr: float
-
-    def line(self) -> str:
-        return (f"epoch {self.epoch:3d}  loss {self.loss:.4f}  clean {100 * self.clean_acc:6.2f}%  "
-                f"noisy {100 * self.noisy_acc:6.2f}%  {self.seconds:.1f}s")
+from nft_deploy.training.protocol import BestEpoch, apply_init, converged, split_validation
 
 
 @dataclass
@@ -78,23 +57,6 @@ class TrainResult:
     rank: int = 0
     """This process's rank under torchrun (0 otherwise): only rank 0 should print."""
     world_size: int = 1
-
-
-class LossModule(nn.Module):
-    """The backbone and the method's own parameters (IRS heads) as one module whose forward is the loss.
-
-    This is what DistributedDataParallel wraps: every trainable parameter, heads included, has its
-    gradient averaged across ranks, however many noisy passes the method runs.
-    """
-
-    def __init__(self, net: NoisyModel, method: Method):
-        super().__init__()
-        self.model = net.model
-        self.extra = nn.ParameterList(method.parameters())
-        self.net, self.method = net, method
-
-    def forward(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        return self.method.loss(self.net, x, y)
 
 
 def train(config: TrainConfig, *, data: Dataset | None = None, model: nn.Module | None = None,
@@ -128,16 +90,21 @@ def _train(config: TrainConfig, dist: Distributed, data: Dataset | None, model: 
     check_test_classes(data, where, "; add training samples of those classes" +
                        (" or raise --limit-train" if config.limit_train else ""))
     arch, model_name = arch_entry(config, data, model, where)
+    data, val = _validation_split(config, data)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(config.seed)
         if model is None:
             model = build_model(model_name, **arch["kwargs"])
+        apply_init(model, config.init)
         model.to(device).train()
         gen = torch.Generator(device=device).manual_seed(noise_seed(config.seed, dist.rank))
         sample = torch.as_tensor(data.x_train[:2], device=device)
         check_fit(config, model, sample, data, where, dist.world_size, user=model_name is None)
         net = NoisyModel(model, profile, gen, sample)
         method = make_method(config, net, sample, data.num_classes, model_name)
+        for extra in method.parameters() if config.init != "default" else ():
+            if extra.ndim > 1:  # IRS heads' weights, as the reference initialises them
+                torch.nn.init.kaiming_normal_(extra.data, mode="fan_out", nonlinearity="relu")
         if method.noisy and not net.layers:
             method.close()
             raise ConfigError(f"--profile {net.profile.name}: maps no layer of this model, so --method {method.name} "
@@ -145,16 +112,19 @@ def _train(config: TrainConfig, dist: Distributed, data: Dataset | None, model: 
                               "(`nft-deploy plan` lists every layer and why), or use --method plain")
         find_unused = dist.enabled and has_unused_parameters(model, sample)
     try:
-        history = _fit(config, net, method, data, dist, on_epoch if dist.is_main else None, find_unused)
+        history, best = fit(config, net, method, data, dist, on_epoch if dist.is_main else None, find_unused, val)
     finally:
         method.close()
+    if best is not None:
+        best.restore(model)
     model.eval()
     method_info = {"name": method.name, **method.params()}
 
     def finish():
-        metrics = _final_metrics(history)
+        metrics = _final_metrics(history, best)
         if config.mc_chips:
             metrics.update(_monte_carlo(config, model, profile, data))
+            metrics["converged"] = float(converged(metrics["loss"], data.num_classes, metrics["mc_mean"]))
         ckpt = None
         if config.output is not None:
             ckpt = save_checkpoint(config.output, model=model, arch=arch, profile=profile.to_dict(),
@@ -175,86 +145,28 @@ def _monte_carlo(config: TrainConfig, model: nn.Module, profile, data: Dataset) 
     return {"mc_mean": mc.mean, "mc_std": mc.std, "mc_chips": float(mc.chips)}
 
 
-def _fit(config, net: NoisyModel, method: Method, data: Dataset, dist: Distributed, on_epoch,
-         find_unused: bool = False) -> list[EpochMetrics]:
-    step = LossModule(net, method)
-    loss_fn = dist.wrap(step, find_unused_parameters=find_unused)
-    opt = torch.optim.Adam(step.parameters(), lr=config.lr)
-    sched = (torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=config.epochs)
-             if config.schedule == "cosine" else None)
-    rng = np.random.default_rng(config.seed)
-    xtr, ytr = torch.as_tensor(data.x_train), torch.as_tensor(data.y_train)
-    n_local = len(dist.shard(np.arange(len(ytr))))
-    n_steps = -(-n_local // config.batch_size)
-    history = []
-    with Progress(enabled=config.progress and dist.is_main) as bar:
-        for epoch in range(1, config.epochs + 1):
-            net.model.train()
-            total, t0 = torch.zeros((), dtype=torch.float64, device=dist.device), time.perf_counter()
-            task = bar.task(f"epoch {epoch}/{config.epochs}", n_steps)
-            order = dist.shard(rng.permutation(len(ytr)))  # same permutation on every rank, then strided
-            for idx in batches(len(order), config.batch_size):
-                idx = order[idx]
-                x, y = xtr[idx].to(dist.device, non_blocking=True), ytr[idx].to(dist.device, non_blocking=True)
-                loss = loss_fn(x, y)
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                opt.step()
-                total += loss.detach().double() * len(idx)
-                bar.advance(task)
-            local_sum = float(total)  # waits for the device, so the time below is the steps' own
-            seconds = time.perf_counter() - t0
-            bar.done(task)
-            lr = opt.param_groups[0]["lr"]
-            if sched is not None:
-                sched.step()
-            loss_sum, seen = dist.sum([local_sum, float(n_local)])
-            (seconds,) = dist.max([seconds])
-            dist.sync_buffers(net.model)  # rank 0's batch-norm statistics everywhere before evaluating
-            clean, noisy = _evaluate(net, data, config.seed * 100_003 + epoch, max(256, config.batch_size), dist)
-            m = EpochMetrics(epoch, loss_sum / seen, clean, noisy, seconds, 1000 * seconds / n_steps, lr)
-            history.append(m)
-            if on_epoch is not None:
-                on_epoch(m)
-    return history
+def _final_metrics(history: list[EpochMetrics], best: BestEpoch | None = None) -> dict[str, float]:
+    """The final epoch's numbers (the selected epoch's with ``--select best``; ``loss`` stays the last epoch's:
+    convergence is judged on where training ended)."""
+    kept = history[best.epoch - 1] if best is not None and best.epoch else history[-1]
+    metrics = {"loss": history[-1].loss, "clean_acc": kept.clean_acc, "noisy_acc": kept.noisy_acc,
+               "epochs": float(len(history)), "seconds_per_epoch": float(np.mean([h.seconds for h in history])),
+               "step_ms": float(np.mean([h.step_ms for h in history]))}
+    if best is not None:
+        metrics.update(selected_epoch=float(best.epoch), val_noisy_acc=best.accuracy)
+    return metrics
 
 
-def clean_and_noisy_accuracy(net: NoisyModel, data: Dataset, *, seed: int, batch_size: int = 512) -> tuple[float, float]:
-    """Test accuracy clean and under one fresh noise draw (seeded, fixed across the test set)."""
-    clean, noisy, n = _eval_counts(net, data.x_test, data.y_test, seed, batch_size)
-    return clean / n, noisy / n
-
-
-def _evaluate(net: NoisyModel, data: Dataset, seed: int, batch_size: int, dist: Distributed) -> tuple[float, float]:
-    """``evaluate`` with the test set split across ranks: every rank draws the same chip from ``seed``
-    (the weights are identical), counts its share, and the counts are summed."""
-    part = slice(dist.rank, None, dist.world_size)
-    clean, noisy, n = dist.sum(_eval_counts(net, data.x_test[part], data.y_test[part], seed, batch_size))
-    return clean / n, noisy / n
-
-
-@torch.no_grad()
-def _eval_counts(net: NoisyModel, x_test, y_test, seed: int, batch_size: int) -> tuple[int, int, int]:
-    model = net.model
-    model.eval()
-    dev = next(model.parameters()).device
-    gen = torch.Generator(device=dev).manual_seed(seed)
-    noisy_w = net.sample_weights(generator=gen)
-    x, y = torch.as_tensor(x_test), torch.as_tensor(y_test)
-    clean = noisy = 0
-    for i in range(0, len(y), batch_size):
-        xb, yb = x[i: i + batch_size].to(dev), y[i: i + batch_size].to(dev)
-        clean += int((model(xb).argmax(1) == yb).sum())
-        noisy += int((on_device(model, net.plan, noisy_w, xb).argmax(1) == yb).sum())
-    model.train()
-    return clean, noisy, len(y)
-
-
-def _final_metrics(history: list[EpochMetrics]) -> dict[str, float]:
-    last = history[-1]
-    return {"loss": last.loss, "clean_acc": last.clean_acc, "noisy_acc": last.noisy_acc,
-            "epochs": float(len(history)), "seconds_per_epoch": float(np.mean([h.seconds for h in history])),
-            "step_ms": float(np.mean([h.step_ms for h in history]))}
+def _validation_split(config: TrainConfig, data: Dataset) -> tuple[Dataset, Dataset | None]:
+    """(training data, validation split) for ``--select best``, carved from the training split only."""
+    if config.select != "best":
+        return data, None
+    fit_idx, val_idx = split_validation(len(data.y_train), config.val_fraction, config.seed)
+    x, y = data.x_train, data.y_train
+    val = Dataset(data.name + ":val", x[fit_idx[:0]], y[fit_idx[:0]], x[val_idx], y[val_idx], data.num_classes)
+    kept = Dataset(data.name, x[fit_idx], y[fit_idx], data.x_test, data.y_test, data.num_classes, data.held_out,
+                   {**data.preprocessing, "validation": {"fraction": config.val_fraction, "samples": len(val_idx)}})
+    return kept, val
 
 
 def _write_log(config, profile: dict, method: dict, history, metrics, data: Dataset,
@@ -272,4 +184,4 @@ def _write_log(config, profile: dict, method: dict, history, metrics, data: Data
     return path
 
 
-__all__ = ["EpochMetrics", "LossModule", "TrainResult", "clean_and_noisy_accuracy", "train"]
+__all__ = ["EpochMetrics", "TrainResult", "clean_and_noisy_accuracy", "train"]

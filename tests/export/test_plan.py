@@ -77,9 +77,10 @@ def test_a_checkpoint_is_planned_on_its_stored_profile_and_the_table_shows_conve
     r = _plan(files / "m.pt")
     assert r.exit_code == 0, r.output
     lines = r.output.splitlines()
-    assert lines[0].split() == ["layer", "op", "shape", "device", "sigma", "std/max|W|", "cells", "DAC", "ADC"]
-    assert lines[1].split()[:4] == ["conv1", "Conv", "3x1x5x5", "mapped"] and lines[1].split()[-2:] == ["8", "8"]
-    assert "5 mapped, 0 digital; profile 'pcm_8bit'" in lines[-1]
+    assert lines[0].split() == ["layer", "op", "shape", "device", "sigma", "std/max|W|", "cells", "DAC", "ADC",
+                                "noise/rms"]
+    assert lines[1].split()[:4] == ["conv1", "Conv", "3x1x5x5", "mapped"] and lines[1].split()[-3:-1] == ["8", "8"]
+    assert any("5 mapped, 0 digital; profile 'pcm_8bit'" in ln for ln in lines[-2:])
 
 
 @pytest.mark.parametrize("args, message", [
@@ -217,3 +218,23 @@ def test_a_read_only_torch_sees_is_named_by_export():
     res = export_model(SumOfWeight().eval(), profile="rram_4bit", input_shape=(1, 8, 8))
     (note,) = [n for n in res.notes if "differently" in n]
     assert "fc (Gemm) mapped in the graph only" in note
+
+
+def test_plan_shows_noise_to_rms_from_the_weights_the_same_for_torch_and_onnx(files):
+    """pcm_8bit quantizes per channel, so the closed form is the rms of weight_std x each channel's max|W|
+    over the quantized levels; the checkpoint (torch) and its float ONNX export give the same numbers."""
+    from nft_deploy.planning import plan_with_noise
+
+    torch_plan_, torch_ratios = plan_with_noise(files / "m.pt")
+    _, onnx_ratios = plan_with_noise(files / "m.float.onnx", "pcm_8bit")
+    assert torch_ratios.keys() == onnx_ratios.keys() == {lay.name for lay in torch_plan_.mapped}
+    for name, r in torch_ratios.items():
+        assert onnx_ratios[name] == pytest.approx(r, rel=1e-6)
+    sd = torch.load(files / "sd.pt", weights_only=True)
+    w = sd["fc1.weight"].double().numpy()
+    nm = NoiseModel(load_profile("pcm_8bit"))
+    scale = np.abs(w).max(axis=1, keepdims=True)  # per output channel
+    want = np.sqrt(np.mean((nm.weight_std * scale) ** 2 * np.ones_like(w))) / np.sqrt(np.mean(w**2))
+    assert torch_ratios["fc1"] == pytest.approx(want, rel=1e-6)  # no state dependence: the std is flat per channel
+    out = CliRunner().invoke(main, ["plan", str(files / "m.pt")])
+    assert out.exit_code == 0 and "noise/rms" in out.output and f"{torch_ratios['fc1']:.3f}" in out.output

@@ -111,6 +111,10 @@ FLAGS_BEFORE = [
     (("--ovf-bn-stats",), "ovf_bn_stats", "text", "backbone", True, False),
     (("--irs-head-sigma",), "irs_head_sigma", "float", None, False, False),
     (("--irs-head-state",), "irs_head_state", "text", "profile", True, False),
+    (("--init",), "init", "text", "default", True, False),
+    (("--sigma-warmup",), "sigma_warmup", "float", 0.0, True, False),
+    (("--select",), "select", "text", "last", True, False),
+    (("--val-fraction",), "val_fraction", "float", 0.1, True, False),
     # added with the data formats (image folders)
     (("--image-size",), "image_size", "text", None, False, False),
     (("--normalize",), "normalize", "text", None, False, False),

@@ -175,3 +175,94 @@ def test_wilson_interval_matches_tabulated_values():
     assert wilson_interval(0, 5) == pytest.approx((0.0, 0.4345), abs=1e-4)
     assert wilson_interval(5, 10) == pytest.approx((0.2366, 0.7634), abs=1e-4)
     assert wilson_interval(10, 10) == pytest.approx((0.7225, 1.0), abs=1e-4)
+
+
+# ---------------------------------------------------------------- the protocol options through train()
+
+
+def _train(tiny_data, **kw):
+    from nft_deploy.training import train
+    from tests.training.conftest import TinyNet
+
+    torch.manual_seed(0)
+    base = dict(method="noise_injection", epochs=3, batch_size=32, progress=False, seed=1)
+    return train(TrainConfig(**{**base, **kw}), data=tiny_data, model=TinyNet())
+
+
+def test_train_init_kaiming_gives_the_fan_out_std(tiny_data):
+    r = _train(tiny_data, init="kaiming", lr=1e-12, epochs=1)  # lr ~0: the weights stay as initialised
+    w = r.model.fc1.weight.detach().double()
+    assert float(w.std()) == pytest.approx((2 / 16) ** 0.5, rel=0.1)  # fan_out 16, 1,024 draws
+    default = _train(tiny_data, lr=1e-12, epochs=1).model.fc1.weight.detach().double()
+    assert float(default.std()) == pytest.approx(1 / (3 * 64) ** 0.5, rel=0.1)  # U(-1/sqrt(64), 1/sqrt(64))
+
+
+def test_sigma_warmup_ramps_the_training_sigma_per_step(tiny_data):
+    r = _train(tiny_data, sigma_warmup=2)  # 96 samples / 32 = 3 steps per epoch; last step of epoch e at e - 1/3
+    sigma = REF.programming.sigma
+    assert [h.sigma for h in r.history] == pytest.approx([sigma / 3, sigma * 5 / 6, sigma])
+
+
+def test_noisy_model_ramp_scales_the_noise_std():
+    from tests.training.conftest import TinyNet
+
+    torch.manual_seed(0)
+    net, _ = _net(TinyNet())
+    w = dict(net.model.named_parameters())["fc1.weight"]
+    stds = []
+    for ramp in (1.0, 0.25):
+        net.ramp = ramp
+        stds.append(float(torch.stack([net.sample_weights()["fc1.weight"] - w for _ in range(200)]).detach().std()))
+    assert stds[1] / stds[0] == pytest.approx(0.25, rel=0.05)
+
+
+def test_select_best_keeps_the_best_validation_epoch_and_never_sees_the_test_set(tiny_data):
+    from nft_deploy.training import clean_and_noisy_accuracy
+    from nft_deploy.training.noisy import NoisyModel as NM
+
+    r = _train(tiny_data, select="best", val_fraction=0.25, epochs=4, lr=0.05)
+    vals = [h.val_noisy_acc for h in r.history]
+    best = int(np.argmax(vals)) + 1  # the first of equals
+    assert r.metrics["selected_epoch"] == best and r.metrics["val_noisy_acc"] == max(vals)
+    net = NM(r.model, REF, torch.Generator().manual_seed(0), torch.as_tensor(tiny_data.x_train[:2]))
+    clean, _ = clean_and_noisy_accuracy(net, tiny_data, seed=0)
+    assert clean == pytest.approx(r.history[best - 1].clean_acc)  # the returned weights are that epoch's
+
+
+def test_validation_split_comes_from_the_training_data_only(tiny_data):
+    from nft_deploy.training.trainer import _validation_split
+
+    kept, val = _validation_split(TrainConfig(select="best", val_fraction=0.25), tiny_data)
+    rows = {r.tobytes() for r in tiny_data.x_train}
+    assert len(val.x_test) == 24 and len(kept.x_train) == 72
+    assert all(r.tobytes() in rows for r in val.x_test)
+    assert not {r.tobytes() for r in kept.x_train} & {r.tobytes() for r in val.x_test}
+    assert np.array_equal(kept.x_test, tiny_data.x_test)  # the test split is untouched
+
+
+def test_diagnostics_log_noise_to_rms_per_layer_against_the_closed_form(tiny_data):
+    r = _train(tiny_data, epochs=1)
+    from nft_deploy.noise import NoiseModel
+
+    std = NoiseModel(REF).weight_std  # float weights, per-layer scale: noise std = weight_std * max|W|
+    for name, row in r.history[-1].layers.items():
+        w = dict(r.model.named_parameters())[name + ".weight"].detach().double()
+        assert row["noise_to_rms"] == pytest.approx(std * float(w.abs().max()) / float(w.pow(2).mean().sqrt()),
+                                                    rel=1e-6)
+        assert row["grad_norm"] > 0
+
+
+def test_train_warns_once_when_a_layers_noise_exceeds_its_rms_weight(tiny_data):
+    from nft_deploy.errors import Note
+
+    with pytest.warns(Note, match="programming noise is .*x its rms weight") as caught:
+        _train(tiny_data, sigma=1.5, epochs=2)
+    notes = [str(w.message) for w in caught if issubclass(w.category, Note)]
+    assert len(notes) == len(set(n.split(":")[0] for n in notes))  # one per layer, not one per epoch
+
+
+def test_converged_is_reported_with_the_monte_carlo(tiny_data):
+    from nft_deploy.training.protocol import converged
+
+    r = _train(tiny_data, mc_chips=4, lr=0.05)
+    assert r.metrics["converged"] == float(converged(r.metrics["loss"], 3, r.metrics["mc_mean"]))

@@ -130,13 +130,14 @@ def test_an_old_log_config_reads_back_and_the_log_keeps_its_flat_keys(tiny_data,
     assert cfg.method_config.n == 2 and cfg.method_config.offsets == [0.1, 0.05] and cfg.beta == 0.002
     r = train(TrainConfig(**{**OLD_LOG_CONFIG, "output": str(tmp_path / "m.pt")}), data=tiny_data, model=TinyNet())
     doc = json.loads(r.log.read_text())
-    assert set(doc["config"]) == set(OLD_LOG_CONFIG)
-    assert {k: v for k, v in doc["config"].items() if k != "output"} == {k: v for k, v in OLD_LOG_CONFIG.items()
-                                                                         if k != "output"}
+    assert set(OLD_LOG_CONFIG) <= set(doc["config"])  # options added since then are written with their defaults
+    assert {k: doc["config"][k] for k in OLD_LOG_CONFIG if k != "output"} == {
+        k: v for k, v in OLD_LOG_CONFIG.items() if k != "output"}
+    assert TrainConfig(**doc["config"]).to_dict() == doc["config"]
     # the checkpoint's method entry keeps its keys, and a checkpoint written before still loads
     saved = load_checkpoint(r.checkpoint)
     assert saved["method"] == {"name": "ovf", "beta": 0.002, "offsets": [0.1, 0.05], "gammas": [1.0, 0.1],
-                               "feedback_grad": "none"}
+                               "feedback_grad": "none", "bn_stats": "backbone"}  # bn_stats: added since
 
 
 def test_a_method_config_object_trains_the_same_weights_as_flat_keywords(tiny_data):
