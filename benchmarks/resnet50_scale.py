@@ -179,19 +179,19 @@ def main() -> None:
         work = args.workdir or Path(tmp)
         work.mkdir(parents=True, exist_ok=True)
         phases = {name: run_phase(name, args, work) for name in PHASES}
-    _write(args, phases)
+    _write(args, phases, {"cpus": os.cpu_count(), "platform": platform.platform(),
+                          "memory_bytes": os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"),
+                          "load_average": os.getloadavg()})
 
 
-def _write(args, phases: dict) -> None:
+def _write(args, phases: dict, machine: dict) -> None:
     mib = 2**20
     weights = phases["float"]["weight_bytes"]
     ev = phases["evaluate"]
     bound = 4 * weights + ev["data_bytes"]
     report = {"model": "torchvision resnet50", "input": [3, SIZE, SIZE], "classes": CLASSES,
               "images": args.images, "chips": args.chips, "profile": args.profile,
-              "machine": {"cpus": os.cpu_count(), "platform": platform.platform(),
-                          "memory_bytes": os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"),
-                          "load_average": os.getloadavg()},
+              "machine": machine,
               "bound_worker_bytes": bound, "phases": phases}
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / "resnet50_scale.json").write_text(json.dumps(report, indent=2) + "\n")
@@ -202,9 +202,12 @@ def _write(args, phases: dict) -> None:
              f"torchvision ResNet-50, random weights (seed 0), {CLASSES} classes: "
              f"{phases['float']['parameters'] / 1e6:.1f} M parameters, {weights / mib:.0f} MiB of float weights; "
              f"{args.images} seeded synthetic images ({ev['data_bytes'] / mib:.0f} MiB), labelled by the float "
-             f"model ({phases['float']['distinct_labels']} distinct classes). Machine: {os.cpu_count()} cores, "
-             f"{report['machine']['memory_bytes'] / 2**30:.0f} GiB, load average "
-             f"{', '.join(f'{v:.2f}' for v in report['machine']['load_average'])} at the end. Each phase in a "
+             f"model ({phases['float']['distinct_labels']} distinct classes: a random-weight ResNet-50 gives noise "
+             "images nearly one class, so the accuracies below only say whether a chip keeps the float model's "
+             f"answer; they say nothing of a trained model). Machine: {machine['cpus']} cores, "
+             f"{machine['memory_bytes'] / 2**30:.0f} GiB, load average "
+             f"{', '.join(f'{v:.2f}' for v in machine['load_average'])} at the end (other jobs shared the cores). "
+             "Each phase in a "
              "fresh process; peaks from getrusage (workers are forked, so their peak counts the pages they "
              "share with the parent).", "",
              "| phase | seconds | process seconds | peak RSS MiB | largest worker's peak RSS MiB |",
