@@ -24,8 +24,7 @@ from nft_deploy.evaluation.deployed import load_deployed
 from nft_deploy.evaluation.runner import chip_logits as ort_chip_logits
 from nft_deploy.export import export_model
 from nft_deploy.profiles import ReadNoise, list_profiles, load_profile, profile_from_dict
-from nft_deploy.training.montecarlo import torch_chip_logits
-from nft_deploy.training.montecarlo import model_plan
+from nft_deploy.training.montecarlo import model_plan, torch_chip_logits
 
 SAMPLES = 250
 FLIPS_ALLOWED = math.ceil(2 * SAMPLES / 1000)
