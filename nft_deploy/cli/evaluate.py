@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import contextlib
 import sys
-import warnings
 
 import click
 
+from nft_deploy.cli.notes import notes
 from nft_deploy.cli.options import config_from, config_options
 from nft_deploy.data.options import DATA_HELP
 
@@ -96,30 +95,14 @@ def evaluate(model, data, profile, sweep_spec, **kw):
     if sweep_spec is not None:
         from nft_deploy.evaluation.sweep import sweep as run_sweep
 
-        with _notes():
+        with notes():
             result = run_sweep([model], data, sweep_spec, config, profile=profile)
     else:
         from nft_deploy.evaluation.runner import evaluate as run_evaluate
 
-        with _notes():
+        with notes():
             result = run_evaluate(model, data, config, profile=profile)
     _outputs(result, kw)
-
-
-@contextlib.contextmanager
-def _notes():
-    """``Note`` warnings of the run (fewer workers than asked, what --engine torch leaves out) become one
-    ``Note:`` line each on stderr: the run is valid, but the user should know."""
-    from nft_deploy.errors import Note
-
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always", Note)
-        try:
-            yield
-        finally:
-            for w in caught:
-                prefix = "Note" if issubclass(w.category, Note) else "Warning"
-                click.echo(f"{prefix}: {w.message}", err=True)
 
 
 @click.command()
@@ -129,7 +112,7 @@ def _notes():
 def compare(models, data, profile, **kw):
     from nft_deploy.evaluation.compare import compare as run_compare
 
-    with _notes():
+    with notes():
         result = run_compare(list(models), data, _config(kw), profile=profile)
     _outputs(result, kw)
 
@@ -142,7 +125,7 @@ def compare(models, data, profile, **kw):
 def sweep(models, data, profile, sigma_spec, **kw):
     from nft_deploy.evaluation.sweep import sweep as run_sweep
 
-    with _notes():
+    with notes():
         result = run_sweep(list(models), data, sigma_spec, _config(kw), profile=profile)
     _outputs(result, kw)
 
@@ -168,7 +151,7 @@ def check(model, data, profile, min_accuracy, percentile, max_drop, min_confiden
 
     thresholds = Thresholds(min_accuracy=min_accuracy, percentile=percentile, max_drop=max_drop,
                             min_confidence=min_confidence)
-    with _notes():
+    with notes():
         result = run_check(model, data, thresholds, _config(kw), profile=profile, sequential=not fixed)
     _outputs(result.evaluation, kw, show_table=False)
     if junit_path:

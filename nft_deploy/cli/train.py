@@ -14,6 +14,7 @@ from typing import Any
 
 import click
 
+from nft_deploy.cli.notes import notes
 from nft_deploy.cli.options import GENERAL, Flag, make_option
 
 
@@ -117,7 +118,8 @@ def _train(**params: Any) -> None:
 
     config = config_from_params(click.get_current_context().command, params)
     quiet = not config.progress
-    result = train_fn(config, on_epoch=None if quiet else lambda m: click.echo(m.line()))
+    with notes():
+        result = train_fn(config, on_epoch=None if quiet else lambda m: click.echo(m.line()))
     if result.rank != 0:
         return
     mt = result.metrics

@@ -266,3 +266,14 @@ def test_converged_is_reported_with_the_monte_carlo(tiny_data):
 
     r = _train(tiny_data, mc_chips=4, lr=0.05)
     assert r.metrics["converged"] == float(converged(r.metrics["loss"], 3, r.metrics["mc_mean"]))
+
+
+def test_the_train_cli_prints_the_noise_warning_as_one_note_line(tiny_data, tmp_path):
+    d = tmp_path / "d.npz"
+    np.savez(d, x=tiny_data.x_train, y=tiny_data.y_train, x_test=tiny_data.x_test, y_test=tiny_data.y_test)
+    r = CliRunner().invoke(main, ["train", "--model", "vgg8", "--width", "0.125", "--data", str(d), "--method", "noise_injection",
+                                  "--sigma", "1.5", "--epochs", "2", "--quiet", "-o", str(tmp_path / "m.pt")])
+    assert r.exit_code == 0, r.output
+    notes = [ln for ln in r.output.splitlines() if ln.startswith("Note: layer")]
+    assert notes and all("x its rms weight" in n for n in notes) and len(notes) == len(set(notes))
+    assert "Traceback" not in r.output and "UserWarning" not in r.output
