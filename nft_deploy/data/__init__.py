@@ -40,7 +40,7 @@ from nft_deploy.data.builtin import (
 )
 from nft_deploy.data.checks import check_dataset, check_fits_model, check_test_classes
 from nft_deploy.data.dataset import MAX_CLASSES, SPLIT_SEED, Dataset, batches
-from nft_deploy.data.images import ImageOptions, channels_for, load_image_folder
+from nft_deploy.data.images import ImageOptions, channels_for, load_image_folder, transform_arrays
 from nft_deploy.data.python_source import is_python_source, load_python
 from nft_deploy.errors import DataError
 
@@ -72,13 +72,12 @@ def load_data(name: str, *, limit_train: int | None = None, limit_test: int | No
 
     ``image_size`` (one int or (H, W)), ``normalize`` ((mean, std), each one number or one per channel) and
     ``channels`` (1 or 3; take it from the model's input) apply to an image folder; ``image_size`` and
-    ``normalize`` are refused for other formats, ``channels`` is ignored there (``check_fits_model`` compares
-    the data with the model). ``limit_train`` / ``limit_test`` keep the first samples of each split.
+    ``normalize`` also to other formats holding images (N, C, H, W) (``transform_arrays``: the NFT reference's
+    MNIST is ``image_size=32, normalize=(0.5, 0.5)``), ``channels`` is ignored there (``check_fits_model``
+    compares the data with the model). ``limit_train`` / ``limit_test`` keep the first samples of each split.
     """
     options = ImageOptions.from_arguments(image_size, normalize, channels)
     fmt = data_format(name)
-    if fmt != "image-folder" and options.given():
-        raise DataError(f"{options.given()[0]}: applies to an image folder only; {name} is {FORMATS[fmt]}")
     path = Path(name)
     if fmt == "builtin":
         ds, where = load_builtin(name), name
@@ -88,6 +87,8 @@ def load_data(name: str, *, limit_train: int | None = None, limit_test: int | No
         ds, where = load_npz(path), str(path)
     else:
         ds, where = (load_npy_pair(name) if fmt == "npy-pair" else load_python(name)), name
+    if fmt != "image-folder":
+        ds = transform_arrays(ds, options, where)
     for flag, limit in (("--limit-train", limit_train), ("--limit-test", limit_test)):
         if limit is not None and (not isinstance(limit, int) or isinstance(limit, bool) or limit < 1):
             raise DataError(f"{flag}: must be a positive integer, got {limit!r}")

@@ -206,6 +206,40 @@ def _decode(files: list[tuple[Path, int]], channels: int, size: tuple[int, int],
     return x, np.array([k for _, k in files], np.int64)
 
 
+def transform_arrays(ds: Dataset, options: ImageOptions, where: str) -> Dataset:
+    """``image_size`` and ``normalize`` applied to a data set that is already arrays (a built-in, .npz, pair or
+    function): each (C, H, W) sample resized per channel (Pillow, bilinear, on the float values), then
+    (x - mean) / std. The NFT reference's MNIST is ``image_size=32, normalize=(0.5, 0.5)``: 32x32 in [-1, 1]."""
+    if not (options.image_size or options.normalize):
+        return ds
+    if isinstance(ds.x_train, dict) or ds.x_train.ndim != 4:
+        shape = "named inputs" if isinstance(ds.x_train, dict) else f"samples of shape {ds.x_train.shape[1:]}"
+        raise DataError(f"{where}: {options.given()[0]}: applies to images (N, C, H, W); this data has {shape}")
+    channels = ds.x_train.shape[1]
+    stats = None if options.normalize is None else _stats(options.normalize, channels)
+    x, xt = (_resize_arrays(a, options.image_size) for a in (ds.x_train, ds.x_test))
+    if stats is not None:
+        x, xt = (x - stats[0]) / stats[1], (xt - stats[0]) / stats[1]
+    record = {**ds.preprocessing, "image_size": list(x.shape[2:]), "resized": options.image_size is not None,
+              "resample": RESAMPLE, "normalize": None if options.normalize is None else
+              {"mean": list(options.normalize[0]), "std": list(options.normalize[1])}}
+    return Dataset(ds.name, x.astype(np.float32), ds.y_train, xt.astype(np.float32), ds.y_test, ds.num_classes,
+                   ds.held_out, record)
+
+
+def _resize_arrays(x: np.ndarray, size: tuple[int, int] | None) -> np.ndarray:
+    if size is None or tuple(x.shape[2:]) == size:
+        return x.astype(np.float32)
+    from PIL import Image
+
+    out = np.empty((*x.shape[:2], *size), np.float32)
+    for i in range(x.shape[0]):
+        for c in range(x.shape[1]):
+            im = Image.fromarray(np.ascontiguousarray(x[i, c], np.float32), mode="F")
+            out[i, c] = np.asarray(im.resize((size[1], size[0]), Image.Resampling.BILINEAR), np.float32)
+    return out
+
+
 def _stats(normalize, channels: int) -> tuple[np.ndarray, np.ndarray]:
     """(mean, std) as float32 arrays broadcasting over (N, C, H, W); one value or one per channel."""
     stats = []

@@ -290,3 +290,22 @@ def test_every_data_command_has_the_image_flags_and_the_formats_in_its_data_help
     text = " ".join(r.output.split())
     assert "--image-size H,W" in text and "--normalize MEAN,STD" in text, r.output
     assert "a pair x.npy,y.npy, an image folder (one subfolder per class) or module:function" in text
+
+
+def test_array_data_takes_the_reference_preprocessing_32x32_in_minus_one_to_one(tmp_path):
+    """The NFT reference's MNIST: resized to 32x32 (bilinear; torch's interpolate is the independent
+    reference for upsampling) and normalised with mean 0.5, std 0.5 into [-1, 1]."""
+    import torch
+
+    rng = np.random.default_rng(0)
+    x = rng.random((6, 1, 28, 28)).astype(np.float32)
+    path = tmp_path / "d.npz"
+    np.savez(path, x=x, y=np.arange(6) % 3, x_test=x[:3], y_test=np.arange(3))
+    ds = load_data(str(path), image_size=32, normalize=(0.5, 0.5))
+    assert ds.x_train.shape == (6, 1, 32, 32) and ds.x_train.dtype == np.float32
+    want = torch.nn.functional.interpolate(torch.from_numpy(x), size=(32, 32), mode="bilinear", align_corners=False)
+    np.testing.assert_allclose(ds.x_train, (want.numpy() - 0.5) / 0.5, atol=2e-5)
+    assert ds.x_train.min() >= -1 - 1e-6 and ds.x_train.max() <= 1 + 1e-6
+    assert ds.preprocessing["image_size"] == [32, 32] and ds.preprocessing["normalize"] == {"mean": [0.5], "std": [0.5]}
+    builtin = load_data("mnist-5k", limit_train=8, limit_test=4, image_size=32, normalize=(0.5, 0.5))
+    assert builtin.input_shape == (1, 32, 32) and builtin.x_train.min() < -0.99 and builtin.x_train.max() > 0.99

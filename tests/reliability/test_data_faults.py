@@ -379,7 +379,7 @@ def _folder_case(kind):
             return str(root), {"normalize": (0.5, 0)}, "--normalize"
         if kind == "image_size_0":
             return str(root), {"image_size": (0, 3)}, "--image-size"
-        path = _npz(tmp / "d.npz", dict(x=X, y=Y))  # image_size_with_npz
+        path = _npz(tmp / "d.npz", dict(x=X.reshape(len(X), -1), y=Y))  # image_size_with_npz: flat samples
         return path, {"image_size": 8}, path
     return build
 
@@ -441,7 +441,8 @@ FORMAT_FAULTS = {
     "folder_normalize_3_for_gray": (_folder_case("normalize_3_for_gray"), "3 means for 1-channel images"),
     "folder_normalize_std_0": (_folder_case("normalize_std_0"), "stds finite and > 0"),
     "folder_image_size_0": (_folder_case("image_size_0"), "must be a positive integer or (H, W)"),
-    "image_size_with_an_npz": (_folder_case("image_size_with_npz"), "--image-size: applies to an image folder only"),
+    "image_size_with_flat_npz_samples": (_folder_case("image_size_with_npz"), "--image-size: applies to images (N, C, "
+                                                                              "H, W); this data has samples of shape"),
     "module_missing": (_module_case("no_such_module"), "no module named 'nft_no_such_module_xyz' in the current"),
     "module_import_fails": (_module_case("import_fails"), "raised ModuleNotFoundError: No module named "
                                                           "'not_installed_xyz_42' (at "),
