@@ -13,17 +13,32 @@ bad output path fails in a second instead of after the work, without creating an
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import errno
 import io
 import os
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from nft_deploy.errors import OutputError
 
-written: list[Path] = []
-"""Every path this process completed (renamed into place), in order: the CLI names them when interrupted."""
+_RECORDING: contextvars.ContextVar[list[Path] | None] = contextvars.ContextVar("nft_deploy_atomic_recording",
+                                                                               default=None)
+"""The list ``recording()`` collects into, in this context; None: nothing records (a library call)."""
+
+
+@contextlib.contextmanager
+def recording() -> Iterator[list[Path]]:
+    """Collect every path completed (renamed into place) while the block runs, in order: the CLI names them
+    when a command is interrupted. Context-local: nothing accumulates outside the block."""
+    paths: list[Path] = []
+    token = _RECORDING.set(paths)
+    try:
+        yield paths
+    finally:
+        _RECORDING.reset(token)
 
 
 def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
@@ -180,7 +195,9 @@ def _fsync_file(tmp: str) -> None:
 
 def _replace(tmp: str, path: Path) -> None:
     os.replace(tmp, path)
-    written.append(path)
+    paths = _RECORDING.get()
+    if paths is not None:
+        paths.append(path)
     try:  # make the rename itself durable; some file systems cannot fsync a folder
         fd = os.open(path.parent, os.O_RDONLY)
     except OSError:
@@ -201,4 +218,4 @@ def _discard(tmp: str) -> None:
 
 
 __all__ = ["atomic_write", "atomic_write_bytes", "atomic_write_text", "atomic_write_with", "check_writable",
-           "output_error", "written"]
+           "output_error", "recording"]

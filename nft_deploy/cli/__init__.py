@@ -17,6 +17,7 @@ interrupted, terminates them, so no worker prints a traceback and no pool waits 
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import importlib
 import importlib.util
 import multiprocessing
@@ -107,17 +108,16 @@ class LazyGroup(click.Group):
     def invoke(self, ctx):
         from nft_deploy import atomic
 
-        before = len(atomic.written)
-        with _Interrupts() as interrupts:
+        with _Interrupts() as interrupts, atomic.recording() as written:
             try:
                 return super().invoke(ctx)
             except KeyboardInterrupt:
                 interrupts.ending()
-                click.echo(_interrupted("SIGINT", before), err=True)
+                click.echo(_interrupted("SIGINT", written), err=True)
                 ctx.exit(EXIT_SIGINT)
             except Terminated:
                 interrupts.ending()
-                click.echo(_interrupted("SIGTERM", before), err=True)
+                click.echo(_interrupted("SIGTERM", written), err=True)
                 ctx.exit(EXIT_SIGTERM)
 
     def list_commands(self, ctx):
@@ -148,18 +148,12 @@ class _Interrupts:
     """While a command runs: SIGINT -> KeyboardInterrupt, SIGTERM -> Terminated, each after terminating the
     worker processes; forked children ignore SIGINT and take SIGTERM's default. Restores the handlers."""
 
-    active = False
-    _fork_hook = False
-
     def __enter__(self):
         self.saved = {}
         if threading.current_thread() is threading.main_thread():
             for sig, handler in ((signal.SIGINT, _on_sigint), (signal.SIGTERM, _on_sigterm)):
                 self.saved[sig] = signal.signal(sig, handler)
-        if not _Interrupts._fork_hook and hasattr(os, "register_at_fork"):
-            os.register_at_fork(after_in_child=_child_signals)
-            _Interrupts._fork_hook = True
-        _Interrupts.active = True
+        self.token = _COMMAND_RUNNING.set(True)
         return self
 
     def ending(self) -> None:
@@ -170,20 +164,28 @@ class _Interrupts:
         self.saved = {}
 
     def __exit__(self, *exc):
-        _Interrupts.active = False
+        _COMMAND_RUNNING.reset(self.token)
         for sig, handler in self.saved.items():
             signal.signal(sig, handler)
         return False
 
 
+_COMMAND_RUNNING: contextvars.ContextVar[bool] = contextvars.ContextVar("nft_deploy_command_running", default=False)
+"""True in the context of a running command; a process forked from it inherits the value (``_child_signals``)."""
+
+
 def _child_signals() -> None:
     """In a process forked during a command (a local evaluation worker): Ctrl-C is the parent's to
     handle; SIGTERM (the parent stopping it) ends it quietly instead of raising in it."""
-    if _Interrupts.active:
+    if _COMMAND_RUNNING.get():
         with contextlib.suppress(ValueError, OSError):
             signal.signal(signal.SIGINT, signal.SIG_IGN)
             signal.signal(signal.SIGTERM, signal.SIG_DFL)
-        _Interrupts.active = False
+        _COMMAND_RUNNING.set(False)
+
+
+if hasattr(os, "register_at_fork"):  # once, at import; a no-op in a process forked outside a command
+    os.register_at_fork(after_in_child=_child_signals)
 
 
 def _stop_children() -> None:
@@ -202,10 +204,8 @@ def _on_sigterm(signum, frame):
     raise Terminated(signum)
 
 
-def _interrupted(name: str, written_before: int) -> str:
-    from nft_deploy.atomic import written
-
-    kept = list(dict.fromkeys(str(p) for p in written[written_before:]))
+def _interrupted(name: str, written: list[Path]) -> str:
+    kept = list(dict.fromkeys(str(p) for p in written))
     if not kept:
         return f"Interrupted ({name}): nothing written"
     shown = ", ".join(kept[:3]) + (f" and {len(kept) - 3} more" if len(kept) > 3 else "")
