@@ -20,9 +20,12 @@ override keeps its ratio to it.
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from functools import cached_property
+
+import numpy as np
 
 from nft_deploy.converters.handlers import Decline, onnx_family
 from nft_deploy.errors import ExportError, ProfileError
@@ -85,6 +88,19 @@ class LayerPlan:
     def noise(self) -> NoiseModel:
         """The layer's noise model (built once: training asks for it every step)."""
         return NoiseModel(self.device)
+
+    def noise_to_rms(self, weight) -> float:
+        """Programming-noise std relative to the rms weight: rms over cells of the closed-form per-weight std
+        (quantization, state dependence and per-channel scales included) / rms(W); above 1 the noise swamps
+        the weights. ``weight`` numpy or torch, in the graph's layout (``training.crossbars.graph_layout``)."""
+        nm = self.noise
+        w = np.asarray(weight.detach().cpu() if hasattr(weight, "detach") else weight, np.float64)
+        rms = float(np.sqrt(np.mean(w * w)))
+        if rms == 0:
+            return math.inf
+        scale = nm.scale(w, self.out_axis)
+        std = nm.std_map(nm.quantize_normalised(w / scale)) * scale
+        return float(np.sqrt(np.mean(std * std))) / rms
 
     @property
     def has_converters(self) -> bool:

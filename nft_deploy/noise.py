@@ -123,18 +123,6 @@ class NoiseModel:
         """Closed-form programming-noise std of a weight in absolute units for a layer with this max|W|."""
         return self.weight_std * max_abs
 
-    def noise_to_rms(self, weight, out_axis: int = 0) -> float:
-        """Programming-noise std relative to the rms weight: rms over cells of the closed-form per-weight std
-        (quantization, state dependence and per-channel scales included) / rms(W); above 1 the noise swamps
-        the weights. ``weight`` in the graph's layout, numpy or torch."""
-        w = np.asarray(weight.detach().cpu() if _is_torch(weight) else weight, np.float64)
-        rms = float(np.sqrt(np.mean(w * w)))
-        if rms == 0:
-            return math.inf
-        scale = self.scale(w, out_axis)
-        std = self.std_map(self.quantize_normalised(w / scale)) * scale
-        return float(np.sqrt(np.mean(std * std))) / rms
-
     # ------------------------------------------------------------ deterministic maths (torch or numpy)
 
     def scale(self, w, out_axis: int = 0):

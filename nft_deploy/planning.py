@@ -34,7 +34,7 @@ def plan_with_noise(model, profile: str | Path | DeviceProfile | None = None, *,
                     input_shape: tuple[int, ...] | None = None, trust_checkpoint: bool = False
                     ) -> tuple[DevicePlan, dict[str, float]]:
     """``plan`` and, per mapped layer, its programming noise relative to its rms weight, from the model's own
-    weights (``NoiseModel.noise_to_rms``): where the noise swamps a layer, noisy training may not converge."""
+    weights (``LayerPlan.noise_to_rms``): where the noise swamps a layer, noisy training may not converge."""
     from nft_deploy.converters.loaders import load_source, source_profile
 
     src = load_source(model, model=model_name, model_kwargs=model_kwargs, trust_checkpoint=trust_checkpoint,
@@ -44,7 +44,7 @@ def plan_with_noise(model, profile: str | Path | DeviceProfile | None = None, *,
 
         result = _onnx_plan(src.onnx_model, str(src.path or "<model>"), profile, sigma)
         weights = {i.name: i for i in src.onnx_model.graph.initializer}
-        return result, {lay.name: lay.noise.noise_to_rms(numpy_helper.to_array(weights[lay.weight]), lay.out_axis)
+        return result, {lay.name: lay.noise_to_rms(numpy_helper.to_array(weights[lay.weight]))
                         for lay in result.mapped if lay.weight in weights}
     if src.kind == "torchscript":
         raise ExportError(f"{src.path}: a TorchScript module runs no Python calls to probe; plan its ONNX export "

@@ -84,10 +84,10 @@ def wilson_interval(k: int, n: int, level: float = 0.95) -> tuple[float, float]:
 
 
 def noise_to_rms(lay: LayerPlan, weight: torch.Tensor) -> float:
-    """A mapped layer's programming-noise std relative to its rms weight (``NoiseModel.noise_to_rms``, on the
+    """A mapped layer's programming-noise std relative to its rms weight (``LayerPlan.noise_to_rms``, on the
     weight in the graph's layout): above 1 the noise swamps the weights."""
     with torch.no_grad():
-        return lay.noise.noise_to_rms(graph_layout(lay, weight.detach()), lay.out_axis)
+        return lay.noise_to_rms(graph_layout(lay, weight.detach()))
 
 
 class Diagnostics:
