@@ -106,8 +106,7 @@ def _resolve_profile(profile: str | Path | DeviceProfile | None, sigma: float | 
     if profile is None:
         raise ExportError("--profile: required (a built-in name such as rram_4bit, or a .json path) unless "
                           "--no-device or the source is a checkpoint that stores its profile")
-    prof = load_profile(profile)
-    return prof.with_sigma(sigma) if sigma is not None else prof
+    return load_profile(profile, sigma)
 
 
 def _output_path(source: Any, output: str | Path | None, no_device: bool) -> Path | None:

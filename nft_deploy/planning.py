@@ -76,8 +76,7 @@ def _onnx_plan(proto, name: str, profile, sigma: float | None) -> DevicePlan:
         return DevicePlan.from_json(meta[META_PLAN], f"{name}:{META_PLAN}").with_sigma(sigma)
     if profile is None:
         raise ExportError(f"{name}: --profile: required for a float ONNX model (a built-in name or a .json path)")
-    prof = load_profile(profile)
-    return plan_graph(proto, prof if sigma is None else prof.with_sigma(sigma), name)
+    return plan_graph(proto, load_profile(profile, sigma), name)
 
 
 __all__ = ["plan", "plan_with_noise"]

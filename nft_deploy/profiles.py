@@ -163,8 +163,11 @@ def list_profiles() -> list[str]:
     )
 
 
-def load_profile(name_or_path: str | Path | DeviceProfile) -> DeviceProfile:
-    """A built-in profile by name (``rram_4bit``) or a JSON file by path; a profile passes through."""
+def load_profile(name_or_path: str | Path | DeviceProfile, sigma: float | None = None) -> DeviceProfile:
+    """A built-in profile by name (``rram_4bit``) or a JSON file by path; a profile passes through. With
+    ``sigma``: at that programming sigma (``DeviceProfile.with_sigma``, the one meaning of ``--sigma``)."""
+    if sigma is not None:
+        return load_profile(name_or_path).with_sigma(sigma)
     if isinstance(name_or_path, DeviceProfile):
         return name_or_path
     text_id = str(name_or_path)

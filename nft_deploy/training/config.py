@@ -215,8 +215,7 @@ class TrainConfig(TrainFields):
 
     def resolved_profile(self) -> DeviceProfile:
         """The profile with the sigma override applied."""
-        p = load_profile(self.profile)
-        return p if self.sigma is None else p.with_sigma(self.sigma)
+        return load_profile(self.profile, self.sigma)
 
     @property
     def use_vmap(self) -> bool:
