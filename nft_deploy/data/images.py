@@ -117,7 +117,8 @@ def load_image_folder(root: Path, options: ImageOptions) -> Dataset:
         x, y, xt, yt = hold_out(where, x, y, key="images", unit="image", alternative="add train/ and test/ subfolders")
     record = {"format": "image-folder", "source": where, "split": "train/ and test/ subfolders" if split else HELD_OUT,
               "class_names": list(class_names), "channels": channels, "image_size": list(size),
-              "resized": options.image_size is not None, "resample": RESAMPLE, "scale": "pixel / 255",
+              "resized": any(tuple(hw) != tuple(size) for _, _, hw in heads), "resample": RESAMPLE,
+              "scale": "pixel / 255",
               "normalize": None if options.normalize is None else {"mean": list(options.normalize[0]),
                                                                    "std": list(options.normalize[1])}}
     return Dataset(root.name or where, x, y, xt, yt, len(class_names), not split, record)
@@ -220,7 +221,8 @@ def transform_arrays(ds: Dataset, options: ImageOptions, where: str) -> Dataset:
     x, xt = (_resize_arrays(a, options.image_size) for a in (ds.x_train, ds.x_test))
     if stats is not None:
         x, xt = (x - stats[0]) / stats[1], (xt - stats[0]) / stats[1]
-    record = {**ds.preprocessing, "image_size": list(x.shape[2:]), "resized": options.image_size is not None,
+    record = {**ds.preprocessing, "image_size": list(x.shape[2:]),
+              "resized": tuple(ds.x_train.shape[2:]) != tuple(x.shape[2:]),
               "resample": RESAMPLE, "normalize": None if options.normalize is None else
               {"mean": list(options.normalize[0]), "std": list(options.normalize[1])}}
     return Dataset(ds.name, x.astype(np.float32), ds.y_train, xt.astype(np.float32), ds.y_test, ds.num_classes,

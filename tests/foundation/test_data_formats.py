@@ -309,3 +309,9 @@ def test_array_data_takes_the_reference_preprocessing_32x32_in_minus_one_to_one(
     assert ds.preprocessing["image_size"] == [32, 32] and ds.preprocessing["normalize"] == {"mean": [0.5], "std": [0.5]}
     builtin = load_data("mnist-5k", limit_train=8, limit_test=4, image_size=32, normalize=(0.5, 0.5))
     assert builtin.input_shape == (1, 32, 32) and builtin.x_train.min() < -0.99 and builtin.x_train.max() > 0.99
+
+
+def test_resized_says_whether_any_image_changed_size(tmp_path):
+    root = _folder(tmp_path / "s", {"a": [40, 41], "b": [200, 201]})  # 5x7 images
+    assert load_data(str(root), image_size=(5, 7)).preprocessing["resized"] is False
+    assert load_data(str(root), image_size=(6, 7)).preprocessing["resized"] is True
