@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import onnx_graphsurgeon as gs
+from nft_deploy.converters.drift_nodes import build_drift
 
 from nft_deploy.device_plan import LayerPlan
 from nft_deploy.errors import ExportError
@@ -74,27 +75,41 @@ def build_deployed_weight(graph: gs.Graph, lay: LayerPlan, weight: gs.Constant, 
     w64 = np.asarray(weight.values, np.float64)
     scale = nm.scale(w64, out_axis)
     em = Emitter(graph, f"nft/{layer}")
-    terms = [_quantized(em, weight, scale, out_axis, nm, opset)]
+    quantized = _quantized(em, weight, scale, out_axis, nm, opset)
+    terms, variation, stuck_term = [quantized], None, None
     chip_name, stuck_name = lay.chip_input, lay.stuck_input
     if chip_name:
         chip = gs.Variable(chip_name, dtype=np.float32, shape=list(weight.shape))
         graph.inputs.append(chip)
         std = _std_map(nm, w64, scale)
-        terms.append(em.op("Mul", [chip, em.const("abs_std", (scale * std).astype(np.float32))], "variation"))
+        variation = em.op("Mul", [chip, em.const("abs_std", (scale * std).astype(np.float32))], "variation")
+        terms.append(variation)
     if stuck_name:
         stuck = gs.Variable(stuck_name, dtype=np.float32, shape=list(weight.shape))
         graph.inputs.append(stuck)
-        terms.append(em.op("Mul", [stuck, em.const("scale", scale.astype(np.float32))], "stuck"))
-    if nm.read_std > 0:
+        stuck_term = em.op("Mul", [stuck, em.const("scale", scale.astype(np.float32))], "stuck")
+        terms.append(stuck_term)
+    read_std = em.const("read_std", (scale * nm.read_std).astype(np.float32)) if nm.read_std > 0 else None
+    if lay.drift_input:  # the sum so far is the read at t0; drift_nodes reads it at nft.time
+        programmed = _sum(em, terms, "sum")
+        drifted, read_std = build_drift(em, graph, lay, weight, scale, quantized if nm.weights.quantize else None,
+                                        variation, stuck_term, programmed, opset)
+        terms = [drifted]
+    if read_std is not None:
         normal = em.op("RandomNormalLike", [weight], "read_normal",
                        {"dtype": 1, "mean": 0.0, "scale": 1.0, "seed": float(read_seed)})
-        terms.append(em.op("Mul", [normal, em.const("read_std", (scale * nm.read_std).astype(np.float32))], "read"))
-    out = terms[0]
-    for i, t in enumerate(terms[1:]):
-        out = em.op("Add", [out, t], f"sum{i}")
+        terms.append(em.op("Mul", [normal, read_std], "read"))
+    out = _sum(em, terms, "sum" if not lay.drift_input else "read_sum")
     if em.count and out is not weight:
         out.name = f"nft/{layer}{DEPLOYED_SUFFIX}"
     return DeployedWeight(tensor=out, chip_input=chip_name, stuck_input=stuck_name, nodes=em.count)
+
+
+def _sum(em: Emitter, terms: list, tag: str):
+    out = terms[0]
+    for i, t in enumerate(terms[1:]):
+        out = em.op("Add", [out, t], f"{tag}{i}")
+    return out
 
 
 def _std_map(nm: NoiseModel, w64: np.ndarray, scale: np.ndarray) -> np.ndarray:

@@ -17,14 +17,16 @@ from __future__ import annotations
 
 import zlib
 from collections.abc import Iterable, Mapping
+from dataclasses import replace
 
 import numpy as np
 
-from nft_deploy.device_plan import CHIP_INPUT_PREFIX, STUCK_INPUT_PREFIX, LayerPlan
+from nft_deploy.device_plan import CHIP_INPUT_PREFIX, STUCK_INPUT_PREFIX, TIME_INPUT, LayerPlan
+from nft_deploy.drift import draw_chip_nu
 from nft_deploy.noise import ChipDraw
 
 __all__ = ["CHIP_INPUT_PREFIX", "META_PLAN", "META_PROFILE", "META_SKIPPED", "META_SOURCE_SHA256", "META_VERSION",
-           "STUCK_INPUT_PREFIX", "chip_feeds", "draw_chip", "layer_rng"]
+           "STUCK_INPUT_PREFIX", "TIME_INPUT", "chip_feeds", "draw_chip", "layer_rng", "time_feed"]
 
 # metadata_props keys of a deployed model
 META_PLAN = "nft.plan"  # the DevicePlan (rows and profile) the graph pass compiled, as JSON
@@ -43,14 +45,20 @@ def layer_rng(seed: int, chip: int, layer: str) -> np.random.Generator:
 def draw_chip(layers: Iterable[LayerPlan], weights: Mapping[str, np.ndarray], seed: int,
               chip: int) -> dict[str, ChipDraw]:
     """All mapped layers' draws for one chip, keyed by layer name. ``weights`` maps weight name -> array
-    (needed only for stuck-at faults)."""
+    (needed only for stuck-at faults and drift). A drifting layer then draws one normal per cell for its
+    drift exponents (``drift.draw_chip_nu``), so a profile without drift keeps the numbers it always had."""
     draws = {}
     for lay in layers:
         nm = lay.noise
-        w = weights.get(lay.weight) if nm.has_stuck_at else None
-        if nm.has_stuck_at and w is None:
-            raise ValueError(f"draw_chip: layer {lay.name!r} has stuck-at faults; pass its weight {lay.weight!r}")
-        draws[lay.name] = nm.draw_chip(lay.shape, layer_rng(seed, chip, lay.name), w, lay.out_axis)
+        needs = nm.has_stuck_at or lay.drift_input is not None
+        w = weights.get(lay.weight) if needs else None
+        if needs and w is None:
+            raise ValueError(f"draw_chip: layer {lay.name!r} has stuck-at faults or drift; pass its weight "
+                             f"{lay.weight!r}")
+        rng = layer_rng(seed, chip, lay.name)
+        draws[lay.name] = nm.draw_chip(lay.shape, rng, w, lay.out_axis)
+        if lay.drift_input is not None:
+            draws[lay.name] = replace(draws[lay.name], nu=draw_chip_nu(nm, w, rng, lay.out_axis))
     return draws
 
 
@@ -67,4 +75,12 @@ def chip_feeds(layers: Iterable[LayerPlan], draws: Mapping[str, ChipDraw],
         if lay.stuck_input:
             feeds[lay.stuck_input] = (d.stuck_delta if d.stuck_delta is not None
                                       else np.zeros(lay.shape)).astype(np.float32)
+        if lay.drift_input:
+            feeds[lay.drift_input] = d.nu if d.nu is not None else np.zeros((lay.noise.weights.cells, *lay.shape),
+                                                                            np.float32)
     return feeds
+
+
+def time_feed(seconds: float) -> dict[str, np.ndarray]:
+    """The ``nft.time`` feed of a read ``seconds`` after programming (float32, shape (1,))."""
+    return {TIME_INPUT: np.array([seconds], np.float32)}

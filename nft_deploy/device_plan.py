@@ -28,6 +28,7 @@ from functools import cached_property
 import numpy as np
 
 from nft_deploy.converters.handlers import Decline, onnx_family
+from nft_deploy.drift import DRIFT_INPUT_PREFIX, TIME_INPUT
 from nft_deploy.errors import ExportError, ProfileError
 from nft_deploy.noise import NoiseModel
 from nft_deploy.profiles import DeviceProfile, profile_from_dict
@@ -83,6 +84,8 @@ class LayerPlan:
     stuck_input: str | None = None
     """Graph input fed the stuck-at delta (None: no stuck-at faults)."""
     node: str | None = None
+    drift_input: str | None = None
+    """Graph input fed the per-cell drift exponents (None: no drift; else the graph reads ``nft.time`` too)."""
 
     @cached_property
     def noise(self) -> NoiseModel:
@@ -126,6 +129,9 @@ class LayerPlan:
                      weight_std=nm.weight_std, read_std=nm.read_std, bits=w.bits, cells=w.cells,
                      quantize=w.quantize, scale=w.scale, stuck_at=nm.has_stuck_at, input_bits=self.input_bits,
                      output_bits=self.output_bits, chip_input=self.chip_input, stuck_input=self.stuck_input)
+            if self.drift_input:
+                d.update(drift_input=self.drift_input, drift_law=self.device.drift.law,
+                         compensation=self.device.drift.compensation, drift_read_noise=self.device.drift.read_noise)
         if self.node is not None:
             d["node"] = self.node
         return d
@@ -149,7 +155,11 @@ class DevicePlan:
 
     @property
     def chip_inputs(self) -> list[str]:
-        return [n for lay in self.mapped for n in (lay.chip_input, lay.stuck_input) if n]
+        """Every graph input a chip is fed: per layer normals, stuck-at delta, drift exponents; then nft.time."""
+        names = [n for lay in self.mapped for n in (lay.chip_input, lay.stuck_input, lay.drift_input) if n]
+        return names + [TIME_INPUT] if self.drifts else names
+
+    drifts = property(lambda self: any(lay.drift_input for lay in self.mapped), doc="A mapped layer drifts.")
 
     def with_sigma(self, sigma: float | None) -> DevicePlan:
         """The same layers at programming sigma ``sigma`` (graph inputs unchanged)."""
@@ -175,7 +185,8 @@ class DevicePlan:
         layers = tuple(LayerPlan(name=d["name"], op=d["op"], weight=d["weight"], shape=tuple(d["shape"]),
                                  out_axis=d["out_axis"], mapped=d["mapped"], reason=d["reason"],
                                  device=prof.for_layer(d["name"]), chip_input=d.get("chip_input"),
-                                 stuck_input=d.get("stuck_input"), node=d.get("node")) for d in doc["layers"])
+                                 stuck_input=d.get("stuck_input"), node=d.get("node"),
+                                 drift_input=d.get("drift_input")) for d in doc["layers"])
         return cls(prof, layers)
 
 
@@ -219,7 +230,8 @@ def _row(f: FoundWeight, prof: DeviceProfile, strict: bool = True) -> LayerPlan:
         return lay
     nm = lay.noise
     return replace(lay, chip_input=CHIP_INPUT_PREFIX + f.name if nm.weight_std > 0 else None,
-                   stuck_input=STUCK_INPUT_PREFIX + f.name if nm.has_stuck_at else None)
+                   stuck_input=STUCK_INPUT_PREFIX + f.name if nm.has_stuck_at else None,
+                   drift_input=DRIFT_INPUT_PREFIX + f.name if device.drift is not None else None)
 
 
 def sigma_factors(exported: DevicePlan, wanted: DevicePlan, model: str = "the model") -> dict[str, float]:
@@ -282,5 +294,5 @@ def _bits(b: int | None) -> str:
     return "-" if b is None else str(b)
 
 
-__all__ = ["CHIP_INPUT_PREFIX", "STUCK_INPUT_PREFIX", "DevicePlan", "FoundWeight", "LayerPlan", "compile_plan",
-           "differences", "layer_name", "sigma_factors", "table"]
+__all__ = ["CHIP_INPUT_PREFIX", "DRIFT_INPUT_PREFIX", "STUCK_INPUT_PREFIX", "TIME_INPUT", "DevicePlan", "FoundWeight",
+           "LayerPlan", "compile_plan", "differences", "layer_name", "sigma_factors", "table"]

@@ -68,6 +68,8 @@ class ChipDraw:
     """Standard normal per weight, shape of W: the programming variation (float32, as the graph reads it)."""
     stuck_delta: np.ndarray | None = None
     """Change of the normalised weight caused by stuck-at faults, shape of W; None without faults."""
+    nu: np.ndarray | None = None
+    """Drift exponent per cell, shape (cells, *W) float32 (``nft_deploy.drift``); None without drift."""
 
 
 @dataclass(frozen=True)

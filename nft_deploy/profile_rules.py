@@ -10,7 +10,14 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from nft_deploy.profile_types import DeviceProfile, ProgrammingVariation, StateDependence, StuckAt, WeightSpec
+from nft_deploy.profile_types import (
+    DeviceProfile,
+    Drift,
+    ProgrammingVariation,
+    StateDependence,
+    StuckAt,
+    WeightSpec,
+)
 
 
 @dataclass(frozen=True)
@@ -33,6 +40,15 @@ def _renormalizable(s: StateDependence) -> str | None:
             f"{s.factor:g}; lower renormalize_fraction, raise factor, or set it to null")
 
 
+def _table(d: Drift) -> str | None:
+    g = [p[0] for p in d.table]
+    if d.law == "table" and len(g) < 2:
+        return f"law 'table' needs at least two [g, mu_nu, sigma_nu] points, got {len(g)}"
+    if any(b <= a for a, b in zip(g, g[1:], strict=False)):
+        return f"the points' g must strictly increase, got {g}"
+    return None
+
+
 RULES = (
     Rule(WeightSpec, "bits_per_cell", "bits_per_cell <= bits",
          lambda w: None if w.bits_per_cell <= w.bits
@@ -44,6 +60,7 @@ RULES = (
     Rule(StuckAt, "full_rate", "zero_rate + full_rate <= 1",
          lambda s: None if s.zero_rate + s.full_rate <= 1
          else f"zero_rate + full_rate must be <= 1, got {s.zero_rate:g} + {s.full_rate:g}"),
+    Rule(Drift, "table", "law 'table' needs >= 2 points; g strictly increasing", _table),
 )
 
 

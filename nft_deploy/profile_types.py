@@ -27,6 +27,8 @@ MAPPABLE_OPS = mappable_ops()
 ``mapping.op_types``. Validation asks the registry itself, so a family registered at run time is a valid
 op type too; a profile lists it explicitly to map it."""
 QUANT_STYLES = ("round_clip", "qdq")
+DRIFT_LAWS = ("pcm", "constant", "table")
+COMPENSATIONS = ("none", "global", "per_column")
 
 
 def limits(default: Any = dataclasses.MISSING, **meta: Any) -> Any:
@@ -120,6 +122,37 @@ class IOSpec:
 
 
 @dataclass(frozen=True)
+class Drift:
+    """Conductance drift, g(t) = g_prog (t / t0)^-nu per cell, with one nu per cell drawn once per chip
+    (``nft_deploy.drift`` states how g relates to the weights). Optional: a profile without it does not drift."""
+
+    law: str = limits("pcm", choices=DRIFT_LAWS)
+    """How nu depends on the cell's target conductance g (normalised to its maximum), nu = |mu_nu + sigma_nu
+    N(0,1)|: ``pcm`` (the PCM model of IBM aihwkit: mu_nu = clip(-0.0155 ln g + 0.0244, 0.049, 0.1), sigma_nu =
+    clip(-0.0125 ln g - 0.0059, 0.008, 0.045)); ``constant`` (mu_nu = nu, sigma_nu = nu_std); ``table``
+    (mu_nu and sigma_nu interpolated linearly in g between the ``table`` points, constant beyond its ends)."""
+    t0: float = limits(20.0, min=1e-6, max=1e6)
+    """Seconds after programming at which g_prog is read (the reference time; a read before it is a read at t0)."""
+    nu: float = limits(0.05, min=0.0, max=1.0)
+    """mu_nu of the ``constant`` law."""
+    nu_std: float = limits(0.0, min=0.0, max=1.0)
+    """sigma_nu of the ``constant`` law (0: every cell drifts with exactly ``nu``)."""
+    table: tuple[tuple[float, float, float], ...] = limits((), items={"items": {"min": 0.0, "max": 1.0}})
+    """Points [g, mu_nu, sigma_nu] of the ``table`` law, g strictly increasing, each value in [0, 1]."""
+    compensation: str = limits("none", choices=COMPENSATIONS)
+    """Digital drift compensation after each array: ``none``; ``global`` (one scale per layer per chip: mean
+    |output| of the calibration read at t0 over the same read at t); ``per_column`` (one per output channel)."""
+    read_noise: bool = False
+    """Add the time-dependent PCM read noise, std = g(t) Q sqrt(ln((t + t_read) / (2 t_read))) per cell with
+    Q = min(0.0088 / g^0.65, 0.2), redrawn on every inference (on top of ``read_noise``)."""
+    t_read: float = limits(250e-9, min=1e-12, max=1.0)
+    """Read pulse width of the time-dependent read noise (s)."""
+    train_time: float | None = limits(None, min=0.0)
+    """Training draws drift (and applies the compensation) at this many seconds after programming; null:
+    training sees no drift."""
+
+
+@dataclass(frozen=True)
 class LayerOverride:
     """Replacement sections for the layers whose name matches ``layers`` (a glob)."""
 
@@ -172,12 +205,14 @@ class DeviceProfile:
     """Input DAC / output ADC."""
     mapping: Mapping = field(default_factory=Mapping)
     """Layer selection."""
+    drift: Drift | None = None
+    """Conductance drift over time (optional; null: none). Same for every mapped layer."""
     description: str = ""
     """One line for humans."""
     source: str = ""
     """Where the numbers come from (paper, datasheet, measurement)."""
     schema_version: int = limits(SCHEMA_VERSION, const=SCHEMA_VERSION, required=True)
-    """JSON schema version; only 1 exists."""
+    """JSON schema version; only 1 exists (``drift`` is an optional section of version 1)."""
 
     def with_sigma(self, sigma: float) -> DeviceProfile:
         """The profile evaluated at programming sigma ``sigma``: the one meaning of ``--sigma``.
@@ -225,13 +260,13 @@ class DeviceProfile:
 
     @property
     def is_noisy(self) -> bool:
-        """True when any programming, read or stuck-at noise is configured (overrides included)."""
+        """True when any programming, read or stuck-at noise or drift is configured (overrides included)."""
         sections = [self] + [
             dataclasses.replace(self, **{k: getattr(o, k) for k in ("programming", "read_noise", "stuck_at")
                                          if getattr(o, k) is not None})
             for o in self.mapping.overrides
         ]
-        return any(
+        return self.drift is not None or any(
             s.programming.sigma > 0 or s.read_noise.sigma > 0 or s.stuck_at.zero_rate + s.stuck_at.full_rate > 0
             for s in sections
         )

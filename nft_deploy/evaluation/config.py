@@ -9,6 +9,7 @@ import numpy as np
 
 from nft_deploy.data.images import ImageOptions
 from nft_deploy.data.options import image_size_option, normalize_option
+from nft_deploy.drift import parse_time
 from nft_deploy.errors import EvaluationError
 from nft_deploy.evaluation import metrics as M
 from nft_deploy.evaluation.backends import backend, backend_names
@@ -91,8 +92,26 @@ class EvalConfig:
     normalize: str | tuple | None = normalize_option()
     """Image folders given as data: ``MEAN,STD`` (per channel ``M1,M2,M3;S1,S2,S3``) or (means, stds), applied
     to pixel / 255; None: values stay in [0, 1]."""
+    time: tuple[str, ...] | None = option(
+        None, "Read every chip at these times after programming, e.g. 1s,1h,1d,1y (units s, m, h, d, y; "
+        "increasing): each chip is programmed once and read at every time (a profile with a drift section; no "
+        "re-export). Top-level numbers, check's gate and compare's deltas are at the last time; the JSON's "
+        "'times' holds every one [a drifting model is read at its t0].", metavar="T1,T2,...")
+    """Read times since programming (``drift.parse_time``: a number of seconds or ``<number><unit>``), strictly
+    increasing; the result's top-level numbers are at the last. None: one read at the profile's t0."""
+
+    @property
+    def seconds(self) -> tuple[float, ...]:
+        """``time`` in seconds (float32 values, as the graph reads them); () without ``time``."""
+        return tuple(parse_time(t) for t in self.time or ())
 
     def __post_init__(self):
+        if isinstance(self.time, (str, int, float)):
+            object.__setattr__(self, "time", tuple(v for v in str(self.time).split(",") if v.strip()))
+        seconds = self.seconds
+        if self.time is not None and (not seconds or any(b <= a for a, b in zip(seconds, seconds[1:], strict=False))):
+            raise EvaluationError(f"--time: {','.join(map(str, self.time))}: give one or more times in increasing "
+                                  "order, e.g. 1s,1h,1d,1y")
         for flag, v, lo in (("--chips", self.chips, 1), ("--batch-size", self.batch_size, 1),
                             ("--workers", self.workers, 1), ("--threads", self.threads, 1),
                             ("--limit", self.limit, 1), ("n_bins", self.n_bins, 1), ("--seed", self.seed, 0),

@@ -202,7 +202,7 @@ def _describe(proto: onnx.ModelProto, name: str, plan: DevicePlan):
     g = proto.graph
     layers = plan.mapped
     inits = {i.name for i in g.initializer}
-    chip_names = {n for lay in layers for n in (lay.chip_input, lay.stuck_input) if n}
+    chip_names = set(plan.chip_inputs)
     data_inputs = [i for i in g.input if i.name not in inits and i.name not in chip_names]
     missing = chip_names - {i.name for i in g.input}
     if missing:

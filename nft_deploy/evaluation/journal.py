@@ -39,7 +39,7 @@ def run_key(job: Job) -> str:
         h.update(str((name, array.dtype, array.shape)).encode())
         h.update(np.ascontiguousarray(array).tobytes())
     settings = (job.seed, job.sigma_factors, job.strategy, job.batch_size, job.n_bins, job.read_noise, job.num_classes,
-                job.output_name)
+                job.output_name) + ((job.times,) if job.times else ())  # a run without --time: the key it had
     h.update(json.dumps(settings, sort_keys=True, default=str).encode())
     return h.hexdigest()[:16]
 

@@ -94,6 +94,8 @@ class ChipAccumulator:
         self.bin_count = np.zeros(n_bins, np.int64)
         self.bin_conf = np.zeros(n_bins)
         self.bin_correct = np.zeros(n_bins, np.int64)
+        self.accuracy_at: list[float] = []
+        """The chip's accuracy at each ``--time`` (set by the runner; this accumulator holds the last)."""
 
     def update(self, probs: np.ndarray, labels: np.ndarray, clean_pred: np.ndarray | None = None) -> np.ndarray:
         """Fold one batch in; returns the batch's predictions."""
@@ -121,7 +123,8 @@ class ChipAccumulator:
     def finish(self) -> ChipMetrics:
         n = max(self.n, 1)
         return ChipMetrics(chip=self.chip, accuracy=self.correct / n, confidence=self.conf_sum / n,
-                           entropy=self.entropy_sum / n, flip_rate=self.flips / n, ece=self.ece)
+                           entropy=self.entropy_sum / n, flip_rate=self.flips / n, ece=self.ece,
+                           accuracy_at=list(self.accuracy_at))
 
 
 class MeanProbSum:

@@ -28,10 +28,11 @@ import onnx
 import onnxruntime as ort
 from onnx import helper
 
-from nft_deploy.chips import chip_feeds, draw_chip
-from nft_deploy.device_plan import LayerPlan
+from nft_deploy.chips import chip_feeds, draw_chip, time_feed
+from nft_deploy.device_plan import TIME_INPUT, LayerPlan
 from nft_deploy.evaluation.deployed import RANDOM_OPS, clean_proto
 from nft_deploy.evaluation.sessions import TRIM_ABOVE, make_session, trim_heap
+from nft_deploy.noise import ChipDraw
 
 EXTERNAL = "nft-deploy-memory"
 """Location named by external-initializer placeholders (ONNX Runtime is handed the arrays; no file)."""
@@ -164,31 +165,55 @@ def _inference(proto: onnx.ModelProto, programmed: set[str], producer: dict[str,
 
 
 class Programmer:
-    """Programs chips of one split graph in this process, one layer at a time."""
+    """Programs chips of one split graph in this process, one layer at a time.
+
+    A drifting graph's programs that read ``nft.time`` are rerun for every time a chip is read at; the others,
+    and the drifting layers' draws, are kept for the chip being read (one chip's worth, whatever the times)."""
 
     def __init__(self, split: SplitGraph, layers: list[LayerPlan], weights: Mapping[str, np.ndarray]):
         self.split, self.weights = split, weights
-        by_input = {n: lay for lay in layers for n in (lay.chip_input, lay.stuck_input) if n}
-        self.layers = [[by_input[n] for n in dict.fromkeys(p.chip_inputs)] for p in split.programs]
+        by_input = {n: lay for lay in layers for n in (lay.chip_input, lay.stuck_input, lay.drift_input) if n}
+        self.layers = [list({by_input[n].name: by_input[n] for n in p.chip_inputs if n in by_input}.values())
+                       for p in split.programs]
+        self.timed = [TIME_INPUT in p.chip_inputs for p in split.programs]
         self.sessions = [make_session(p.model, 1, optimize=False, arena=False) for p in split.programs]
         self.trims = sum(w.nbytes for w in weights.values()) >= TRIM_ABOVE
+        self._chip: tuple | None = None
+        self._kept: dict[str, np.ndarray] = {}
+        self._draws: dict[str, ChipDraw] = {}
 
-    def program(self, seed: int, chip: int | None, sigma_factors: Mapping[str, float] | None = None
-                ) -> dict[str, np.ndarray]:
-        """Programmed weight by name for chip ``chip`` of a run seeded ``seed`` (None: the ideal chip, draws 0)."""
+    def program(self, seed: int, chip: int | None, sigma_factors: Mapping[str, float] | None = None,
+                seconds: float | None = None) -> dict[str, np.ndarray]:
+        """Programmed weight by name for chip ``chip`` of a run seeded ``seed`` (None: the ideal chip, draws 0),
+        read ``seconds`` after programming (a drifting graph; None: at t0, before any drift)."""
+        key = (seed, chip, tuple(sorted((sigma_factors or {}).items())))
+        if key != self._chip:
+            self._chip, self._kept, self._draws = key, {}, {}
         out = {}
-        for prog, layers, session in zip(self.split.programs, self.layers, self.sessions, strict=True):
-            feeds = {w: self.weights[w] for w in prog.weights}
-            if chip is None:
-                feeds |= {n: np.zeros(lay.shape, np.float32) for lay in layers
-                          for n in (lay.chip_input, lay.stuck_input) if n}
-            else:
-                feeds |= chip_feeds(layers, draw_chip(layers, self.weights, seed, chip), sigma_factors)
+        for prog, layers, session, timed in zip(self.split.programs, self.layers, self.sessions, self.timed,
+                                                strict=True):
+            if prog.output in self._kept:
+                out[prog.output] = self._kept[prog.output]
+                continue
+            wanted = set(prog.weights) | set(prog.chip_inputs)
+            feeds = chip_feeds(layers, self._layer_draws(layers, seed, chip), sigma_factors) | time_feed(seconds or 0.0)
+            feeds = {n: a for n, a in feeds.items() if n in wanted} | {w: self.weights[w] for w in prog.weights}
             out[prog.output] = session.run([prog.output], feeds)[0]
+            if any(self.timed) and not timed:
+                self._kept[prog.output] = out[prog.output]
             del feeds
         if self.trims:
             trim_heap()
         return out
+
+    def _layer_draws(self, layers: list[LayerPlan], seed: int, chip: int | None) -> dict[str, ChipDraw]:
+        if chip is None:
+            return {lay.name: ChipDraw(np.zeros(lay.shape, np.float32)) for lay in layers}
+        missing = [lay for lay in layers if lay.name not in self._draws]
+        draws = {lay.name: self._draws[lay.name] for lay in layers if lay.name in self._draws}
+        draws |= draw_chip(missing, self.weights, seed, chip) if missing else {}
+        self._draws.update({lay.name: draws[lay.name] for lay in layers if lay.drift_input})
+        return draws
 
 
 def external_placeholder(name: str, array: np.ndarray) -> onnx.TensorProto:

@@ -17,6 +17,9 @@ from nft_deploy.atomic import atomic_write_text
 
 SCHEMA = "nft-deploy/evaluation"
 SCHEMA_VERSION = 1
+OMIT_EMPTY = {"omit_empty": True}
+"""Field metadata: the key is left out of the JSON while the value is empty or None (a run without --time
+writes the bytes it always wrote)."""
 
 
 @dataclass(frozen=True)
@@ -71,6 +74,21 @@ class ChipMetrics:
     """Fraction of samples whose predicted class differs from the clean model's."""
     ece: float
     """Expected calibration error (equal-width confidence bins)."""
+    accuracy_at: list[float] = field(default_factory=list, metadata=OMIT_EMPTY)
+    """Accuracy at each ``--time``, in order (the same chip read at every time: paired); absent without it.
+    The other fields are at the last time."""
+
+
+@dataclass(frozen=True)
+class TimePoint:
+    """Every chip read at one time after programming (``--time``)."""
+
+    seconds: float
+    label: str
+    """The time as given, e.g. ``1y``."""
+    accuracy: AccuracyStats
+    accuracy_drop: float
+    """clean.accuracy - accuracy.mean (the clean model is read at t0)."""
 
 
 @dataclass(frozen=True)
@@ -139,6 +157,10 @@ class EvaluationResult:
     stop_reason: str = ""
     """Why the run stopped adding chips: ``fixed: N chips``, or a sequential rule's ``settled: ...`` or
     ``not settled ...`` (``nft_deploy.evaluation.sequential``)."""
+    time: str | None = field(default=None, metadata=OMIT_EMPTY)
+    """The ``--time`` the top-level numbers are read at (the last one given); absent without ``--time``."""
+    times: list[TimePoint] = field(default_factory=list, metadata=OMIT_EMPTY)
+    """Accuracy over the chips at every ``--time`` (the time axis; paired: the same chips at every time)."""
     preprocessing: dict[str, Any] = field(default_factory=dict)
     """How the data's arrays were made (``nft_deploy.data.Dataset.preprocessing``: format, source, split,
     scale; an image folder's size, channels, normalization and class names), plus ``limit`` when given."""
@@ -191,7 +213,8 @@ def _stop_keys(result: EvaluationResult) -> dict[str, Any]:
 
 def _jsonable(obj: Any) -> Any:
     if dataclasses.is_dataclass(obj):
-        return {f.name: _jsonable(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
+        return {f.name: _jsonable(getattr(obj, f.name)) for f in dataclasses.fields(obj)
+                if not (f.metadata.get("omit_empty") and getattr(obj, f.name) in (None, [], ()))}
     if isinstance(obj, (list, tuple)):
         return [_jsonable(v) for v in obj]
     if isinstance(obj, float):

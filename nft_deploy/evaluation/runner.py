@@ -48,6 +48,7 @@ from nft_deploy.evaluation.programming import InferenceGraph, Programmer
 from nft_deploy.evaluation.progress import chip_progress
 from nft_deploy.evaluation.results import ChipMetrics, CleanMetrics, EvaluationResult
 from nft_deploy.evaluation.shards import READ_NOISE_KEY, Job, Shard
+from nft_deploy.evaluation.timeaxis import check_times, time_axis
 from nft_deploy.profiles import DeviceProfile
 
 
@@ -84,13 +85,14 @@ def backend_session(config: EvalConfig) -> AbstractContextManager[int]:
 
 
 def chip_logits(model: DeployedModel, x, chip: int, seed: int = 0, sigma: float | None = None,
-                batch_size: int = 256, output: str | None = None) -> np.ndarray:
+                batch_size: int = 256, output: str | None = None, seconds: float | None = None) -> np.ndarray:
     """Logits (samples, classes) of one chip, exactly as the Monte Carlo computes them (parity checks); ``x``
-    one array or a dict of named inputs, ``output`` the output read (None: the first)."""
+    one array or a dict of named inputs, ``output`` the output read (None: the first), ``seconds`` the read
+    time of a drifting model (None: t0)."""
     model = model.with_output(output)
     _, factors = resolve_sigma(model, sigma)
     x = model_inputs(model, x)
-    programmed = Programmer(model.split, model.layers, model.weights).program(seed, chip, factors)
+    programmed = Programmer(model.split, model.layers, model.weights).program(seed, chip, factors, seconds)
     read = np.random.SeedSequence(seed, spawn_key=(chip, READ_NOISE_KEY)) if model.has_read_noise else None
     session, feeds = InferenceGraph(model.split, model.weights).session(programmed, read, 1, fold=True)
     n = len(next(iter(x.values())))
@@ -147,6 +149,7 @@ def run_on_same_chips(models: list[DeployedModel], x: np.ndarray, y: np.ndarray,
     for model in models:
         feeds.append(model_inputs(model, x, data_name))
         resolve_sigma(model, config.sigma)  # user errors surface before a Ray is started
+        check_times(model.name, model.plan, config)
         choose_strategy(model, config.strategy)
     with backend_session(config) as workers:
         start = time.perf_counter()
@@ -234,7 +237,8 @@ def prepare_run(model: DeployedModel, x: dict[str, np.ndarray], y: np.ndarray, c
     job = Job(split=model.split, layers=model.layers,
               weights=model.weights, output_name=model.output_name, x=x, y=y, clean_pred=clean_pred,
               num_classes=classes, seed=config.seed, sigma_factors=factors, strategy=strategy,
-              batch_size=config.batch_size, threads=threads, n_bins=config.n_bins, read_noise=model.has_read_noise)
+              batch_size=config.batch_size, threads=threads, n_bins=config.n_bins, read_noise=model.has_read_noise,
+              times=config.seconds)
     journal = Journal(config.resume, job) if config.resume is not None else None
     return PreparedRun(model, config, data_name, job, runs_on, workers, clean, sigma, journal=journal)
 
@@ -262,7 +266,8 @@ def summarize(name: str, profile: DeviceProfile, data_name: str, config: EvalCon
         flip_rate=float(np.mean([c.flip_rate for c in chips])), ece=float(np.mean([c.ece for c in chips])),
         reliability=bins.reliability(), per_chip=chips,
         chips_max=outcome.chips_max if outcome else len(chips),
-        stop_reason=outcome.stop_reason if outcome else f"fixed: {len(chips)} chips")
+        stop_reason=outcome.stop_reason if outcome else f"fixed: {len(chips)} chips",
+        time=config.time[-1] if config.time else None, times=time_axis(config, clean, chips))
 
 
 # ---------------------------------------------------------------- the library entry point

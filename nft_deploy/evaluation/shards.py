@@ -52,6 +52,8 @@ class Job:
     threads: int
     n_bins: int
     read_noise: bool
+    times: tuple[float, ...] = ()
+    """Seconds after programming at which every chip is read (drift); (): once, at t0."""
 
 
 @dataclass
@@ -72,17 +74,26 @@ class ChipRunner:
         self.graph = InferenceGraph(job.split, job.weights)
 
     def run(self, chip: int, probs: M.MeanProbSum) -> M.ChipAccumulator:
+        """One chip over the data, read at every time of the job; the accumulator of the last read, with the
+        accuracy of each (``accuracy_at``); ``probs`` gets the last read's softmax."""
         j = self.job
-        programmed = self.programmer.program(j.seed, chip, j.sigma_factors)
         read = np.random.SeedSequence(j.seed, spawn_key=(chip, READ_NOISE_KEY)) if j.read_noise else None
-        session, feeds = self.graph.session(programmed, read, j.threads, fold=j.strategy == "fold")
-        acc = M.ChipAccumulator(chip, j.n_bins)
-        for idx in batches(len(j.y), j.batch_size):
-            logits = session.run([j.output_name], {**take(j.x, idx), **feeds})[0]
-            p = M.softmax(logits.reshape(len(idx), -1))
-            acc.update(p, j.y[idx], j.clean_pred[idx])
-            probs.add(idx, p)
+        times = j.times or (None,)
+        accuracy_at = []
+        for i, seconds in enumerate(times):
+            programmed = self.programmer.program(j.seed, chip, j.sigma_factors, seconds)
+            session, feeds = self.graph.session(programmed, read, j.threads, fold=j.strategy == "fold")
+            del programmed
+            acc = M.ChipAccumulator(chip, j.n_bins)
+            for idx in batches(len(j.y), j.batch_size):
+                logits = session.run([j.output_name], {**take(j.x, idx), **feeds})[0]
+                p = M.softmax(logits.reshape(len(idx), -1))
+                acc.update(p, j.y[idx], j.clean_pred[idx])
+                if i == len(times) - 1:
+                    probs.add(idx, p)
+            accuracy_at.append(acc.correct / max(acc.n, 1))
         probs.chips += 1
+        acc.accuracy_at = accuracy_at if j.times else []
         return acc
 
 

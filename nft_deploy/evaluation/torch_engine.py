@@ -43,6 +43,7 @@ from nft_deploy.evaluation.runner import (
     with_preprocessing,
 )
 from nft_deploy.evaluation.shards import Shard
+from nft_deploy.evaluation.timeaxis import check_times
 from nft_deploy.profiles import DeviceProfile
 from nft_deploy.training.montecarlo import chip_weights, model_plan, plan_logits
 
@@ -114,6 +115,7 @@ def run_torch(model: TorchModel, x: np.ndarray, y: np.ndarray, config: EvalConfi
     param = next(module.parameters(), None)
     xt = torch.from_numpy(x).to(param.device if param is not None else "cpu")
     plan = model_plan(module, model.profile, x, sigma=config.sigma)
+    check_times(model.name, plan, config)
     if any(lay.noise.read_std > 0 for lay in plan.mapped):
         warnings.warn(ReadNoiseNote(f"{model.name}: profile {model.profile.name!r} has read noise, which "
                                     "--engine torch does not model; its numbers leave read noise out"), stacklevel=3)
@@ -121,10 +123,16 @@ def run_torch(model: TorchModel, x: np.ndarray, y: np.ndarray, config: EvalConfi
     shard = Shard(probs=M.MeanProbSum(len(y), classes), bins=M.BinSum(config.n_bins))
     with chip_progress(config.chips, f"{model.name} ({data_name})", config.quiet) as advance:
         for chip in range(config.chips):
-            acc = M.ChipAccumulator(chip, config.n_bins)
-            for idx, p in _probs(module, plan, chip_weights(module, plan, config.seed, chip), xt, config.batch_size):
-                acc.update(p, y[idx], clean_pred[idx])
-                shard.probs.add(idx, p)
+            accuracy_at, times = [], config.seconds or (None,)
+            for i, seconds in enumerate(times):  # one chip read at every --time, as the runner's ChipRunner
+                acc = M.ChipAccumulator(chip, config.n_bins)
+                weights = chip_weights(module, plan, config.seed, chip, seconds)
+                for idx, p in _probs(module, plan, weights, xt, config.batch_size):
+                    acc.update(p, y[idx], clean_pred[idx])
+                    if i == len(times) - 1:
+                        shard.probs.add(idx, p)
+                accuracy_at.append(acc.correct / max(acc.n, 1))
+            acc.accuracy_at = accuracy_at if config.time else []
             shard.probs.chips += 1
             shard.bins.add_chip(acc)
             shard.chips.append(acc.finish())

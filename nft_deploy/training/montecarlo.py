@@ -17,6 +17,7 @@ from torch import nn
 
 from nft_deploy.chips import draw_chip
 from nft_deploy.device_plan import DevicePlan
+from nft_deploy.drift import read_at
 from nft_deploy.errors import EvaluationError
 from nft_deploy.noise import ChipDraw
 from nft_deploy.profiles import DeviceProfile, load_profile
@@ -58,29 +59,37 @@ class TorchMonteCarloResult:
                 "accuracies": [float(a) for a in self.accuracies]}
 
 
-def chip_weights(model: nn.Module, plan: DevicePlan, seed: int, chip: int | None) -> dict[str, torch.Tensor]:
+def chip_weights(model: nn.Module, plan: DevicePlan, seed: int, chip: int | None,
+                 seconds: float | None = None) -> dict[str, torch.Tensor]:
     """Every mapped weight as programmed on chip ``chip`` (torch, the model's dtype and device); ``chip``
-    None gives the clean device: quantized weights, no variation, no faults."""
+    None gives the clean device: quantized weights, no variation, no faults. A drifting layer is read
+    ``seconds`` after programming (``drift.read_at``, compensation included; None: at t0)."""
     params = dict(model.named_parameters())
     layers = plan.mapped
     if chip is None:
         draws = {lay.name: ChipDraw(np.zeros(lay.shape)) for lay in layers}
     else:
         np_weights = {lay.weight: graph_layout(lay, params[lay.weight].detach().cpu().double().numpy())
-                      for lay in layers if lay.noise.has_stuck_at}
+                      for lay in layers if lay.noise.has_stuck_at or lay.drift_input}
         draws = draw_chip(layers, np_weights, seed, chip)
-    return {lay.weight: in_graph_layout(lay, params[lay.weight].detach(),
-                                        lambda w, lay=lay: lay.noise.apply_chip_torch(w, draws[lay.name], lay.out_axis))
+
+    def programmed(lay, w):
+        if lay.drift_input:
+            return read_at(lay.noise, w, draws[lay.name], lay.out_axis, seconds or 0.0)[0]
+        return lay.noise.apply_chip_torch(w, draws[lay.name], lay.out_axis)
+
+    return {lay.weight: in_graph_layout(lay, params[lay.weight].detach(), lambda w, lay=lay: programmed(lay, w))
             for lay in layers}
 
 
 @torch.no_grad()
 def torch_chip_logits(model: nn.Module, profile: DeviceProfile | str, x, *, chip: int | None, seed: int = 0,
-                batch_size: int = 512, sigma: float | None = None) -> np.ndarray:
-    """Logits (samples, classes) of one chip (None: the clean device): parity tests against ONNX Runtime."""
+                      batch_size: int = 512, sigma: float | None = None, seconds: float | None = None) -> np.ndarray:
+    """Logits (samples, classes) of one chip (None: the clean device) read ``seconds`` after programming
+    (drift; None: at t0): parity tests against ONNX Runtime."""
     model.eval()
     plan = model_plan(model, profile, x, sigma)
-    return plan_logits(model, plan, chip_weights(model, plan, seed, chip), _tensor(x, model), batch_size)
+    return plan_logits(model, plan, chip_weights(model, plan, seed, chip, seconds), _tensor(x, model), batch_size)
 
 
 @torch.no_grad()

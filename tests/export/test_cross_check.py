@@ -53,8 +53,27 @@ SUBSET = {  # the op_types subset of the bug report: Conv and MatMul only, so ev
 }
 
 
+DRIFTING = {  # drift with every other feature: table law, per-column compensation, stuck-at, float weights
+    "schema_version": 1, "name": "drift_hostile",
+    "weights": {"bits": 6, "bits_per_cell": 2, "quantize": False, "scale": "per_channel"},
+    "programming": {"sigma": 0.05, "state_dependent": {"factor": 2.0}},
+    "stuck_at": {"zero_rate": 0.002, "full_rate": 0.001},
+    "io": {"input_bits": 8},
+    "mapping": {"digital_layers": ["fc3"], "overrides": [{"layers": "fc*", "weights": {"bits": 4, "bits_per_cell": 1}}]},
+    "drift": {"law": "table", "table": [[0.0, 0.12, 0.03], [0.5, 0.06, 0.02], [1.0, 0.03, 0.01]],
+              "compensation": "per_column", "t0": 30.0},
+}
+TIMES = (1.0, 3600.0, 86400.0 * 365.25)
+
+
+def _quiet(p):
+    """``p`` without read noise (the torch engine models none), time-dependent read noise included."""
+    drift = None if p.drift is None else dataclasses.replace(p.drift, read_noise=False)
+    return dataclasses.replace(p, read_noise=ReadNoise(), drift=drift)
+
+
 def _profiles():
-    named = [dataclasses.replace(load_profile(n), read_noise=ReadNoise()) for n in list_profiles()]
+    named = [_quiet(load_profile(n)) for n in list_profiles()]
     return named + [profile_from_dict(HOSTILE), profile_from_dict(SUBSET)]
 
 
@@ -94,9 +113,9 @@ def _rows(plan):
             for lay in plan.layers if lay.weight]
 
 
-def _agree(module, deployed, prof, x, sigma, chip):
-    ort = ort_chip_logits(deployed, x, chip, seed=7, sigma=sigma)
-    tch = torch_chip_logits(module, prof, x, chip=chip, seed=7, sigma=sigma)
+def _agree(module, deployed, prof, x, sigma, chip, seconds=None):
+    ort = ort_chip_logits(deployed, x, chip, seed=7, sigma=sigma, seconds=seconds)
+    tch = torch_chip_logits(module, prof, x, chip=chip, seed=7, sigma=sigma, seconds=seconds)
     tol = 1e-4 * max(1.0, float(np.abs(ort).max()))  # 1e-4 of the logits' scale: float32 rounding grows with it
     converters = any(lay.input_bits or lay.output_bits for lay in deployed.layers)
     if converters:
@@ -125,6 +144,19 @@ def test_torch_and_onnxruntime_agree_per_chip_with_and_without_sigma(models, nam
         ort = _agree(module, deployed, prof, x, sigma, chip=1)
         moved |= bool(np.abs(ort - clean).max() > 1e-3)
     assert moved or prof.name == "ideal", "the chip changed no logit: the comparison would prove nothing"
+
+
+@pytest.mark.parametrize("prof", [_quiet(load_profile("pcm_drift")), profile_from_dict(DRIFTING)], ids=lambda p: p.name)
+@pytest.mark.parametrize("name", ["lenet5", "matmul_user"])
+def test_torch_and_onnxruntime_agree_per_chip_at_every_time_on_a_drifting_profile(models, name, prof):
+    """Drift, its compensation and the chip's exponents are the plan's: both engines read the same chip at
+    each time (the deployed graph takes the time as an input; nothing is re-exported)."""
+    module, float_onnx, x = models[name]
+    deployed = load_deployed(run_pass(float_onnx, prof)[0])
+    assert _rows(model_plan(module, prof, x)) == _rows(deployed.plan)
+    assert deployed.plan.drifts and "nft.time" in deployed.chip_inputs
+    logits = [_agree(module, deployed, prof, x, None, chip=2, seconds=t) for t in TIMES]
+    assert np.abs(logits[0] - logits[-1]).max() > 1e-3, "a year of drift changed no logit: the check proves nothing"
 
 
 def test_export_at_a_sigma_equals_the_default_export_evaluated_at_that_sigma(models):

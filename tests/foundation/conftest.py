@@ -46,4 +46,7 @@ def reference_dict() -> dict:
                 {"layers": "conv*", "weights": {"bits": 4, "bits_per_cell": 1}, "stuck_at": {"zero_rate": 0.5}},
             ],
         },
+        "drift": {"law": "table", "t0": 20.0, "nu": 0.05, "nu_std": 0.01,
+                  "table": [[0.0, 0.1, 0.02], [1.0, 0.05, 0.01]], "compensation": "per_column", "read_noise": True,
+                  "t_read": 2.5e-7, "train_time": 3600.0},
     }
