@@ -190,11 +190,6 @@ def compensation(w0, wt, out_axis: int, mode: str):
     return alpha.reshape(shape)
 
 
-__all__ = ["CALIBRATION_ROWS", "DRIFT_INPUT_PREFIX", "TIME_INPUT", "UNITS", "as_matrix", "calibration_input",
-           "cells", "compensation", "draw_nu", "factors", "law_params", "levels", "noise_weights", "parse_time",
-           "q_factor", "read_growth", "time_label"]
-
-
 # ---------------------------------------------------------------- one chip at one time
 
 
@@ -238,3 +233,36 @@ def read_at(nm, weight, draw, out_axis: int, seconds: float):
         var = var + (s * nm.read_std) ** 2
     std = None if not (drift.read_noise or nm.read_std > 0) else xp.sqrt(var + xp.zeros_like(w)) * alpha
     return wt * alpha, std
+
+
+def perturb(nm, weight, generator=None, out_axis: int = 0):
+    """A training forward's noisy copy of ``weight`` (torch): ``NoiseModel.perturb``, unless the profile's
+    ``drift.train_time`` is set; then a fresh chip (normals, stuck-at, one nu per cell) read at that time with
+    the compensation and read noise, straight-through (gradient 1 w.r.t. ``weight``)."""
+    dr = nm.profile.drift
+    if dr is None or dr.train_time is None:
+        return nm.perturb(weight, generator, out_axis)
+    import torch
+
+    from nft_deploy.noise import ChipDraw
+    from nft_deploy.quantize import _ste
+
+    w = weight.detach()
+    normal = torch.randn(w.shape, generator=generator, dtype=w.dtype, device=w.device)
+    w64 = w.cpu().double().numpy()
+    digits, _ = cells(levels(nm, w64 / nm.scale(w64, out_axis))[1], nm.weights)
+    z = torch.randn(digits.shape, generator=generator, dtype=torch.float64, device=w.device).cpu().numpy()
+    stuck = None
+    if nm.has_stuck_at:
+        u = torch.rand((nm.weights.cells, *w.shape), generator=generator, dtype=torch.float64, device=w.device)
+        stuck = nm.stuck_delta(w64, u.cpu().numpy(), out_axis)
+    draw = ChipDraw(normal, stuck, draw_nu(nm.weights, dr, digits, z))
+    read, std = read_at(nm, w, draw, out_axis, dr.train_time)
+    if std is not None:
+        read = read + std * torch.randn(w.shape, generator=generator, dtype=w.dtype, device=w.device)
+    return _ste(weight, read)
+
+
+__all__ = ["CALIBRATION_ROWS", "DRIFT_INPUT_PREFIX", "TIME_INPUT", "UNITS", "as_matrix", "calibration_input",
+           "cells", "compensation", "draw_chip_nu", "draw_nu", "factors", "law_params", "levels", "noise_weights",
+           "parse_time", "perturb", "q_factor", "read_at", "read_growth", "time_label"]

@@ -178,6 +178,29 @@ def sigma_curve(sweep: SweepResult, path: Path) -> Path:
     return _save(fig, path)
 
 
+def time_curve(results: list[EvaluationResult], path: Path, labels: list[str] | None = None) -> Path:
+    """Accuracy against log time since programming (``--time``): mean, 95% CI band (shaded) and the 5th
+    percentile (dotted), per result; the clean accuracy (t0) dashed."""
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(6, 4))
+    ax = fig.add_subplot()
+    for i, r in enumerate(results):
+        s = [t.seconds for t in r.times]
+        label = labels[i] if labels else Path(r.model).name
+        ax.plot(s, [100 * t.accuracy.mean for t in r.times], "o-", color=f"C{i}", label=label)
+        ax.fill_between(s, [100 * t.accuracy.ci95.low for t in r.times],
+                        [100 * t.accuracy.ci95.high for t in r.times], color=f"C{i}", alpha=0.25)
+        ax.plot(s, [100 * t.accuracy.p5 for t in r.times], ":", color=f"C{i}")
+    ax.axhline(100 * results[0].clean.accuracy, color="gray", lw=1, ls="--", label="clean (t0)")
+    ax.set_xscale("log")
+    ax.set_xticks([t.seconds for t in results[0].times], [t.label for t in results[0].times])
+    ax.set(xlabel="time since programming", ylabel="accuracy (%)",
+           title="mean accuracy, 95% CI band, 5th percentile (dotted)")
+    ax.legend(fontsize=8)
+    return _save(fig, path)
+
+
 def write_plots(result, folder: str | Path) -> list[Path]:
     """All plots that fit ``result`` into ``folder``; returns their paths."""
     folder = Path(folder)
@@ -188,5 +211,6 @@ def write_plots(result, folder: str | Path) -> list[Path]:
                 accuracy_histogram(last, folder / "accuracy_hist.png"),
                 reliability_diagram(last, folder / "reliability.png")]
     results = result.results if isinstance(result, CompareResult) else [result]
+    timed = [time_curve(results, folder / "accuracy_vs_time.png")] if results[0].times else []
     return [accuracy_histogram(results, folder / "accuracy_hist.png"),
-            reliability_diagram(results, folder / "reliability.png")]
+            reliability_diagram(results, folder / "reliability.png")] + timed

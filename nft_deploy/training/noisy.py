@@ -30,6 +30,7 @@ from torch import nn
 from torch.func import functional_call, vmap
 
 from nft_deploy.device_plan import DevicePlan, LayerPlan
+from nft_deploy.drift import perturb
 from nft_deploy.noise import NoiseModel
 from nft_deploy.profiles import DeviceProfile
 from nft_deploy.training.crossbars import has_converters, in_graph_layout, on_device, torch_plan
@@ -103,7 +104,7 @@ class NoisyModel:
         params = dict(self.model.named_parameters())
         # during a warm-up every step has its own sigma: that plan is made for the step, not cached
         plan = self.plan_at(sigma) if self.ramp == 1.0 else self.plan.with_sigma((self.sigma if sigma is None else sigma) * self.ramp)
-        return {lay.weight: in_graph_layout(lay, params[lay.weight], lambda w, lay=lay: lay.noise.perturb(w, gen, lay.out_axis))
+        return {lay.weight: in_graph_layout(lay, params[lay.weight], lambda w, lay=lay: perturb(lay.noise, w, gen, lay.out_axis))
                 for lay in plan.mapped}
 
     def clean(self, x: torch.Tensor) -> torch.Tensor:
