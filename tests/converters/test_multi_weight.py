@@ -19,8 +19,13 @@ from nft_deploy.evaluation.runner import chip_logits
 from nft_deploy.export import insert_device_nodes
 
 RNN = """<ir_version: 9, opset_import: ["" : 18]>
-g (float[5,N,3] x, float[1,4,3] cell_weight, float[1,4,4] recurrent_weight) => (float[1,N,4] h)
-{ y, h = RNN <hidden_size=4> (x, cell_weight, recurrent_weight) }"""
+g (float[N,5,3] x, float[1,4,3] cell_weight, float[1,4,4] recurrent_weight) => (float[N,4] out)
+{
+  seq = Transpose <perm=[1, 0, 2]> (x)
+  y, h = RNN <hidden_size=4> (seq, cell_weight, recurrent_weight)
+  hb = Transpose <perm=[1, 0, 2]> (h)
+  out = Flatten <axis=1> (hb)
+}"""
 
 
 def _handle(node) -> tuple[WeightSite, ...] | Decline:
@@ -49,10 +54,10 @@ def test_both_weights_of_one_node_are_mapped_with_their_own_chip_inputs(tiny, rn
     assert tiny.op_counts(out)["ReduceMax"] == 1  # the DAC on x; none on the recurrent state
 
     deployed = load_deployed(out)
-    x = np.random.default_rng(0).normal(size=(5, 2, 3)).astype(np.float32)
+    x = np.random.default_rng(0).normal(size=(2, 5, 3)).astype(np.float32)
     chips = [chip_logits(deployed, x, chip, seed=1) for chip in (0, 1)]
     clean = tiny.run(tiny.make_model(RNN), {"x": x})[0]
-    assert chips[0].shape == clean.shape == (1, 2, 4)
+    assert chips[0].shape == clean.shape == (2, 4)
     assert not np.allclose(chips[0], chips[1]) and not np.allclose(chips[0], clean, atol=1e-3)
 
 
