@@ -172,6 +172,11 @@ def insert_io_quantization(em: Emitter, node: gs.Node, data_input: int | None, i
         _quantize_activation(em, raw, output_bits, "adc", opset, output=out)
 
 
+def quantize_output(em: Emitter, x: gs.Tensor, bits: int, tag: str, opset: int) -> gs.Variable:
+    """An ADC on ``x`` (a row tile's partial sum), as ``quantize_activation`` defines."""
+    return _quantize_activation(em, x, bits, tag, opset)
+
+
 def _quantize_activation(em: Emitter, x: gs.Tensor, bits: int, tag: str, opset: int,
                          output: gs.Variable | None = None):
     """``round(x / m * L) * m / L`` with ``m = max|x|`` per sample (1 where m = 0), ``L = 2^(b-1)-1``.

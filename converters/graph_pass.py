@@ -17,6 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 import onnx
 import onnx_graphsurgeon as gs
+from nft_deploy.converters.array_nodes import insert_row_tiles, is_tiled
 from nft_deploy.converters.device_nodes import (
     DeployedWeight,
     Emitter,
@@ -71,7 +72,11 @@ def run_pass(model: onnx.ModelProto, profile: DeviceProfile, config: PassConfig 
             # on the output (none on a recurrent cell, whose crossbar inputs and outputs are inside the op)
             lay, site = next(((lay, site) for lay, site in mapped if site.data_input is not None), mapped[0])
             em = Emitter(graph, f"nft/io/{node.name or lay.name}")
-            insert_io_quantization(em, node, site.data_input, lay.input_bits, lay.output_bits, opset)
+            tiled = is_tiled(lay)
+            insert_io_quantization(em, node, site.data_input, lay.input_bits, None if tiled else lay.output_bits,
+                                   opset)
+            if tiled:  # one node per row tile, an ADC on each partial sum (converters/array_nodes.py)
+                insert_row_tiles(em, graph, node, site.weight_input, site.data_input, lay, opset)
             report.inserted_nodes += em.count
         report.rewritten.append(RewrittenNode(node=node.name, op_type=node.op,
                                               layer=",".join(lay.name for lay, _ in mapped)))
@@ -162,7 +167,8 @@ def _find_weights(graph: gs.Graph, report: PassReport, origins: dict[str, list[s
             shared = any(handler_for(user.op) is None for user in w.outputs)
             found = seen.setdefault(w.name, FoundWeight(layer_name(w.name), node.op, w.name,
                                                         tuple(int(d) for d in w.shape), site.out_axis, node=node.name,
-                                                        decline=SHARED_WEIGHT if shared else None))
+                                                        decline=SHARED_WEIGHT if shared else None,
+                                                        groups=int(node.attrs.get("group", 1))))
             pairs.append((found, None if shared else site))
         uses.append((node, pairs))
     return uses

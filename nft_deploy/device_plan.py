@@ -27,6 +27,7 @@ from functools import cached_property
 
 import numpy as np
 
+from nft_deploy.arrays import Tiling, tiling, totals
 from nft_deploy.converters.handlers import Decline, onnx_family
 from nft_deploy.drift import DRIFT_INPUT_PREFIX, TIME_INPUT
 from nft_deploy.errors import ExportError, ProfileError
@@ -62,6 +63,8 @@ class FoundWeight:
     """Why the op family cannot map this use (not constant, not 2-D), or None."""
     node: str | None = None
     """ONNX node name (graph side only)."""
+    groups: int = 1
+    """A convolution's ``group`` (1 otherwise): each group is its own matrix on its own arrays."""
 
 
 @dataclass(frozen=True)
@@ -86,6 +89,10 @@ class LayerPlan:
     node: str | None = None
     drift_input: str | None = None
     """Graph input fed the per-cell drift exponents (None: no drift; else the graph reads ``nft.time`` too)."""
+    groups: int = 1
+    """A convolution's ``group`` (1 otherwise)."""
+    tiles: Tiling | None = field(default=None, compare=False)
+    """The layer's arrays (``nft_deploy.arrays``); None without a profile ``array`` section or when digital."""
 
     @cached_property
     def noise(self) -> NoiseModel:
@@ -132,6 +139,10 @@ class LayerPlan:
             if self.drift_input:
                 d.update(drift_input=self.drift_input, drift_law=self.device.drift.law,
                          compensation=self.device.drift.compensation, drift_read_noise=self.device.drift.read_noise)
+            if self.tiles is not None:
+                d["tiles"] = self.tiles.to_dict()
+        if self.groups != 1:
+            d["groups"] = self.groups
         if self.node is not None:
             d["node"] = self.node
         return d
@@ -170,9 +181,12 @@ class DevicePlan:
                        layers=tuple(replace(lay, device=prof.for_layer(lay.name)) for lay in self.layers))
 
     def to_dict(self) -> dict:
-        return {"profile": self.profile.name, "sigma": self.sigma, "sigma_unit": self.profile.programming.unit,
-                "layers": [lay.to_dict() for lay in self.layers],
-                "mapped": len(self.mapped), "digital": len(self.layers) - len(self.mapped)}
+        d = {"profile": self.profile.name, "sigma": self.sigma, "sigma_unit": self.profile.programming.unit,
+             "layers": [lay.to_dict() for lay in self.layers],
+             "mapped": len(self.mapped), "digital": len(self.layers) - len(self.mapped)}
+        if self.profile.array is not None:
+            d["arrays"] = totals([lay.tiles for lay in self.mapped if lay.tiles is not None])
+        return d
 
     def to_json(self) -> str:
         """Metadata form: the rows plus the full profile, so ``from_json`` rebuilds the plan."""
@@ -186,8 +200,9 @@ class DevicePlan:
                                  out_axis=d["out_axis"], mapped=d["mapped"], reason=d["reason"],
                                  device=prof.for_layer(d["name"]), chip_input=d.get("chip_input"),
                                  stuck_input=d.get("stuck_input"), node=d.get("node"),
-                                 drift_input=d.get("drift_input")) for d in doc["layers"])
-        return cls(prof, layers)
+                                 drift_input=d.get("drift_input"), groups=d.get("groups", 1))
+                       for d in doc["layers"])
+        return cls(prof, tuple(_tiled(lay) for lay in layers))
 
 
 def compile_plan(found: Iterable[FoundWeight], profile: DeviceProfile, sigma: float | None = None, *,
@@ -225,13 +240,22 @@ def _row(f: FoundWeight, prof: DeviceProfile, strict: bool = True) -> LayerPlan:
         reason = "mapped"
     device = prof.for_layer(f.name)
     lay = LayerPlan(f.name, f.op, f.weight, tuple(f.shape), f.out_axis, reason == "mapped", reason, device,
-                    node=f.node)
+                    node=f.node, groups=f.groups)
     if not lay.mapped:
         return lay
     nm = lay.noise
-    return replace(lay, chip_input=CHIP_INPUT_PREFIX + f.name if nm.weight_std > 0 else None,
-                   stuck_input=STUCK_INPUT_PREFIX + f.name if nm.has_stuck_at else None,
-                   drift_input=DRIFT_INPUT_PREFIX + f.name if device.drift is not None else None)
+    return _tiled(replace(lay, chip_input=CHIP_INPUT_PREFIX + f.name if nm.weight_std > 0 else None,
+                          stuck_input=STUCK_INPUT_PREFIX + f.name if nm.has_stuck_at else None,
+                          drift_input=DRIFT_INPUT_PREFIX + f.name if device.drift is not None else None))
+
+
+def _tiled(lay: LayerPlan) -> LayerPlan:
+    """The layer with its arrays, when it is mapped, converts (not a recurrent cell) and the profile has arrays."""
+    spec = lay.device.array
+    if spec is None or not lay.has_converters or len(lay.shape) < 2:
+        return lay
+    return replace(lay, tiles=tiling(lay.shape, lay.out_axis, lay.groups, lay.device.weights.cells, spec.rows,
+                                     spec.cols, spec.differential, lay.name))
 
 
 def sigma_factors(exported: DevicePlan, wanted: DevicePlan, model: str = "the model") -> dict[str, float]:
@@ -262,37 +286,7 @@ def differences(torch_side: DevicePlan, graph_side: DevicePlan) -> list[str]:
     return out
 
 
-def table(plan: DevicePlan, noise_to_rms: dict[str, float] | None = None) -> list[str]:
-    """The plan as aligned text rows (``nft-deploy plan``, ``export``'s report); with ``noise_to_rms`` (layer ->
-    programming noise / rms weight, from the model's weights) one more column says where noise swamps a layer."""
-    head = ("layer", "op", "shape", "device", "sigma", "std/max|W|", "cells", "DAC", "ADC")
-    extra = ("noise/rms",) if noise_to_rms else ()
-    rows = [head + extra]
-    for lay in plan.layers:
-        shape = "x".join(map(str, lay.shape)) or "-"
-        ratio = (f"{noise_to_rms[lay.name]:.3f}" if lay.name in noise_to_rms else "-",) if extra else ()
-        if lay.mapped:
-            nm = lay.noise
-            rows.append((lay.name, lay.op, shape, "mapped", f"{lay.device.programming.sigma:g}",
-                         f"{nm.weight_std:.4f}", str(lay.device.weights.cells), _bits(lay.input_bits),
-                         _bits(lay.output_bits)) + ratio)
-        else:
-            rows.append((lay.name, lay.op, shape, f"digital: {lay.reason}", "-", "-", "-", "-", "-") + ratio)
-    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-    lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows]
-    unit = plan.profile.programming.unit
-    lines.append(f"{len(plan.mapped)} mapped, {len(plan.layers) - len(plan.mapped)} digital; profile "
-                 f"{plan.profile.name!r} at sigma {plan.sigma:g} ({unit})")
-    swamped = sorted(name for name, r in (noise_to_rms or {}).items() if r > 1)
-    if swamped:
-        lines.append(f"noise exceeds the rms weight in {', '.join(swamped)}: noisy training may not converge "
-                     "(train --sigma-warmup, or a lower --sigma)")
-    return lines
-
-
-def _bits(b: int | None) -> str:
-    return "-" if b is None else str(b)
-
-
 __all__ = ["CHIP_INPUT_PREFIX", "DRIFT_INPUT_PREFIX", "STUCK_INPUT_PREFIX", "TIME_INPUT", "DevicePlan", "FoundWeight",
            "LayerPlan", "compile_plan", "differences", "layer_name", "sigma_factors", "table"]
+
+from nft_deploy.plan_table import table  # noqa: E402  - re-exported: device_plan.table is the public name

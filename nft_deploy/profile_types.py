@@ -153,6 +153,18 @@ class Drift:
 
 
 @dataclass(frozen=True)
+class ArraySpec:
+    """Crossbar arrays a mapped layer is split into (``nft_deploy.arrays`` states the tiling rule)."""
+
+    rows: int = limits(128, min=1, max=65536)
+    """Word lines per array: a layer's input dimension is split into row tiles of at most this many rows."""
+    cols: int = limits(128, min=1, max=65536)
+    """Bit lines per array: outputs x cells per weight (x 2 if differential) are split into column tiles."""
+    differential: bool = True
+    """Signed weights on a differential pair of columns (two bit lines per cell); false: one column per cell."""
+
+
+@dataclass(frozen=True)
 class LayerOverride:
     """Replacement sections for the layers whose name matches ``layers`` (a glob)."""
 
@@ -207,6 +219,8 @@ class DeviceProfile:
     """Layer selection."""
     drift: Drift | None = None
     """Conductance drift over time (optional; null: none). Same for every mapped layer."""
+    array: ArraySpec | None = None
+    """Crossbar array size (optional; null: every layer is one ideal array, one ADC on the full sum)."""
     description: str = ""
     """One line for humans."""
     source: str = ""
@@ -283,6 +297,4 @@ class DeviceProfile:
 def _to_jsonable(obj: Any) -> Any:
     if dataclasses.is_dataclass(obj):
         return {f.name: _to_jsonable(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
-    if isinstance(obj, tuple):
-        return [_to_jsonable(v) for v in obj]
-    return obj
+    return [_to_jsonable(v) for v in obj] if isinstance(obj, tuple) else obj

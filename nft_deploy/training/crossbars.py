@@ -27,6 +27,7 @@ from nft_deploy.device_plan import SHARED_WEIGHT, DevicePlan, FoundWeight, Layer
 from nft_deploy.errors import ConfigError
 from nft_deploy.noise import quantize_activation
 from nft_deploy.profiles import DeviceProfile
+from nft_deploy.training.tiles import conv_groups, tiled_call
 
 
 def _mapped_sites(func, args: tuple, kwargs: dict, is_weight) -> tuple[tuple, dict, tuple]:
@@ -64,7 +65,8 @@ class _Probe(TorchFunctionMode):
                 name = self.params[id(w)]
                 weights.add(id(w))
                 self.found.setdefault(name, FoundWeight(layer_name(name), site.op, name, site.shape or tuple(w.shape),
-                                                        site.out_axis, decline=site.decline))
+                                                        site.out_axis, decline=site.decline,
+                                                        groups=conv_groups(func, args, kwargs)))
             if getattr(func, "__name__", "") not in METADATA_CALLS:
                 listed = [t for a in (*args, *kwargs.values()) for t in (a if isinstance(a, (list, tuple)) else (a,))]
                 self.read_elsewhere |= {self.params[id(a)] for a in listed
@@ -124,6 +126,9 @@ class _Converters(TorchFunctionMode):
         if lay.input_bits and site.data_arg is not None:
             args = list(args)
             args[site.data_arg] = quantize_activation(args[site.data_arg], lay.input_bits)
+        tiled = tiled_call(func, args, kwargs, site, lay)
+        if tiled is not None:  # row tiles: an ADC on each partial sum, then the digital sum
+            return tiled
         out = func(*args, **kwargs)
         return quantize_activation(out, lay.output_bits) if lay.output_bits else out
 
@@ -143,7 +148,8 @@ def in_graph_layout(lay: LayerPlan, weight: torch.Tensor, fn) -> torch.Tensor:
 
 
 def has_converters(plan: DevicePlan) -> bool:
-    return any(lay.input_bits or lay.output_bits for lay in plan.mapped)
+    """A mapped layer has a DAC, an ADC or row tiles (each computed in its own call)."""
+    return any(lay.input_bits or lay.output_bits or (lay.tiles and lay.tiles.row_tiles > 1) for lay in plan.mapped)
 
 
 @contextlib.contextmanager

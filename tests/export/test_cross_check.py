@@ -63,6 +63,15 @@ DRIFTING = {  # drift with every other feature: table law, per-column compensati
     "drift": {"law": "table", "table": [[0.0, 0.12, 0.03], [0.5, 0.06, 0.02], [1.0, 0.03, 0.01]],
               "compensation": "per_column", "t0": 30.0},
 }
+ARRAYED = {  # small arrays so every model spans several row and column tiles, a 6-bit ADC on each partial sum
+    "schema_version": 1, "name": "arrays_hostile",
+    "weights": {"bits": 6, "bits_per_cell": 2, "scale": "per_channel"},
+    "programming": {"sigma": 0.1, "state_dependent": {"factor": 2.0}},
+    "stuck_at": {"zero_rate": 0.002},
+    "io": {"input_bits": 8, "output_bits": 6},
+    "array": {"rows": 32, "cols": 24, "differential": False},
+    "mapping": {"overrides": [{"layers": "fc*", "weights": {"bits": 4, "bits_per_cell": 1}}]},
+}
 TIMES = (1.0, 3600.0, 86400.0 * 365.25)
 
 
@@ -74,7 +83,7 @@ def _quiet(p):
 
 def _profiles():
     named = [_quiet(load_profile(n)) for n in list_profiles()]
-    return named + [profile_from_dict(HOSTILE), profile_from_dict(SUBSET)]
+    return named + [profile_from_dict(HOSTILE), profile_from_dict(SUBSET), profile_from_dict(ARRAYED)]
 
 
 class MatmulNet(torch.nn.Module):

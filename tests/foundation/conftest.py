@@ -49,4 +49,5 @@ def reference_dict() -> dict:
         "drift": {"law": "table", "t0": 20.0, "nu": 0.05, "nu_std": 0.01,
                   "table": [[0.0, 0.1, 0.02], [1.0, 0.05, 0.01]], "compensation": "per_column", "read_noise": True,
                   "t_read": 2.5e-7, "train_time": 3600.0},
+        "array": {"rows": 128, "cols": 64, "differential": True},
     }
