@@ -36,8 +36,8 @@ def readme_commands(folder: Path) -> list[str]:
     return [ln for ln in lines if ln and not ln.startswith("#")]
 
 
-def test_there_are_seven_numbered_examples_each_with_commands():
-    assert [p.name[:2] for p in EXAMPLES] == ["01", "02", "03", "04", "05", "06", "08"]
+def test_there_are_eight_numbered_examples_each_with_commands():
+    assert [p.name[:2] for p in EXAMPLES] == ["01", "02", "03", "04", "05", "06", "07", "08"]
     for folder in EXAMPLES:
         assert readme_commands(folder), f"{folder.name}/README.md has no ```bash commands"
 
