@@ -36,7 +36,8 @@ def insert_row_tiles(em: Emitter, graph: gs.Graph, node: gs.Node, weight_input: 
         part = em.op(node.op, tile_inputs, f"tile{k}", attrs,
                      output=gs.Variable(f"{em.prefix}/tile{k}", dtype=out.dtype, shape=out.shape))
         if lay.output_bits:
-            part = quantize_output(em, part, lay.output_bits, f"adc{k}", opset)
+            part = quantize_output(em, part, lay.output_bits, f"adc{k}", opset,
+                                   fixed=lay.adc_range[k] if lay.adc_range else None)
         if total is None:
             total = part
         else:

@@ -161,24 +161,28 @@ def _qdq(em: Emitter, weight: gs.Constant, scale: np.ndarray, out_axis: int, lev
 
 
 def insert_io_quantization(em: Emitter, node: gs.Node, data_input: int | None, input_bits: int | None,
-                           output_bits: int | None, opset: int) -> None:
-    """Input DAC on the node's activation, output ADC on its output, as ``quantize_activation`` defines."""
+                           output_bits: int | None, opset: int, dac_range: float | None = None,
+                           adc_range: float | None = None) -> None:
+    """Input DAC on the node's activation, output ADC on its output, as ``quantize_activation`` defines
+    (with a calibrated range where one is given)."""
     if input_bits and data_input is not None:
-        node.inputs[data_input] = _quantize_activation(em, node.inputs[data_input], input_bits, "dac", opset)
+        node.inputs[data_input] = _quantize_activation(em, node.inputs[data_input], input_bits, "dac", opset,
+                                                       fixed=dac_range)
     if output_bits:
         out = node.outputs[0]
         raw = gs.Variable(f"{em.prefix}/adc_in", dtype=out.dtype, shape=out.shape)
         node.outputs[0] = raw
-        _quantize_activation(em, raw, output_bits, "adc", opset, output=out)
+        _quantize_activation(em, raw, output_bits, "adc", opset, output=out, fixed=adc_range)
 
 
-def quantize_output(em: Emitter, x: gs.Tensor, bits: int, tag: str, opset: int) -> gs.Variable:
+def quantize_output(em: Emitter, x: gs.Tensor, bits: int, tag: str, opset: int,
+                    fixed: float | None = None) -> gs.Variable:
     """An ADC on ``x`` (a row tile's partial sum), as ``quantize_activation`` defines."""
-    return _quantize_activation(em, x, bits, tag, opset)
+    return _quantize_activation(em, x, bits, tag, opset, fixed=fixed)
 
 
 def _quantize_activation(em: Emitter, x: gs.Tensor, bits: int, tag: str, opset: int,
-                         output: gs.Variable | None = None):
+                         output: gs.Variable | None = None, fixed: float | None = None):
     """``round(x / m * L) * m / L`` with ``m = max|x|`` per sample (1 where m = 0), ``L = 2^(b-1)-1``.
 
     The range is taken over every axis but the first (the batch), so a sample's result does not depend
@@ -188,6 +192,13 @@ def _quantize_activation(em: Emitter, x: gs.Tensor, bits: int, tag: str, opset: 
         raise ExportError(f"{em.prefix}: a DAC/ADC needs the rank of {x.name!r}, which the graph does not state; "
                           "export the float model with shape information (onnx.shape_inference)")
     levels = em.const(f"{tag}_levels", np.array(2.0 ** (bits - 1) - 1, np.float32))
+    if fixed is not None:  # a calibrated range: the levels beyond it clip
+        m = em.const(f"{tag}_range", np.array(fixed, np.float32))
+        y = em.op("Round", [em.op("Mul", [em.op("Div", [x, m], f"{tag}_norm"), levels], f"{tag}_scaled")],
+                  f"{tag}_round")
+        lo = em.const(f"{tag}_lo", np.array(-(2.0 ** (bits - 1) - 1), np.float32))
+        y = em.op("Mul", [em.op("Clip", [y, lo, levels], f"{tag}_clip"), m], f"{tag}_rescaled")
+        return em.op("Div", [y, levels], f"{tag}_out", output=output)
     axes = list(range(1, rank))
     absx = em.op("Abs", [x], f"{tag}_abs")
     if not axes:

@@ -45,6 +45,8 @@ class PassConfig:
     """Base seed of the RandomNormalLike read-noise nodes; node i gets ``read_seed + i`` (distinct per node)."""
     source_sha256: str | None = None
     """Hash recorded as ``nft.source_sha256``; None hashes the serialized input model."""
+    ranges: dict | None = None
+    """Calibrated converter ranges (``nft_deploy.calibration.calibrate``); None: full scale per sample."""
 
 
 def run_pass(model: onnx.ModelProto, profile: DeviceProfile, config: PassConfig = PassConfig()
@@ -52,6 +54,8 @@ def run_pass(model: onnx.ModelProto, profile: DeviceProfile, config: PassConfig 
     """Insert quantization, variation, stuck-at, read-noise and DAC/ADC nodes as the compiled plan says."""
     start = time.perf_counter()
     graph, opset, uses, report = _planned(model, profile)
+    if config.ranges:
+        report.plan = report.plan.with_ranges(config.ranges)
     rows = {lay.name: lay for lay in report.plan.mapped}
     deployed: dict[str, DeployedWeight] = {}
     for node, pairs in uses:
@@ -74,7 +78,7 @@ def run_pass(model: onnx.ModelProto, profile: DeviceProfile, config: PassConfig 
             em = Emitter(graph, f"nft/io/{node.name or lay.name}")
             tiled = is_tiled(lay)
             insert_io_quantization(em, node, site.data_input, lay.input_bits, None if tiled else lay.output_bits,
-                                   opset)
+                                   opset, lay.dac_range, lay.adc_range[0] if lay.adc_range else None)
             if tiled:  # one node per row tile, an ADC on each partial sum (converters/array_nodes.py)
                 insert_row_tiles(em, graph, node, site.weight_input, site.data_input, lay, opset)
             report.inserted_nodes += em.count

@@ -30,7 +30,7 @@ import numpy as np
 from nft_deploy.arrays import Tiling, tiling, totals
 from nft_deploy.converters.handlers import Decline, onnx_family
 from nft_deploy.drift import DRIFT_INPUT_PREFIX, TIME_INPUT
-from nft_deploy.errors import ExportError, ProfileError
+from nft_deploy.errors import ExportError
 from nft_deploy.noise import NoiseModel
 from nft_deploy.profiles import DeviceProfile, profile_from_dict
 
@@ -93,6 +93,10 @@ class LayerPlan:
     """A convolution's ``group`` (1 otherwise)."""
     tiles: Tiling | None = field(default=None, compare=False)
     """The layer's arrays (``nft_deploy.arrays``); None without a profile ``array`` section or when digital."""
+    dac_range: float | None = None
+    """Calibrated DAC input range (``nft_deploy.calibration``); None: the full-scale range per sample."""
+    adc_range: tuple[float, ...] | None = None
+    """Calibrated ADC ranges, one per row tile (one for a layer of one tile); None: full scale per sample."""
 
     @cached_property
     def noise(self) -> NoiseModel:
@@ -141,6 +145,8 @@ class LayerPlan:
                          compensation=self.device.drift.compensation, drift_read_noise=self.device.drift.read_noise)
             if self.tiles is not None:
                 d["tiles"] = self.tiles.to_dict()
+            if self.dac_range is not None or self.adc_range is not None:
+                d.update(dac_range=self.dac_range, adc_range=None if self.adc_range is None else list(self.adc_range))
         if self.groups != 1:
             d["groups"] = self.groups
         if self.node is not None:
@@ -180,6 +186,18 @@ class DevicePlan:
         return replace(self, profile=prof,
                        layers=tuple(replace(lay, device=prof.for_layer(lay.name)) for lay in self.layers))
 
+    def with_ranges(self, ranges: dict) -> DevicePlan:
+        """The plan with calibrated converter ranges (layer -> (DAC range, ADC ranges per row tile))."""
+        return replace(self, layers=tuple(
+            replace(lay, dac_range=ranges[lay.name][0], adc_range=ranges[lay.name][1]) if lay.name in ranges else lay
+            for lay in self.layers))
+
+    @property
+    def ranges(self) -> dict:
+        """The calibrated ranges, in ``with_ranges``'s form (empty when not calibrated)."""
+        return {lay.name: (lay.dac_range, lay.adc_range) for lay in self.mapped
+                if lay.dac_range is not None or lay.adc_range is not None}
+
     def to_dict(self) -> dict:
         d = {"profile": self.profile.name, "sigma": self.sigma, "sigma_unit": self.profile.programming.unit,
              "layers": [lay.to_dict() for lay in self.layers],
@@ -200,7 +218,9 @@ class DevicePlan:
                                  out_axis=d["out_axis"], mapped=d["mapped"], reason=d["reason"],
                                  device=prof.for_layer(d["name"]), chip_input=d.get("chip_input"),
                                  stuck_input=d.get("stuck_input"), node=d.get("node"),
-                                 drift_input=d.get("drift_input"), groups=d.get("groups", 1))
+                                 drift_input=d.get("drift_input"), groups=d.get("groups", 1),
+                                 dac_range=d.get("dac_range"),
+                                 adc_range=tuple(d["adc_range"]) if d.get("adc_range") else None)
                        for d in doc["layers"])
         return cls(prof, tuple(_tiled(lay) for lay in layers))
 
@@ -258,35 +278,8 @@ def _tiled(lay: LayerPlan) -> LayerPlan:
                                      spec.cols, spec.differential, lay.name))
 
 
-def sigma_factors(exported: DevicePlan, wanted: DevicePlan, model: str = "the model") -> dict[str, float]:
-    """Per-layer factor on the chip normals that turns ``exported`` into ``wanted`` (same layers)."""
-    factors = {}
-    for old, new in zip(exported.mapped, wanted.mapped, strict=True):
-        a, b = old.noise.weight_std, new.noise.weight_std
-        if a == 0 and b > 0:
-            raise ProfileError(f"{model}: --sigma: layer {old.name!r} was exported without programming variation "
-                               f"(no {CHIP_INPUT_PREFIX}{old.name} input), so it cannot be given some; re-export "
-                               f"with a profile whose sigma for it is > 0")
-        factors[old.name] = b / a if a else 0.0
-    return factors
-
-
-def differences(torch_side: DevicePlan, graph_side: DevicePlan) -> list[str]:
-    """Layers that one of two plans of the same model maps and the other does not map alike (op, shape,
-    output axis), one phrase each: where training's noise and the deployed graph's would not line up."""
-    a = {lay.name: lay for lay in torch_side.mapped}
-    b = {lay.name: lay for lay in graph_side.mapped}
-    out = []
-    for name in [*a, *(n for n in b if n not in a)]:
-        x, y = a.get(name), b.get(name)
-        if x is None or y is None:
-            out.append(f"{name} ({(x or y).op}) mapped in {'training' if y is None else 'the graph'} only")
-        elif (x.op, x.shape, x.out_axis) != (y.op, y.shape, y.out_axis):
-            out.append(f"{name} is {x.op} {x.shape} in training but {y.op} {y.shape} in the graph")
-    return out
-
-
 __all__ = ["CHIP_INPUT_PREFIX", "DRIFT_INPUT_PREFIX", "STUCK_INPUT_PREFIX", "TIME_INPUT", "DevicePlan", "FoundWeight",
            "LayerPlan", "compile_plan", "differences", "layer_name", "sigma_factors", "table"]
 
+from nft_deploy.plan_compare import differences, sigma_factors  # noqa: E402  - re-exported public names
 from nft_deploy.plan_table import table  # noqa: E402  - re-exported: device_plan.table is the public name

@@ -72,9 +72,12 @@ def export_model(source: str | Path | torch.nn.Module | onnx.ModelProto, *,
                  model: str | None = None, model_kwargs: dict[str, Any] | None = None, no_device: bool = False,
                  trust_checkpoint: bool = False, sigma: float | None = None,
                  input_shape: tuple[int, ...] | None = None, opset: int | None = None, exporter: str = "auto",
-                 read_seed: int = 0) -> ExportResult:
+                 read_seed: int = 0, calibrate: str | None = None, calibration_samples: int = 256,
+                 percentile: float = 99.99) -> ExportResult:
     """Source -> (float ONNX) -> deployed ONNX, written atomically to ``output`` (default
-    ``<input stem>.cim.onnx``, or ``<stem>.float.onnx`` with ``no_device``)."""
+    ``<input stem>.cim.onnx``, or ``<stem>.float.onnx`` with ``no_device``). ``calibrate`` (a data set, as
+    ``evaluate --data`` takes it): fixed converter ranges from the first ``calibration_samples`` training
+    samples at ``percentile`` (``nft_deploy.calibration``)."""
     prof = None if no_device or profile is None else _resolve_profile(profile, sigma)
     out_path = _output_path(source, output, no_device)
     if out_path is not None:
@@ -88,7 +91,10 @@ def export_model(source: str | Path | torch.nn.Module | onnx.ModelProto, *,
     t1 = time.perf_counter()
     report = None
     if prof is not None:
-        deployed, report = run_pass(float_model, prof, PassConfig(read_seed=read_seed, source_sha256=src.sha256))
+        ranges = (_calibrated(float_model, prof, calibrate, calibration_samples, percentile)
+                  if calibrate is not None else None)
+        deployed, report = run_pass(float_model, prof, PassConfig(read_seed=read_seed, source_sha256=src.sha256,
+                                                                  ranges=ranges))
         notes += _plan_notes(src, prof, report)
     else:
         deployed = float_model
@@ -100,6 +106,19 @@ def export_model(source: str | Path | torch.nn.Module | onnx.ModelProto, *,
     if out_path is not None:
         atomic_write_bytes(out_path, deployed.SerializeToString())
     return ExportResult(deployed, out_path, src.kind, used, prof, report, t1 - t0, t2 - t1, notes)
+
+
+def _calibrated(float_model: onnx.ModelProto, prof: DeviceProfile, data: str, samples: int, percentile: float):
+    """Converter ranges from the first ``samples`` training samples of ``data`` (``--calibrate``)."""
+    from nft_deploy.calibration import calibrate
+    from nft_deploy.data import load_data
+
+    if samples < 1:
+        raise ExportError(f"--calibration-samples: must be >= 1, got {samples}")
+    ds = load_data(str(data), limit_train=samples, limit_test=1)
+    if isinstance(ds.x_train, dict):
+        raise ExportError(f"--calibrate {data}: a data set with several named inputs cannot calibrate yet")
+    return calibrate(float_model, prof, ds.x_train[:samples], percentile)
 
 
 def _resolve_profile(profile: str | Path | DeviceProfile | None, sigma: float | None) -> DeviceProfile:

@@ -16,6 +16,7 @@ def table(plan: DevicePlan, noise_to_rms: dict[str, float] | None = None) -> lis
     head = ("layer", "op", "shape", "device", "sigma", "std/max|W|", "cells", "DAC", "ADC")
     extra = ("noise/rms",) if noise_to_rms else ()
     arrays = ("tiles", "arrays", "util") if plan.profile.array is not None else ()
+    arrays += ("DAC/ADC range",) if plan.ranges else ()
     rows = [head + arrays + extra]
     for lay in plan.layers:
         shape = "x".join(map(str, lay.shape)) or "-"
@@ -24,10 +25,10 @@ def table(plan: DevicePlan, noise_to_rms: dict[str, float] | None = None) -> lis
             nm = lay.noise
             rows.append((lay.name, lay.op, shape, "mapped", f"{lay.device.programming.sigma:g}",
                          f"{nm.weight_std:.4f}", str(lay.device.weights.cells), _bits(lay.input_bits),
-                         _bits(lay.output_bits)) + _tiles(lay.tiles, arrays) + ratio)
+                         _bits(lay.output_bits)) + _tiles(lay.tiles, arrays) + _range(lay, arrays) + ratio)
         else:
             rows.append((lay.name, lay.op, shape, f"digital: {lay.reason}", "-", "-", "-", "-", "-")
-                        + _tiles(None, arrays) + ratio)
+                        + _tiles(None, arrays) + _range(None, arrays) + ratio)
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows]
     unit = plan.profile.programming.unit
@@ -47,12 +48,23 @@ def table(plan: DevicePlan, noise_to_rms: dict[str, float] | None = None) -> lis
 
 def _tiles(t, arrays: tuple) -> tuple:
     """The array columns: row tiles x column tiles (per group, times groups when > 1), arrays, utilization."""
-    if not arrays:
+    if "tiles" not in arrays:
         return ()
     if t is None:
         return ("-", "-", "-")
     per = f"{t.row_tiles}x{t.col_tiles}" + (f" x{t.groups}g" if t.groups > 1 else "")
     return (per, str(t.arrays), f"{100 * t.utilization:.1f}%")
+
+
+def _range(lay, arrays: tuple) -> tuple:
+    """Calibrated ranges: the DAC's, then the ADC's (min..max over row tiles); ``full`` where none."""
+    if "DAC/ADC range" not in arrays:
+        return ()
+    if lay is None:
+        return ("-",)
+    adc = lay.adc_range or ()
+    a = "full" if not adc else f"{adc[0]:.3g}" if len(adc) == 1 else f"{min(adc):.3g}..{max(adc):.3g}"
+    return (f"{'full' if lay.dac_range is None else format(lay.dac_range, '.3g')}/{a}",)
 
 
 def _bits(b: int | None) -> str:

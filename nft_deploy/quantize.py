@@ -15,15 +15,21 @@ if TYPE_CHECKING:  # torch is imported where it is used: the numpy path does not
     import torch
 
 
-def quantize_activation(x, bits: int):
+def quantize_activation(x, bits: int, fixed: float | None = None):
     """Signed DAC/ADC quantization with a dynamic range per sample: ``round(x / m * L) * m / L``,
     ``m = max|x|`` over every axis but the first (the batch), ``L = 2^(bits-1) - 1`` (torch with a
-    straight-through gradient, or numpy). Per sample, so a result never depends on its batch."""
+    straight-through gradient, or numpy). Per sample, so a result never depends on its batch.
+    ``fixed``: a calibrated range ``m`` instead (``nft_deploy.calibration``), clipping what lies beyond it:
+    ``round(clip(x / m * L, -L, L)) * m / L``."""
     if bits < 2:
         raise ValueError(f"quantize_activation: bits must be >= 2 (signed), got {bits}")
     xp = _xp(x)
     torch_in = _is_torch(x)
     levels = 2 ** (bits - 1) - 1
+    if fixed is not None:
+        m = np.float32(fixed) if not torch_in else float(np.float32(fixed))
+        q = xp.clip(xp.round(x / m * levels), -levels, levels) * m / levels
+        return _ste(x, q.detach()) if torch_in else q
     m = _amax(xp.abs(x.detach() if torch_in else x), tuple(range(1, x.ndim)))
     m = xp.where(m > 0, m, xp.ones_like(m))
     q = xp.round(x / m * levels) * m / levels

@@ -25,9 +25,15 @@ from nft_deploy.profile_types import SIGMA_HELP
 @click.option("--exporter", type=click.Choice(["auto", "dynamo", "torchscript"]), default="auto", show_default=True,
               help="torch exporter (auto: dynamo, TorchScript on failure).")
 @click.option("--read-seed", type=int, default=0, show_default=True, help="Base seed of the read-noise nodes.")
+@click.option("--calibrate", "calibrate_data", help="Data set (as evaluate --data) whose inputs set every DAC's and "
+              "ADC's range (per row tile) on the clean deployed graph [default: full scale per sample].")
+@click.option("--calibration-samples", type=int, default=256, show_default=True,
+              help="Training samples of --calibrate to run.")
+@click.option("--percentile", type=float, default=99.99, show_default=True,
+              help="Percentile of |x| each calibrated converter's range is set to.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress spinner and no report.")
 def export(source, profile, output, no_device, model_name, input_shape, trust_checkpoint, sigma, opset, exporter,
-           read_seed, quiet, **kw):
+           read_seed, calibrate_data, calibration_samples, percentile, quiet, **kw):
     """Export SOURCE (checkpoint, state dict, TorchScript or .onnx) to a CIM-deployed ONNX model.
 
     The model gets, per crossbar layer, in-graph weight quantization, a programming-variation input
@@ -40,7 +46,9 @@ def export(source, profile, output, no_device, model_name, input_shape, trust_ch
         warnings.simplefilter("always", UserWarning)
         result = export_model(source, profile=profile, output=output, model=model_name, model_kwargs=kwargs,
                               no_device=no_device, trust_checkpoint=trust_checkpoint, sigma=sigma,
-                              input_shape=input_shape, opset=opset, exporter=exporter, read_seed=read_seed)
+                              input_shape=input_shape, opset=opset, exporter=exporter, read_seed=read_seed,
+                              calibrate=calibrate_data, calibration_samples=calibration_samples,
+                              percentile=percentile)
     for w in caught:
         click.echo(f"Warning: {w.message}", err=True)
     if not quiet:

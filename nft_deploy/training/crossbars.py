@@ -125,12 +125,13 @@ class _Converters(TorchFunctionMode):
         lay = self.by_id[id(weight_of(args, site))]
         if lay.input_bits and site.data_arg is not None:
             args = list(args)
-            args[site.data_arg] = quantize_activation(args[site.data_arg], lay.input_bits)
+            args[site.data_arg] = quantize_activation(args[site.data_arg], lay.input_bits, lay.dac_range)
         tiled = tiled_call(func, args, kwargs, site, lay)
         if tiled is not None:  # row tiles: an ADC on each partial sum, then the digital sum
             return tiled
         out = func(*args, **kwargs)
-        return quantize_activation(out, lay.output_bits) if lay.output_bits else out
+        fixed = lay.adc_range[0] if lay.adc_range else None
+        return quantize_activation(out, lay.output_bits, fixed) if lay.output_bits else out
 
 
 def graph_layout(lay: LayerPlan, weight):

@@ -35,7 +35,8 @@ def tiled_call(func, args: list, kwargs: dict, site, lay: LayerPlan):
         if k and bias is not None and len(a) > bias:
             a[bias] = None
         part = func(*a, **({key: v for key, v in kwargs.items() if key != "bias"} if k else kwargs))
-        part = quantize_activation(part, lay.output_bits) if lay.output_bits else part
+        fixed = lay.adc_range[k] if lay.adc_range else None
+        part = quantize_activation(part, lay.output_bits, fixed) if lay.output_bits else part
         out = part if out is None else out + part
     return out
 

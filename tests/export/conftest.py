@@ -86,3 +86,25 @@ def torch_deployed(module: torch.nn.Module, layers, profile, draws=None) -> torc
 def helpers():
     return SimpleNamespace(ort_run=ort_run, zero_feeds=zero_feeds, torch_deployed=torch_deployed,
                            small_model=small_model)
+
+
+class ConvNet(torch.nn.Module):
+    """Conv2d(20 -> 4, 3x3): 180 rows; on 64 rows, 7 channels per tile, 3 row tiles. Then a Linear(64 -> 5)."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = torch.nn.Conv2d(20, 4, 3)
+        self.fc = torch.nn.Linear(64, 5)
+
+    def forward(self, x):
+        return self.fc(torch.flatten(self.conv(x), 1))
+
+
+@pytest.fixture(scope="module")
+def net():
+    """A ConvNet, its float ONNX export and 48 inputs (tests of row tiles and calibrated ranges)."""
+    torch.manual_seed(3)
+    model = ConvNet().eval()
+    onnx_model = export_model(model, profile=None, no_device=True, input_shape=(20, 6, 6)).model
+    x = np.random.default_rng(4).standard_normal((48, 20, 6, 6)).astype(np.float32)
+    return model, onnx_model, x

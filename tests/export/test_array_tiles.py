@@ -5,42 +5,18 @@ the graph holds one node per tile with standard ops only; a layer of one row til
 from __future__ import annotations
 
 import numpy as np
-import pytest
-import torch
 from nft_deploy.converters.graph_pass import run_pass
 
 from nft_deploy.evaluation.deployed import load_deployed
 from nft_deploy.evaluation.runner import chip_logits
-from nft_deploy.export import export_model
 from nft_deploy.profiles import profile_from_dict
 from nft_deploy.training.montecarlo import torch_chip_logits
-
-
-class ConvNet(torch.nn.Module):
-    """Conv2d(20 -> 4, 3x3): 180 rows; on 64 rows, 7 channels per tile, 3 row tiles. Then a Linear(64 -> 5)."""
-
-    def __init__(self):
-        super().__init__()
-        self.conv = torch.nn.Conv2d(20, 4, 3)
-        self.fc = torch.nn.Linear(64, 5)
-
-    def forward(self, x):
-        return self.fc(torch.flatten(self.conv(x), 1))
 
 
 def _profile(output_bits, array=True, sigma=0.0):
     return profile_from_dict({"schema_version": 1, "name": "tiles", "weights": {"quantize": False},
                               "programming": {"sigma": sigma}, "io": {"output_bits": output_bits},
                               "array": {"rows": 64, "cols": 64} if array else None})
-
-
-@pytest.fixture(scope="module")
-def net():
-    torch.manual_seed(3)
-    model = ConvNet().eval()
-    onnx_model = export_model(model, profile=None, no_device=True, input_shape=(20, 6, 6)).model
-    x = np.random.default_rng(4).standard_normal((32, 20, 6, 6)).astype(np.float32)
-    return model, onnx_model, x
 
 
 def _both(net, prof, chip=0):

@@ -1,0 +1,127 @@
+"""Calibrated converter ranges (``export --calibrate``): a fixed range clips; the ranges are the percentile of
+what each DAC and each row tile's ADC sees on the clean deployed graph; they go into graph constants, the
+plan metadata and the plan table; torch and ONNX Runtime agree per chip with them; without calibration the
+graph is today's."""
+
+from __future__ import annotations
+
+import numpy as np
+import onnx
+import pytest
+import torch
+from nft_deploy.converters.graph_pass import PassConfig, run_pass
+
+from nft_deploy.calibration import calibrate, clean_profile
+from nft_deploy.device_plan import table
+from nft_deploy.evaluation.deployed import load_deployed
+from nft_deploy.evaluation.runner import chip_logits
+from nft_deploy.noise import quantize_activation
+from nft_deploy.profiles import load_profile, profile_from_dict
+from nft_deploy.training.montecarlo import chip_weights, model_plan, plan_logits
+
+PROFILE = {"schema_version": 1, "name": "cal", "weights": {"bits": 4, "bits_per_cell": 2},
+           "programming": {"sigma": 0.05}, "read_noise": {"sigma": 0.02}, "io": {"input_bits": 8, "output_bits": 6},
+           "array": {"rows": 64, "cols": 64}}
+
+
+def test_a_fixed_range_rounds_on_its_grid_and_clips_beyond_it():
+    x = np.array([[-3.0, -0.4, 0.26, 0.74, 2.0]], np.float32)
+    np.testing.assert_allclose(quantize_activation(x, 3, fixed=1.0), [[-1.0, -1 / 3, 1 / 3, 2 / 3, 1.0]], rtol=1e-6)
+    t = torch.tensor(x, requires_grad=True)
+    quantize_activation(t, 3, fixed=1.0).sum().backward()
+    np.testing.assert_array_equal(t.grad.numpy(), np.ones_like(x))  # straight-through
+
+
+def test_ranges_are_the_percentile_of_each_converters_input_per_row_tile(net):
+    model, onnx_model, x = net
+    prof = profile_from_dict(PROFILE)
+    ranges = calibrate(onnx_model, prof, x, percentile=100.0)
+    assert set(ranges) == {"conv", "fc"}
+    dac, adc = ranges["conv"]
+    assert len(adc) == 3 and len(ranges["fc"][1]) == 1  # three row tiles of the conv, one of the Linear
+    assert dac == pytest.approx(float(np.abs(x).max()), rel=1e-6)  # the first DAC sees the raw input
+    # tile 0's partial sum on the clean device (quantized weights, DAC on): channels 0..6 and the bias
+    plan = model_plan(model, clean_profile(prof), x)
+    w = chip_weights(model, plan, 0, None)["conv.weight"].detach()
+    xq = quantize_activation(torch.from_numpy(x), 8)
+    part0 = torch.nn.functional.conv2d(xq[:, :7], w[:, :7], model.conv.bias.detach())
+    assert adc[0] == pytest.approx(float(part0.abs().max()), rel=1e-5)
+    lower = calibrate(onnx_model, prof, x, percentile=50.0)
+    assert all(a < b for a, b in zip(lower["conv"][1], adc, strict=True))
+
+
+def test_calibrated_ranges_go_into_graph_constants_metadata_and_the_table(net):
+    _, onnx_model, x = net
+    prof = profile_from_dict(PROFILE)
+    ranges = calibrate(onnx_model, prof, x)
+    deployed = run_pass(onnx_model, prof, PassConfig(ranges=ranges))[0]
+    consts = {i.name: float(onnx.numpy_helper.to_array(i).ravel()[0]) for i in deployed.graph.initializer
+              if i.name.startswith("nft/io/") and i.name.endswith("_range")}
+    assert consts["nft/io/" + _node(deployed, "conv") + "/adc1_range"] == pytest.approx(ranges["conv"][1][1])
+    assert sum(1 for n in deployed.graph.node if n.op_type == "Clip" and "/adc" in n.name) == 4
+    plan = load_deployed(deployed).plan
+    assert plan.ranges == {k: (pytest.approx(d), tuple(pytest.approx(a) for a in adc)) for k, (d, adc) in
+                           ranges.items()}
+    lines = table(plan)
+    assert lines[0].split()[-2:] == ["DAC/ADC", "range"] and ".." in lines[1]
+    plain = run_pass(onnx_model, prof)[0]
+    assert not any(n.op_type == "Clip" and "/adc" in n.name for n in plain.graph.node) and "DAC/ADC" not in table(
+        load_deployed(plain).plan)[0]
+
+
+def _node(deployed, layer):
+    return next(n.name.split("/")[2] for n in deployed.graph.node if n.name.startswith("nft/io/")
+                and n.name.endswith("/tile0"))
+
+
+@pytest.mark.parametrize("profile", [PROFILE, "rram_128x128_adc6"], ids=["tiles64", "rram_128x128_adc6"])
+def test_torch_and_onnxruntime_agree_per_chip_with_calibrated_ranges(net, profile):
+    model, onnx_model, x = net
+    prof = profile_from_dict(PROFILE) if isinstance(profile, dict) else load_profile(profile)
+    prof = profile_from_dict({**prof.to_dict(), "read_noise": {"sigma": 0.0}})  # the torch engine draws none
+    ranges = calibrate(onnx_model, prof, x, percentile=99.0)
+    deployed = load_deployed(run_pass(onnx_model, prof, PassConfig(ranges=ranges))[0])
+    plan = model_plan(model, prof, x).with_ranges(deployed.plan.ranges)
+    for chip in (0, 1):
+        ort = chip_logits(deployed, x, chip, seed=9)
+        with torch.no_grad():
+            tch = plan_logits(model, plan, chip_weights(model, plan, 9, chip), torch.from_numpy(x), 64)
+        assert int((ort.argmax(1) != tch.argmax(1)).sum()) <= 1
+        assert np.median(np.abs(ort - tch).max(axis=1)) <= 1e-4 * max(1.0, float(np.abs(ort).max()))
+    full = chip_logits(load_deployed(run_pass(onnx_model, prof)[0]), x, 0, seed=9)
+    assert np.abs(full - chip_logits(deployed, x, 0, seed=9)).max() > 1e-3  # the ranges changed the chip
+
+
+def test_the_calibration_device_is_noise_free_even_with_a_noisy_override_on_a_quiet_profile():
+    prof = profile_from_dict({**PROFILE, "programming": {"sigma": 0.0}, "stuck_at": {"zero_rate": 0.01},
+                              "mapping": {"overrides": [{"layers": "fc", "programming": {"sigma": 0.3},
+                                                         "read_noise": {"sigma": 0.1}}]}})
+    clean = clean_profile(prof)
+    assert not clean.is_noisy and clean.array == prof.array and clean.io == prof.io
+
+
+def test_export_calibrate_writes_the_ranges_and_plan_shows_them(tmp_path):
+    from click.testing import CliRunner
+
+    from nft_deploy.checkpoint import save_checkpoint
+    from nft_deploy.cli import main
+    from nft_deploy.models import build_model
+
+    torch.manual_seed(0)
+    ckpt = tmp_path / "lenet.pt"
+    save_checkpoint(ckpt, model=build_model("lenet5", width=0.5), arch={"name": "lenet5", "kwargs": {"width": 0.5}},
+                    profile=None, method={"name": "plain"}, input_shape=(1, 28, 28))
+    rng = np.random.default_rng(0)
+    np.savez(tmp_path / "cal.npz", x=rng.random((40, 1, 28, 28), dtype=np.float32), y=rng.integers(0, 10, 40))
+    out = tmp_path / "m.cim.onnx"
+    res = CliRunner().invoke(main, ["export", str(ckpt), "--profile", "rram_128x128_adc6", "--calibrate",
+                                    str(tmp_path / "cal.npz"), "--calibration-samples", "16", "--percentile", "99.9",
+                                    "-o", str(out), "-q"], catch_exceptions=False)
+    assert res.exit_code == 0, res.output
+    plan = load_deployed(onnx.load(str(out))).plan
+    assert set(plan.ranges) == {lay.name for lay in plan.mapped}
+    shown = CliRunner().invoke(main, ["plan", str(out)], catch_exceptions=False)
+    assert shown.exit_code == 0 and "DAC/ADC range" in shown.output, shown.output
+    bad = CliRunner().invoke(main, ["export", str(ckpt), "--profile", "rram_128x128_adc6", "--calibrate",
+                                    str(tmp_path / "cal.npz"), "--percentile", "0", "-o", str(out), "-q"])
+    assert bad.exit_code == 1 and "--percentile: must be in (0, 100], got 0" in bad.output
