@@ -143,8 +143,9 @@ def plot(summary: list[dict]) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(2, len(INITS), figsize=(6 * len(INITS), 8), squeeze=False)
-    for j, init in enumerate(INITS):
+    inits = [i for i in INITS if any(s["init"] == i for s in summary)]
+    fig, axes = plt.subplots(2, len(inits), figsize=(6 * len(inits) + 2, 8), squeeze=False)
+    for j, init in enumerate(inits):
         for method in METHODS:
             cells = sorted((s for s in summary if s["init"] == init and s["method"] == method), key=lambda s: s["sigma"])
             if not cells:
@@ -156,7 +157,7 @@ def plot(summary: list[dict]) -> None:
             axes[1][j].plot(x, [100 * c["mc_mean"] for c in cells], marker="o", label=method)
         axes[0][j].set(title=f"init {init}: convergence probability (Wilson 95%)", xlabel="sigma", ylim=(-0.05, 1.05))
         axes[1][j].set(title=f"init {init}: Monte Carlo accuracy, mean over seeds", xlabel="sigma", ylabel="%")
-    axes[0][0].legend(fontsize=7)
+    axes[1][-1].legend(fontsize=8, loc="lower left")
     fig.tight_layout()
     fig.savefig(RESULTS / "regime_map.png", dpi=110)
     plt.close(fig)
