@@ -39,11 +39,16 @@ def apply_init(model: nn.Module, init: str) -> nn.Module:
     seeds it). Returns ``model``."""
     if init not in INITS:
         raise ValueError(f"init {init!r}: choose one of {', '.join(INITS)}")
-    if init == "kaiming":
-        for m in model.modules():
-            if isinstance(m, (nn.Linear, nn.modules.conv._ConvNd)):
-                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+    for m in model.modules():
+        if isinstance(m, (nn.Linear, nn.modules.conv._ConvNd)):
+            init_weight(m.weight, init)
     return model
+
+
+def init_weight(weight: torch.Tensor, init: str) -> None:
+    """``apply_init`` on one weight (a method's own parameters, such as IRS heads, that no module lists)."""
+    if init == "kaiming":
+        nn.init.kaiming_normal_(weight, mode="fan_out", nonlinearity="relu")
 
 
 def warmup_sigma(sigma: float, progress: float, warmup_epochs: float) -> float:
@@ -139,4 +144,5 @@ class BestEpoch:
 
 
 __all__ = ["CONVERGED_ACCURACY_FACTOR", "CONVERGED_LOSS_MARGIN", "INITS", "SELECTIONS", "BestEpoch", "Diagnostics",
-           "apply_init", "converged", "noise_to_rms", "split_validation", "warmup_sigma", "wilson_interval"]
+           "apply_init", "converged", "init_weight", "noise_to_rms", "split_validation", "warmup_sigma",
+           "wilson_interval"]

@@ -41,7 +41,7 @@ from nft_deploy.training.methods import make_method
 from nft_deploy.training.montecarlo import torch_monte_carlo
 from nft_deploy.training.noisy import NoisyModel
 from nft_deploy.training.progress import Progress
-from nft_deploy.training.protocol import BestEpoch, apply_init, converged, split_validation
+from nft_deploy.training.protocol import BestEpoch, apply_init, converged, init_weight, split_validation
 
 
 @dataclass
@@ -102,9 +102,9 @@ def _train(config: TrainConfig, dist: Distributed, data: Dataset | None, model: 
         check_fit(config, model, sample, data, where, dist.world_size, user=model_name is None)
         net = NoisyModel(model, profile, gen, sample)
         method = make_method(config, net, sample, data.num_classes, model_name)
-        for extra in method.parameters() if config.init != "default" else ():
+        for extra in method.parameters():
             if extra.ndim > 1:  # IRS heads' weights, as the reference initialises them
-                torch.nn.init.kaiming_normal_(extra.data, mode="fan_out", nonlinearity="relu")
+                init_weight(extra.data, config.init)
         if method.noisy and not net.layers:
             method.close()
             raise ConfigError(f"--profile {net.profile.name}: maps no layer of this model, so --method {method.name} "
