@@ -25,10 +25,13 @@ TRAIN = ["train", "--model", "lenet5", "--method", "noise_injection", "--profile
          "--data", "mnist-5k"]
 
 
-NOTE = ("Full scale is today's rule: each converter's range is max |x| of each sample (an ideal auto-ranging "
-        "converter, re-ranged per input); a calibrated range is one fixed number per converter (per row tile for "
-        "an ADC) for every input, clipping beyond it. A fixed range can only beat the per-sample one where the "
-        "per-sample maximum is an outlier that wastes levels; on this model it is not.")
+NOTE = ("Full scale per sample is the default without --calibrate: each converter's range is max |x| of each "
+        "sample (an ideal auto-ranging converter, re-ranged per input). A fixed worst case is what an uncalibrated "
+        "ADC has: its range is the largest partial sum its array can produce (rows x the DAC's range, the "
+        "calibration data's maximum, x max |W|; CrossSim's MAX), one number per row tile for every input. A "
+        "calibrated range is the percentile of the partial sums the calibration data produces, clipping beyond it. "
+        "The comparison calibration is for is calibrated against the fixed worst case; the per-sample rule is "
+        "an upper reference no fixed converter has.")
 
 
 def main(argv=None) -> int:
@@ -41,13 +44,14 @@ def main(argv=None) -> int:
     from nft_deploy.evaluation.runner import evaluate
     from nft_deploy.export import export_model
 
-    variants = {"full scale": {}}
+    variants = {"full scale per sample (ideal auto-ranging)": {},
+                "fixed worst case (--adc-range max)": {"calibrate": "mnist-5k", "percentile": 100.0, "adc_range": "max"}}
     variants.update({f"calibrated p{p}": {"calibrate": "mnist-5k", "percentile": float(p)}
                      for p in args.percentiles.split(",")})
     rows = ["| ADC/DAC ranges | clean accuracy | mean accuracy | 95% CI | 5th percentile |", "|---|---|---|---|---|"]
     out = {"checkpoint_command": "nft-deploy " + " ".join(TRAIN), "profile": PROFILE, "chips": args.chips, "runs": {}}
     for label, kw in variants.items():
-        path = ckpt.with_name(f"{ckpt.stem}.{label.replace(' ', '_')}.cim.onnx")
+        path = ckpt.with_name(f"{ckpt.stem}.{label.split(' (')[0].replace(' ', '_')}.cim.onnx")
         export_model(str(ckpt), profile=PROFILE, output=path, **kw)
         r = evaluate(str(path), "mnist-5k", chips=args.chips, quiet=True)
         a = r.accuracy

@@ -6,7 +6,13 @@ converts. With calibration each converter gets one fixed range, set once at expo
 converters only) runs on the calibration inputs, and each DAC's range is the ``percentile`` of ``|x|`` over
 every element of its input, each ADC's the same over its input: per row tile where the layer spans several
 (each row tile's partial sum has its own range), else per layer. A converter with a fixed range ``m`` clips:
-``round(clip(x / m * L, -L, L)) * m / L``. The ranges are the plan's (``LayerPlan.dac_range``,
+``round(clip(x / m * L, -L, L)) * m / L``.
+
+``adc_range="max"`` sets each ADC instead to the largest partial sum its array can produce, the fixed
+worst-case full scale of a converter that is not calibrated (CrossSim's ``adc_range_option`` MAX): row tile
+``k``'s range is ``rows_k * dac_range * max |W|`` (its rows times the DAC's calibrated full input times the
+layer's largest weight), never below the largest value the calibration data reaches (a bias joins row tile
+0). It needs a DAC (``io.input_bits``): the DAC's range is what bounds the array's input. The ranges are the plan's (``LayerPlan.dac_range``,
 ``LayerPlan.adc_range``): they are written as graph constants and in ``nft.plan``, and the torch engine
 reads them from the deployed model's plan.
 """
@@ -18,6 +24,7 @@ import dataclasses
 import numpy as np
 import onnx
 
+from nft_deploy.arrays import tiling
 from nft_deploy.errors import ConfigError
 from nft_deploy.profiles import DeviceProfile, ReadNoise, StuckAt
 
@@ -37,8 +44,12 @@ def clean_profile(profile: DeviceProfile) -> DeviceProfile:
                                mapping=dataclasses.replace(profile.mapping, overrides=overrides))
 
 
+ADC_RANGES = ("percentile", "max")
+"""How ``calibrate`` sets an ADC's range: the data's percentile, or the array's worst case (module docstring)."""
+
+
 def calibrate(float_model: onnx.ModelProto, profile: DeviceProfile, x: np.ndarray, percentile: float = 99.99,
-              batch_size: int = 64) -> Ranges:
+              batch_size: int = 64, adc_range: str = "percentile") -> Ranges:
     """Each mapped layer's converter ranges from the clean deployed graph run on ``x`` (module docstring)."""
     import onnxruntime as ort
 
@@ -46,6 +57,8 @@ def calibrate(float_model: onnx.ModelProto, profile: DeviceProfile, x: np.ndarra
 
     if not 0 < percentile <= 100:
         raise ConfigError(f"--percentile: must be in (0, 100], got {percentile:g}")
+    if adc_range not in ADC_RANGES:
+        raise ConfigError(f"--adc-range: {adc_range!r} is not one of {', '.join(ADC_RANGES)}")
     if len(x) == 0:
         raise ConfigError("--calibrate: the calibration data holds no sample")
     deployed, report = run_pass(float_model, clean_profile(profile))
@@ -65,8 +78,37 @@ def calibrate(float_model: onnx.ModelProto, profile: DeviceProfile, x: np.ndarra
         for n, v in zip(names, outs, strict=True):
             seen[n].append(np.abs(v).ravel())
     level = {n: _positive(float(np.percentile(np.concatenate(v), percentile))) for n, v in seen.items()}
+    if adc_range == "max":
+        reached = {n: float(np.concatenate(v).max(initial=0.0)) for n, v in seen.items()}
+        layers = {lay.name: lay for lay in report.plan.mapped}
+        return {name: (level[dac] if dac else None,
+                       _worst_case(layers[name], float_model, level, reached, dac, adcs))
+                for name, (dac, adcs) in taps.items()}
     return {name: (level[dac] if dac else None, tuple(level[a] for a in adcs) or None)
             for name, (dac, adcs) in taps.items()}
+
+
+def _worst_case(lay, float_model: onnx.ModelProto, level: dict, reached: dict, dac: str | None,
+                adcs: tuple[str, ...]) -> tuple[float, ...] | None:
+    """Row tile k's ADC range: rows_k x the DAC's range x max |W|, or what the data reached if more."""
+    if not adcs:
+        return None
+    if dac is None:
+        raise ConfigError(f"--adc-range max: layer {lay.name!r} has an ADC but no DAC; the worst-case partial "
+                          "sum needs the profile's io.input_bits (the DAC's range bounds the array's input)")
+    w = max((float(np.abs(onnx.numpy_helper.to_array(i)).max(initial=0.0)) for i in float_model.graph.initializer
+             if i.name == lay.weight), default=None)
+    if w is None:
+        raise ConfigError(f"--adc-range max: layer {lay.name!r}: its weight {lay.weight!r} is not an initializer")
+    bound = level[dac] * w
+    return tuple(max(rows * bound, reached[a]) or 1.0 for rows, a in zip(tile_rows(lay), adcs, strict=True))
+
+
+def tile_rows(lay) -> list[int]:
+    """The rows each row tile of a mapped layer uses (one entry for a layer of one tile)."""
+    t = lay.tiles or tiling(lay.shape, lay.out_axis, lay.groups, 1, 1 << 30, 1 << 30, False, lay.name)
+    full, last = t.channels_per_tile, t.in_channels - (t.row_tiles - 1) * t.channels_per_tile
+    return [full * t.taps] * (t.row_tiles - 1) + [last * t.taps]
 
 
 def _positive(v: float) -> float:
@@ -92,4 +134,4 @@ def _taps(deployed: onnx.ModelProto, plan) -> dict[str, tuple[str | None, tuple[
     return out
 
 
-__all__ = ["Ranges", "calibrate", "clean_profile"]
+__all__ = ["ADC_RANGES", "Ranges", "calibrate", "clean_profile", "tile_rows"]

@@ -73,11 +73,15 @@ def export_model(source: str | Path | torch.nn.Module | onnx.ModelProto, *,
                  trust_checkpoint: bool = False, sigma: float | None = None,
                  input_shape: tuple[int, ...] | None = None, opset: int | None = None, exporter: str = "auto",
                  read_seed: int = 0, calibrate: str | None = None, calibration_samples: int = 256,
-                 percentile: float = 99.99) -> ExportResult:
+                 percentile: float = 99.99, adc_range: str = "percentile") -> ExportResult:
     """Source -> (float ONNX) -> deployed ONNX, written atomically to ``output`` (default
     ``<input stem>.cim.onnx``, or ``<stem>.float.onnx`` with ``no_device``). ``calibrate`` (a data set, as
     ``evaluate --data`` takes it): fixed converter ranges from the first ``calibration_samples`` training
-    samples at ``percentile`` (``nft_deploy.calibration``)."""
+    samples at ``percentile``; ``adc_range="max"``: each ADC at its array's worst-case partial sum instead
+    (``nft_deploy.calibration``)."""
+    if adc_range != "percentile" and calibrate is None:
+        raise ExportError(f"--adc-range {adc_range}: needs --calibrate DATA (the DAC ranges bound the arrays' "
+                          "inputs)")
     prof = None if no_device or profile is None else _resolve_profile(profile, sigma)
     out_path = _output_path(source, output, no_device)
     if out_path is not None:
@@ -91,7 +95,7 @@ def export_model(source: str | Path | torch.nn.Module | onnx.ModelProto, *,
     t1 = time.perf_counter()
     report = None
     if prof is not None:
-        ranges = (_calibrated(float_model, prof, calibrate, calibration_samples, percentile)
+        ranges = (_calibrated(float_model, prof, calibrate, calibration_samples, percentile, adc_range)
                   if calibrate is not None else None)
         deployed, report = run_pass(float_model, prof, PassConfig(read_seed=read_seed, source_sha256=src.sha256,
                                                                   ranges=ranges))
@@ -108,7 +112,8 @@ def export_model(source: str | Path | torch.nn.Module | onnx.ModelProto, *,
     return ExportResult(deployed, out_path, src.kind, used, prof, report, t1 - t0, t2 - t1, notes)
 
 
-def _calibrated(float_model: onnx.ModelProto, prof: DeviceProfile, data: str, samples: int, percentile: float):
+def _calibrated(float_model: onnx.ModelProto, prof: DeviceProfile, data: str, samples: int, percentile: float,
+                adc_range: str):
     """Converter ranges from the first ``samples`` training samples of ``data`` (``--calibrate``)."""
     from nft_deploy.calibration import calibrate
     from nft_deploy.data import load_data
@@ -118,7 +123,7 @@ def _calibrated(float_model: onnx.ModelProto, prof: DeviceProfile, data: str, sa
     ds = load_data(str(data), limit_train=samples, limit_test=1)
     if isinstance(ds.x_train, dict):
         raise ExportError(f"--calibrate {data}: a data set with several named inputs cannot calibrate yet")
-    return calibrate(float_model, prof, ds.x_train[:samples], percentile)
+    return calibrate(float_model, prof, ds.x_train[:samples], percentile, adc_range=adc_range)
 
 
 def _resolve_profile(profile: str | Path | DeviceProfile | None, sigma: float | None) -> DeviceProfile:

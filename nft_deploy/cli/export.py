@@ -31,9 +31,12 @@ from nft_deploy.profile_types import SIGMA_HELP
               help="Training samples of --calibrate to run.")
 @click.option("--percentile", type=float, default=99.99, show_default=True,
               help="Percentile of |x| each calibrated converter's range is set to.")
+@click.option("--adc-range", type=click.Choice(["percentile", "max"]), default="percentile", show_default=True,
+              help="With --calibrate, each ADC's range: the --percentile of its partial sums, or max, the "
+                   "worst case its array can produce (rows x DAC range x max |W|: an uncalibrated fixed ADC).")
 @click.option("--quiet", "-q", is_flag=True, help="No progress spinner and no report.")
 def export(source, profile, output, no_device, model_name, input_shape, trust_checkpoint, sigma, opset, exporter,
-           read_seed, calibrate_data, calibration_samples, percentile, quiet, **kw):
+           read_seed, calibrate_data, calibration_samples, percentile, adc_range, quiet, **kw):
     """Export SOURCE (checkpoint, state dict, TorchScript or .onnx) to a CIM-deployed ONNX model.
 
     The model gets, per crossbar layer, in-graph weight quantization, a programming-variation input
@@ -48,7 +51,7 @@ def export(source, profile, output, no_device, model_name, input_shape, trust_ch
                               no_device=no_device, trust_checkpoint=trust_checkpoint, sigma=sigma,
                               input_shape=input_shape, opset=opset, exporter=exporter, read_seed=read_seed,
                               calibrate=calibrate_data, calibration_samples=calibration_samples,
-                              percentile=percentile)
+                              percentile=percentile, adc_range=adc_range)
     for w in caught:
         click.echo(f"Warning: {w.message}", err=True)
     if not quiet:

@@ -13,6 +13,7 @@ from nft_deploy.converters.graph_pass import PassConfig, run_pass
 
 from nft_deploy.calibration import calibrate, clean_profile
 from nft_deploy.device_plan import table
+from nft_deploy.errors import ConfigError
 from nft_deploy.evaluation.deployed import load_deployed
 from nft_deploy.evaluation.runner import chip_logits
 from nft_deploy.noise import quantize_activation
@@ -48,6 +49,26 @@ def test_ranges_are_the_percentile_of_each_converters_input_per_row_tile(net):
     assert adc[0] == pytest.approx(float(part0.abs().max()), rel=1e-5)
     lower = calibrate(onnx_model, prof, x, percentile=50.0)
     assert all(a < b for a, b in zip(lower["conv"][1], adc, strict=True))
+
+
+def test_worst_case_adc_ranges_are_rows_times_dac_range_times_the_largest_weight(net):
+    model, onnx_model, x = net
+    prof = profile_from_dict(PROFILE)
+    worst = calibrate(onnx_model, prof, x, percentile=99.0, adc_range="max")
+    seen = calibrate(onnx_model, prof, x, percentile=99.0)
+    dac, adc = worst["conv"]
+    assert dac == seen["conv"][0]  # the DAC keeps its calibrated range
+    w_max = float(model.conv.weight.detach().abs().max())
+    # 20 input channels of a 3x3 kernel on 64 rows: 7 channels (63 rows) per tile, 7 + 7 + 6
+    np.testing.assert_allclose(adc, [63 * dac * w_max, 63 * dac * w_max, 54 * dac * w_max], rtol=1e-6)
+    fc_dac, (fc_adc,) = worst["fc"]
+    fc_w = model.fc.weight.detach().numpy()
+    assert fc_adc == pytest.approx(max(fc_w.shape[1] * fc_dac * float(np.abs(fc_w).max()), seen["fc"][1][0]), rel=1e-6)
+    assert all(a > b for a, b in zip(adc, seen["conv"][1], strict=True))  # the worst case is wider than the data
+    with pytest.raises(ConfigError, match="--adc-range max: layer 'conv' has an ADC but no DAC"):
+        calibrate(onnx_model, profile_from_dict({**PROFILE, "io": {"output_bits": 6}}), x, adc_range="max")
+    with pytest.raises(ConfigError, match="--adc-range: 'min' is not one of percentile, max"):
+        calibrate(onnx_model, prof, x, adc_range="min")
 
 
 def test_calibrated_ranges_go_into_graph_constants_metadata_and_the_table(net):
@@ -125,3 +146,7 @@ def test_export_calibrate_writes_the_ranges_and_plan_shows_them(tmp_path):
     bad = CliRunner().invoke(main, ["export", str(ckpt), "--profile", "rram_128x128_adc6", "--calibrate",
                                     str(tmp_path / "cal.npz"), "--percentile", "0", "-o", str(out), "-q"])
     assert bad.exit_code == 1 and "--percentile: must be in (0, 100], got 0" in bad.output
+    lone = CliRunner().invoke(main, ["export", str(ckpt), "--profile", "rram_128x128_adc6", "--adc-range", "max",
+                                     "-o", str(tmp_path / "lone.onnx"), "-q"])
+    assert lone.exit_code == 1 and "--adc-range max: needs --calibrate DATA" in lone.output, lone.output
+    assert not (tmp_path / "lone.onnx").exists()
