@@ -64,8 +64,32 @@ def main(argv=None) -> int:
             f"`--calibrate mnist-5k` (256 training samples) at each percentile; evaluated on {args.chips} chips "
             f"(same seed) on the mnist-5k test split.\n\n" + "\n".join(rows) + "\n\n" + NOTE + "\n")
     (RESULTS / "calibration_lenet.md").write_text(text)
+    _plot(out["runs"], args.chips)
     print(text)
     return 0
+
+
+def _plot(runs: dict, chips: int) -> None:
+    """Mean accuracy with its 95% CI per range rule, and the 5th percentile chip (calibration_lenet.png)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    labels = list(runs)
+    mean = [100 * r["mean"] for r in runs.values()]
+    err = [[100 * (r["mean"] - r["ci95"][0]) for r in runs.values()], [100 * (r["ci95"][1] - r["mean"]) for r in runs.values()]]
+    fig, ax = plt.subplots(figsize=(8, 3.6))
+    y = range(len(labels))
+    ax.barh(y, mean, xerr=err, color=["0.6", "C3"] + ["C0"] * (len(labels) - 2), capsize=3, label="mean (95% CI)")
+    ax.plot([100 * r["p5"] for r in runs.values()], y, "k|", markersize=14, label="5th percentile chip")
+    ax.set_yticks(list(y), labels)
+    ax.invert_yaxis()
+    ax.set(xlabel="Monte Carlo accuracy (%)", title=f"LeNet-5, 6-bit partial-sum ADCs, {chips} chips")
+    ax.legend(loc="lower left", fontsize=8)
+    fig.tight_layout()
+    fig.savefig(RESULTS / "calibration_lenet.png", dpi=110)
+    plt.close(fig)
 
 
 def _trained(ckpt: Path) -> Path:
