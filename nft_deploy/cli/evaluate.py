@@ -83,7 +83,7 @@ def _doc(text: str):
 @click.argument("model", type=click.Path())
 @_eval_options()
 @click.option("--sweep", "sweep_spec", default=None, help="Sweep programming sigma START:STOP:STEP (e.g. 0:0.4:0.05) "
-              "or a comma list; reports accuracy vs sigma with CI bands.")
+              "or a comma list; reports accuracy vs sigma with CI bands (with --time: per time).")
 @_doc("Monte Carlo accuracy, confidence and uncertainty of MODEL on noisy chips.\n\nMODEL: a CIM-deployed "
       ".onnx, a float .onnx with --profile, or a checkpoint (.pt).")
 def evaluate(model, data, profile, sweep_spec, **kw):
@@ -121,7 +121,9 @@ def compare(models, data, profile, **kw):
 @click.argument("models", nargs=-1, required=True, type=click.Path())
 @_eval_options(skip=("ci_width",))
 @click.option("--sigmas", "sigma_spec", required=True, help="START:STOP:STEP (stop included) or a comma list.")
-@_doc("Accuracy of every model at every programming sigma: one table, one plot.")
+@_doc("Accuracy of every model at every programming sigma: one table, one plot. With --time (a drifting "
+      "profile), at every time too: every chip is read at every sigma and time, the table has a column per time "
+      "and the plot a line per time.")
 def sweep(models, data, profile, sigma_spec, **kw):
     from nft_deploy.evaluation.sweep import sweep as run_sweep
 

@@ -96,7 +96,8 @@ class EvalConfig:
         None, "Read every chip at these times after programming, e.g. 1s,1h,1d,1y (units s, m, h, d, y; "
         "increasing): each chip is programmed once and read at every time (a profile with a drift section; no "
         "re-export). Top-level numbers, check's gate and compare's deltas are at the last time; the JSON's "
-        "'times' holds every one [a drifting model is read at its t0].", metavar="T1,T2,...")
+        "'times' holds every one (a sweep: every cell's, a column and a plot line per time) [a drifting model is "
+        "read at its t0].", metavar="T1,T2,...")
     """Read times since programming (``drift.parse_time``: a number of seconds or ``<number><unit>``), strictly
     increasing; the result's top-level numbers are at the last. None: one read at the profile's t0."""
 

@@ -2,7 +2,8 @@
 
 Works on the plain result objects only (``EvaluationResult``, ``CompareResult``, ``SweepResult``).
 Plots: ``accuracy_hist.png`` (per-chip accuracy), ``reliability.png`` (pooled reliability diagram),
-``accuracy_vs_sigma.png`` (sweeps: mean with a 95% CI band and the 5th percentile).
+``accuracy_vs_sigma.png`` (sweeps: mean with a 95% CI band and the 5th percentile; with ``--time`` a line per
+time), ``accuracy_vs_time.png`` (evaluate and compare with ``--time``).
 """
 
 from __future__ import annotations
@@ -62,14 +63,22 @@ def _compare_rows(c: CompareResult) -> tuple[list[str], list[list[str]]]:
 
 
 def _sweep_rows(s: SweepResult) -> tuple[list[str], list[list[str]]]:
-    cols = ["model", "sigma", "accuracy %", "95% CI", "p5 %", "confidence", "EKL x1e-2"]
+    """One row per model and sigma; with ``--time``, the mean accuracy at each time, the rest at the last."""
+    at = f" ({s.times[-1]})" if s.times else ""
+    cols = ["model", "sigma", *([f"accuracy % {t}" for t in s.times] or ["accuracy %"]), f"95% CI{at}", f"p5 %{at}",
+            f"confidence{at}", f"EKL x1e-2{at}"]
     rows = []
     for row in s.results:
         for r in row:
             a = r.accuracy
-            rows.append([r.model, f"{r.sigma:g}", _pct(a.mean), f"[{_pct(a.ci95.low)}, {_pct(a.ci95.high)}]",
+            means = [_pct(t.accuracy.mean) for t in r.times] if s.times else [_pct(a.mean)]
+            rows.append([_short(r.model), f"{r.sigma:g}", *means, f"[{_pct(a.ci95.low)}, {_pct(a.ci95.high)}]",
                          _pct(a.p5), f"{r.confidence:.4f}", f"{100 * r.ekl:.3f}"])
     return cols, rows
+
+
+def _sweep_title(s: SweepResult) -> str:
+    return "sweep: accuracy vs programming sigma" + (" and time since programming" if s.times else "")
 
 
 def table(result) -> Table:
@@ -87,7 +96,7 @@ def table(result) -> Table:
         cols = ["metric"] + names
     else:
         cols, rows = _sweep_rows(result)
-        t = Table(title="sweep: accuracy vs programming sigma")
+        t = Table(title=_sweep_title(result))
     for i, c in enumerate(cols):
         t.add_column(c, justify="left" if i == 0 else "right")
     for row in rows:
@@ -107,7 +116,7 @@ def markdown(result) -> str:
         (names, rows), head = _compare_rows(result), f"# compare (first model = baseline)\n\n{_header(result.results[0])}\n"
         cols = ["metric"] + names
     else:
-        (cols, rows), head = _sweep_rows(result), "# sweep: accuracy vs programming sigma\n"
+        (cols, rows), head = _sweep_rows(result), f"# {_sweep_title(result)}\n"
     lines = [head, "| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
     lines += ["| " + " | ".join(r) + " |" for r in rows]
     return "\n".join(lines) + "\n"
@@ -178,6 +187,38 @@ def sigma_curve(sweep: SweepResult, path: Path) -> Path:
     return _save(fig, path)
 
 
+def sigma_time_curve(sweep: SweepResult, path: Path) -> Path:
+    """A sweep with ``--time``: one panel per model, accuracy against sigma with one line per time (mean and
+    95% CI band; early times light, late dark), the 5th percentile at the last time dotted and the clean
+    accuracy (t0) dashed. Against sigma rather than time because that is the device question a sweep
+    answers: how well cells must be programmed for the model to hold its accuracy until the last time; the gap
+    between the lines is what drift costs at each sigma."""
+    from matplotlib import colormaps
+    from matplotlib.figure import Figure
+
+    n, k = len(sweep.results), len(sweep.times)
+    cols = min(n, 3)
+    fig = Figure(figsize=(5 * cols, 4 * -(-n // cols)))
+    axes = fig.subplots(-(-n // cols), cols, sharey=True, squeeze=False).ravel()
+    colors = [colormaps["viridis"](0.85 - 0.8 * i / max(k - 1, 1)) for i in range(k)]
+    s, unit = sweep.sigmas, sweep.results[0][0].sigma_unit
+    for ax, name, row in zip(axes, sweep.models, sweep.results, strict=False):
+        for i, (label, color) in enumerate(zip(sweep.times, colors, strict=True)):
+            acc = [r.times[i].accuracy for r in row]
+            ax.plot(s, [100 * a.mean for a in acc], "o-", color=color, label=label)
+            ax.fill_between(s, [100 * a.ci95.low for a in acc], [100 * a.ci95.high for a in acc], color=color,
+                            alpha=0.2)
+        ax.plot(s, [100 * r.times[-1].accuracy.p5 for r in row], ":", color=colors[-1], label=f"p5, {sweep.times[-1]}")
+        ax.axhline(100 * row[0].clean.accuracy, color="gray", lw=1, ls="--", label="clean (t0)")
+        ax.set(xlabel=f"programming sigma ({unit})", title=Path(name).name)
+    for ax in axes[n:]:
+        ax.set_axis_off()
+    axes[0].set_ylabel("accuracy (%)")
+    axes[0].legend(fontsize=8, title="time since programming", title_fontsize=8)
+    fig.suptitle("mean accuracy and 95% CI band per read time, on the same chips")
+    return _save(fig, path)
+
+
 def time_curve(results: list[EvaluationResult], path: Path, labels: list[str] | None = None) -> Path:
     """Accuracy against log time since programming (``--time``): mean, 95% CI band (shaded) and the 5th
     percentile (dotted), per result; the clean accuracy (t0) dashed."""
@@ -207,7 +248,8 @@ def write_plots(result, folder: str | Path) -> list[Path]:
     check_writable(folder, folder=True)  # one line for a file in the way or a folder that is not writable
     if isinstance(result, SweepResult):
         last = [row[-1] for row in result.results]
-        return [sigma_curve(result, folder / "accuracy_vs_sigma.png"),
+        curve = sigma_time_curve if result.times else sigma_curve
+        return [curve(result, folder / "accuracy_vs_sigma.png"),
                 accuracy_histogram(last, folder / "accuracy_hist.png"),
                 reliability_diagram(last, folder / "reliability.png")]
     results = result.results if isinstance(result, CompareResult) else [result]

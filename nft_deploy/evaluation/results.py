@@ -201,9 +201,14 @@ class SweepResult:
     models: list[str]
     sigmas: list[float]
     results: list[list[EvaluationResult]]
+    times: list[str] = field(default_factory=list, metadata=OMIT_EMPTY)
+    """``--time``, as given: every cell holds its time axis (``EvaluationResult.times``, the same chips at every
+    sigma and time); absent without it."""
 
     def to_dict(self) -> dict[str, Any]:
-        return {"schema": SCHEMA + "/sweep", "version": SCHEMA_VERSION, **_jsonable(self)}
+        body = _jsonable(self)
+        results = body.pop("results")  # the grid's axes first, the cells (long) last
+        return {"schema": SCHEMA + "/sweep", "version": SCHEMA_VERSION, **body, "results": results}
 
 
 def _stop_keys(result: EvaluationResult) -> dict[str, Any]:

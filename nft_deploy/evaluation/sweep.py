@@ -2,10 +2,13 @@
 
 Each sigma rescales the chip normals of the exported model (``--sigma``), so one export covers the
 whole curve. Runs on either backend (``EvalConfig.backend``); a Ray started for the sweep serves every cell.
+With ``--time`` (a drifting profile) every cell reads each chip at every time, so a sweep is a grid of
+sigma x time on paired chips: chip i has the same draws in every cell, scaled by the cell's sigma.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Sequence
 
@@ -17,9 +20,11 @@ from nft_deploy.evaluation.runner import (
     backend_session,
     make_config,
     resolve_data,
+    resolve_sigma,
     run_monte_carlo,
     with_preprocessing,
 )
+from nft_deploy.evaluation.timeaxis import check_times
 
 
 def parse_sweep(spec: str) -> list[float]:
@@ -43,7 +48,8 @@ def parse_sweep(spec: str) -> list[float]:
 
 def sweep(models: Sequence, data, sigmas: Sequence[float] | str, config: EvalConfig | None = None, *,
           profile=None, **overrides) -> SweepResult:
-    """Every model at every programming sigma (profile unit) on the same chips and data."""
+    """Every model at every programming sigma (profile unit) on the same chips and data; with ``time``, each
+    cell is read at every time (``SweepResult.times``; the cells' top-level numbers are at the last)."""
     sigmas = parse_sweep(sigmas) if isinstance(sigmas, str) else [float(s) for s in sigmas]
     if not models:
         raise EvaluationError("sweep: give at least one model")
@@ -52,14 +58,16 @@ def sweep(models: Sequence, data, sigmas: Sequence[float] | str, config: EvalCon
         raise EvaluationError("--ci-width: applies to evaluate and compare; a sweep runs every cell on the same "
                               "--chips chips")
     deployed = [load_deployed(m, profile) for m in models]
+    for m in deployed:  # every model's user errors before the first cell runs
+        resolve_sigma(m, sigmas[0])
+        check_times(m.name, m.plan, config)
     d = resolve_data(data, config, deployed[0])
     with backend_session(config):  # one Ray (when --backend ray) for the whole grid
         grid = [[with_preprocessing(run_monte_carlo(m, d.x, d.y, _with_sigma(config, s), data_name=d.name), d)
                  for s in sigmas] for m in deployed]
-    return SweepResult(models=[row[0].model for row in grid], sigmas=list(sigmas), results=grid)
+    return SweepResult(models=[row[0].model for row in grid], sigmas=list(sigmas), results=grid,
+                       times=[str(t) for t in config.time or ()])
 
 
 def _with_sigma(config: EvalConfig, sigma: float) -> EvalConfig:
-    import dataclasses
-
     return dataclasses.replace(config, sigma=sigma)
