@@ -3,6 +3,7 @@ and one-line errors when Ray is missing or the address is unreachable."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
@@ -14,6 +15,7 @@ import numpy as np
 import onnx
 import pytest
 from click.testing import CliRunner
+from nft_deploy.converters.graph_pass import run_pass
 
 from nft_deploy.cli import main
 from nft_deploy.errors import EvaluationError
@@ -22,6 +24,7 @@ from nft_deploy.evaluation.compare import compare
 from nft_deploy.evaluation.results import to_json
 from nft_deploy.evaluation.runner import EvalConfig, evaluate
 from nft_deploy.evaluation.sweep import sweep
+from nft_deploy.profiles import load_profile
 
 
 @pytest.fixture(scope="module")
@@ -78,6 +81,20 @@ def test_ray_sweep_and_compare_are_byte_identical_to_local(local_ray, helpers, s
     cmp_local = compare(models, data, chips=4, seed=2, workers=1, quiet=True)
     cmp_ray = compare(models, data, chips=4, seed=2, backend="ray", quiet=True)
     assert to_json(cmp_ray) == to_json(cmp_local)
+
+
+def test_ray_time_axis_is_byte_identical_to_local_with_one_and_two_workers(local_ray, helpers, shard_log):
+    model = run_pass(helpers.conv(seed=3), load_profile("pcm_drift"))[0]  # drift read noise redrawn per time
+    data = helpers.data()
+    local = [to_json(evaluate(model, data, chips=6, seed=2, time="1s,1y", workers=w, quiet=True)) for w in (1, 2)]
+    on_ray = to_json(evaluate(model, data, chips=6, seed=2, time="1s,1y", workers=2, backend="ray", quiet=True))
+    assert on_ray == local[0] == local[1]
+    chips = json.loads(on_ray)["per_chip"]
+    assert all(len(c["accuracy_at"]) == 2 for c in chips) and any(len(set(c["accuracy_at"])) > 1 for c in chips)
+    assert sorted(c for chunk in shard_log[0] for c in chunk) == list(range(6))  # the chips did run on Ray
+    grids = [sweep([model], data, [0.02, 0.05], chips=3, time="1s,1y", workers=2, quiet=True, **kw)
+             for kw in ({}, {"backend": "ray"})]
+    assert to_json(grids[1]) == to_json(grids[0]) and len(shard_log) == 3  # a sweep's time axis too
 
 
 def test_ray_streams_one_progress_step_per_chip(local_ray, helpers, monkeypatch):
