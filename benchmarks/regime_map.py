@@ -6,6 +6,7 @@ when the same command runs again, so an interrupted map continues where it stopp
     .venv/bin/python benchmarks/regime_map.py --seeds 0                      # one seed per cell
     .venv/bin/python benchmarks/regime_map.py --edge-seeds 0,1,2,3,4         # 5 seeds where convergence is mixed
     .venv/bin/python benchmarks/regime_map.py --render                       # tables and plots from the runs
+    .venv/bin/python benchmarks/regime_map.py --setting lenet5 ...           # LeNet-5: regime_map_lenet5.*
 
 Cells: method x sigma x init on VGG-8 width 1/8, mnist-5k, Adam 1e-3, cosine, batch 128 (the issue's
 protocol; 20 epochs by default). Each run's deployed accuracy is a torch Monte Carlo over --chips chips
@@ -49,6 +50,11 @@ METHODS = {  # label -> TrainConfig fields
     "ovf warm-up": {"method": "ovf", "ovf_feedback_grad": "full", "sigma_warmup": 5},
 }
 SIGMAS = (0.10, 0.15, 0.20, 0.25, 0.30, 0.35)
+SETTINGS = {  # --setting -> (TrainConfig fields, the md header's words); results regime_map[_<setting>].*
+    "vgg8": ({"model": "vgg8", "width": 0.125, "data": "mnist-5k"}, "VGG-8 width 1/8, mnist-5k"),
+    "lenet5": ({"model": "lenet5", "width": 1.0, "data": "mnist-5k"}, "LeNet-5, mnist-5k"),
+}
+SETTING = "vgg8"
 INITS = ("default", "kaiming")
 
 
@@ -62,8 +68,7 @@ def done_runs() -> list[dict]:
 
 def run_one(label: str, sigma: float, init: str, seed: int, epochs: int, chips: int, data) -> dict:
     t0 = time.perf_counter()
-    cfg = TrainConfig(model="vgg8", width=0.125, data="mnist-5k", profile="nft_reference", sigma=sigma, init=init,
-                      epochs=epochs, batch_size=128, lr=1e-3, seed=seed, progress=False, **METHODS[label])
+    cfg = TrainConfig(**SETTINGS[SETTING][0], profile="nft_reference", sigma=sigma, init=init, epochs=epochs, batch_size=128, lr=1e-3, seed=seed, progress=False, **METHODS[label])
     r = train(cfg, data=data)
     mc = torch_monte_carlo(r.model, cfg.resolved_profile(), data.x_test, data.y_test, chips=chips, seed=0)
     row = {"method": label, "sigma": sigma, "init": init, "seed": seed, "epochs": epochs, "chips": chips,
@@ -102,7 +107,7 @@ def summarise(rows: list[dict]) -> list[dict]:
 def render(rows: list[dict]) -> None:
     summary = summarise(rows)
     lines = ["# Regime map: where noisy training converges", "",
-             f"{len(rows)} runs (VGG-8 width 1/8, mnist-5k, nft_reference, Adam 1e-3 cosine, batch 128; epochs "
+             f"{len(rows)} runs ({SETTINGS[SETTING][1]}, nft_reference, Adam 1e-3 cosine, batch 128; epochs "
              f"{sorted({r['epochs'] for r in rows})}; Monte Carlo over {sorted({r['chips'] for r in rows})} paired chips). "
              "Converged: final training loss <= ln 10 - 0.5 and Monte Carlo accuracy >= 20%. k/n converged with a "
              "Wilson 95% interval; MC: mean Monte Carlo accuracy over all seeds (over converged seeds).",
@@ -131,8 +136,8 @@ def render(rows: list[dict]) -> None:
             lines.append("| " + " | ".join(row) + " |")
         lines.append("")
     RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "regime_map.md").write_text("\n".join(lines) + "\n")
-    (RESULTS / "regime_map.json").write_text(json.dumps({"summary": summary}, indent=2) + "\n")
+    (RESULTS / f"{_stem()}.md").write_text("\n".join(lines) + "\n")
+    (RESULTS / f"{_stem()}.json").write_text(json.dumps({"summary": summary}, indent=2) + "\n")
     plot(summary)
     print("\n".join(lines))
 
@@ -144,6 +149,8 @@ def plot(summary: list[dict]) -> None:
     import matplotlib.pyplot as plt
 
     inits = [i for i in INITS if any(s["init"] == i for s in summary)]
+    if not inits:
+        return
     fig, axes = plt.subplots(2, len(inits), figsize=(6 * len(inits) + 2, 8), squeeze=False)
     for j, init in enumerate(inits):
         for method in METHODS:
@@ -159,29 +166,36 @@ def plot(summary: list[dict]) -> None:
         axes[1][j].set(title=f"init {init}: Monte Carlo accuracy, mean over seeds", xlabel="sigma", ylabel="%")
     axes[1][-1].legend(fontsize=8, loc="lower left")
     fig.tight_layout()
-    fig.savefig(RESULTS / "regime_map.png", dpi=110)
+    fig.savefig(RESULTS / f"{_stem()}.png", dpi=110)
     plt.close(fig)
 
 
+def _stem() -> str:
+    return "regime_map" if SETTING == "vgg8" else f"regime_map_{SETTING}"
+
+
 def main() -> None:
-    global RESULTS, RUNS
+    global RESULTS, RUNS, SETTING
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--methods", default=",".join(METHODS), help="comma-separated labels of METHODS")
     ap.add_argument("--sigmas", default=",".join(f"{s:g}" for s in SIGMAS))
     ap.add_argument("--inits", default=",".join(INITS))
     ap.add_argument("--seeds", default="0", help="seeds for every cell")
     ap.add_argument("--edge-seeds", default=None, help="seeds added at the (sigma, init) cells where runs disagree")
+    ap.add_argument("--setting", choices=list(SETTINGS), default=SETTING, help="model and data (vgg8: the issue's)")
     ap.add_argument("--epochs", type=int, default=20)
     ap.add_argument("--chips", type=int, default=200)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--render", action="store_true", help="only write md/json/png from the runs so far")
     ap.add_argument("--results", default=str(RESULTS), help="folder of regime_map.* (a trial run: elsewhere)")
     args = ap.parse_args()
-    RESULTS, RUNS = Path(args.results), Path(args.results) / "regime_map.jsonl"
+    SETTING = args.setting
+    RESULTS = Path(args.results)
+    RUNS = RESULTS / f"{_stem()}.jsonl"
     if args.render:
         return render(done_runs())
     torch.set_num_threads(args.threads)
-    data = load_data("mnist-5k")
+    data = load_data(SETTINGS[SETTING][0]["data"])
     methods = [m for m in args.methods.split(",") if m]
     unknown = [m for m in methods if m not in METHODS]
     if unknown:
