@@ -1,6 +1,7 @@
 """Row tiles in the graph (``nft_deploy.arrays`` states the rule): a mapped node whose layer spans several row
 tiles becomes one copy of the node per tile, each reading the deployed weight times the tile's 0/1 row mask
-(``Mul``), an ADC on each copy's output (the partial sum) when the plan has one, and ``Add`` nodes summing the
+(``Mul``), an ADC on each copy's output (the partial sum) when the plan has one (a calibrated range per array
+is a constant broadcast over the output's channel axis: ``arrays.adc_fixed``), and ``Add`` nodes summing the
 tiles in order into the node's original output. Only the first copy keeps the bias. Standard ONNX ops only;
 ``nft_deploy.training.tiles`` computes the same in torch."""
 
@@ -9,7 +10,7 @@ from __future__ import annotations
 import onnx_graphsurgeon as gs
 from nft_deploy.converters.device_nodes import Emitter, quantize_output
 
-from nft_deploy.arrays import row_masks
+from nft_deploy.arrays import adc_fixed, row_masks
 from nft_deploy.device_plan import LayerPlan
 
 
@@ -37,7 +38,7 @@ def insert_row_tiles(em: Emitter, graph: gs.Graph, node: gs.Node, weight_input: 
                      output=gs.Variable(f"{em.prefix}/tile{k}", dtype=out.dtype, shape=out.shape))
         if lay.output_bits:
             part = quantize_output(em, part, lay.output_bits, f"adc{k}", opset,
-                                   fixed=lay.adc_range[k] if lay.adc_range else None)
+                                   fixed=adc_fixed(lay, k, len(out.shape) if out.shape else None))
         if total is None:
             total = part
         else:

@@ -162,9 +162,9 @@ def _qdq(em: Emitter, weight: gs.Constant, scale: np.ndarray, out_axis: int, lev
 
 def insert_io_quantization(em: Emitter, node: gs.Node, data_input: int | None, input_bits: int | None,
                            output_bits: int | None, opset: int, dac_range: float | None = None,
-                           adc_range: float | None = None) -> None:
+                           adc_range: float | np.ndarray | None = None) -> None:
     """Input DAC on the node's activation, output ADC on its output, as ``quantize_activation`` defines
-    (with a calibrated range where one is given)."""
+    (with a calibrated range where one is given: an ADC's may be one per output channel, ``arrays.adc_fixed``)."""
     if input_bits and data_input is not None:
         node.inputs[data_input] = _quantize_activation(em, node.inputs[data_input], input_bits, "dac", opset,
                                                        fixed=dac_range)
@@ -176,13 +176,13 @@ def insert_io_quantization(em: Emitter, node: gs.Node, data_input: int | None, i
 
 
 def quantize_output(em: Emitter, x: gs.Tensor, bits: int, tag: str, opset: int,
-                    fixed: float | None = None) -> gs.Variable:
+                    fixed: float | np.ndarray | None = None) -> gs.Variable:
     """An ADC on ``x`` (a row tile's partial sum), as ``quantize_activation`` defines."""
     return _quantize_activation(em, x, bits, tag, opset, fixed=fixed)
 
 
 def _quantize_activation(em: Emitter, x: gs.Tensor, bits: int, tag: str, opset: int,
-                         output: gs.Variable | None = None, fixed: float | None = None):
+                         output: gs.Variable | None = None, fixed: float | np.ndarray | None = None):
     """``round(x / m * L) * m / L`` with ``m = max|x|`` per sample (1 where m = 0), ``L = 2^(b-1)-1``.
 
     The range is taken over every axis but the first (the batch), so a sample's result does not depend
@@ -192,7 +192,7 @@ def _quantize_activation(em: Emitter, x: gs.Tensor, bits: int, tag: str, opset: 
         raise ExportError(f"{em.prefix}: a DAC/ADC needs the rank of {x.name!r}, which the graph does not state; "
                           "export the float model with shape information (onnx.shape_inference)")
     levels = em.const(f"{tag}_levels", np.array(2.0 ** (bits - 1) - 1, np.float32))
-    if fixed is not None:  # a calibrated range: the levels beyond it clip
+    if fixed is not None:  # a calibrated range (one, or one per output channel): the levels beyond it clip
         m = em.const(f"{tag}_range", np.array(fixed, np.float32))
         y = em.op("Round", [em.op("Mul", [em.op("Div", [x, m], f"{tag}_norm"), levels], f"{tag}_scaled")],
                   f"{tag}_round")

@@ -28,6 +28,7 @@ from nft_deploy.converters.handlers import REFUSED, Decline, WeightSite, handler
 from nft_deploy.converters.report import PassReport, RewrittenNode
 from nft_deploy.converters.validate import check_finite_array, check_finite_onnx, check_opset
 
+from nft_deploy.arrays import adc_fixed
 from nft_deploy.chips import META_PLAN, META_PROFILE, META_SOURCE_SHA256, META_VERSION
 from nft_deploy.device_plan import SHARED_WEIGHT, DevicePlan, FoundWeight, compile_plan, layer_name
 from nft_deploy.errors import ExportError
@@ -76,9 +77,9 @@ def run_pass(model: onnx.ModelProto, profile: DeviceProfile, config: PassConfig 
             # on the output (none on a recurrent cell, whose crossbar inputs and outputs are inside the op)
             lay, site = next(((lay, site) for lay, site in mapped if site.data_input is not None), mapped[0])
             em = Emitter(graph, f"nft/io/{node.name or lay.name}")
-            tiled = is_tiled(lay)
+            tiled, out = is_tiled(lay), node.outputs[0]
             insert_io_quantization(em, node, site.data_input, lay.input_bits, None if tiled else lay.output_bits,
-                                   opset, lay.dac_range, lay.adc_range[0] if lay.adc_range else None)
+                                   opset, lay.dac_range, adc_fixed(lay, 0, len(out.shape) if out.shape else None))
             if tiled:  # one node per row tile, an ADC on each partial sum (converters/array_nodes.py)
                 insert_row_tiles(em, graph, node, site.weight_input, site.data_input, lay, opset)
             report.inserted_nodes += em.count

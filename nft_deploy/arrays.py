@@ -18,9 +18,12 @@ Partial-sum ADC: with ``io.output_bits``, each row tile's partial sum (the layer
 tile's rows alone) goes through the ADC before the digital sum across row tiles. The ADC range is today's
 full-scale rule applied to each partial sum: per sample, ``max |partial sum|`` over all outputs of the row
 tile (one range shared by its column tiles). The bias, where the layer has one, is added with row tile 0
-(so a layer of one row tile is exactly today's single ADC on the full output). Without an ADC the tiles sum
-to the untiled output (float rounding aside). Every engine computes a row tile as the layer with the other
-rows' weights set to zero (``row_masks``), so torch and the graph hold the same numbers.
+(so a layer of one row tile is exactly today's single ADC on the full output). A calibrated range
+(``nft_deploy.calibration``) is per row tile, or per array: row tile ``k``'s entry is then one range per
+(group, column tile) of that row tile, and each output channel's partial sum takes its array's range
+(``adc_fixed``). Without an ADC the tiles sum to the untiled output (float rounding aside). Every engine
+computes a row tile as the layer with the other rows' weights set to zero (``row_masks``), so torch and the
+graph hold the same numbers.
 """
 
 from __future__ import annotations
@@ -53,6 +56,11 @@ class Tiling:
     col_tiles: int
     rows: int
     cols: int
+
+    @property
+    def outputs_per_tile(self) -> int:
+        """Outputs in a full column tile."""
+        return self.cols // self.columns_per_output
 
     @property
     def arrays(self) -> int:
@@ -112,6 +120,54 @@ def row_masks(shape: tuple[int, ...], out_axis: int, t: Tiling) -> list[np.ndarr
     return [(tile_of == k).astype(np.float32).reshape(view) for k in range(t.row_tiles)]
 
 
+def output_axis(op: str, shape: tuple[int, ...], out_axis: int) -> int:
+    """The output channel axis of a mapped node's output: 1 for a convolution (a weight of rank > 2), -2 for
+    ``W @ X`` (a MatMul whose weight is the first operand: output axis 0), -1 for ``X @ W`` and Gemm."""
+    if len(shape) > 2:
+        return 1
+    return -2 if op == "MatMul" and out_axis == 0 else -1
+
+
+def array_channels(t: Tiling) -> list[slice]:
+    """The output channels of each array of a row tile, in (group, column tile) order: group ``g``'s outputs
+    are channels ``g * outputs ..``, split into column tiles of ``outputs_per_tile``."""
+    per = t.outputs_per_tile
+    return [slice(g * t.outputs + j * per, g * t.outputs + min(t.outputs, (j + 1) * per))
+            for g in range(t.groups) for j in range(t.col_tiles)]
+
+
+def array_weights(w: np.ndarray, out_axis: int, t: Tiling, k: int) -> list[np.ndarray]:
+    """Row tile ``k``'s weights of each array in (group, column tile) order (``array_channels``); axis 0
+    spans every group (a ConvTranspose's inputs, a Conv's outputs), axis 1 one group's (as ``tiling`` reads)."""
+    ax, per = in_axis(out_axis), t.outputs_per_tile
+    lo, hi = k * t.channels_per_tile, min(t.in_channels, (k + 1) * t.channels_per_tile)
+    out = []
+    for g in range(t.groups):
+        for j in range(t.col_tiles):
+            idx = [slice(None)] * w.ndim
+            idx[ax] = slice(lo + g * t.in_channels, hi + g * t.in_channels) if ax == 0 else slice(lo, hi)
+            o_lo, o_hi = j * per, min(t.outputs, (j + 1) * per)
+            idx[out_axis] = slice(o_lo + g * t.outputs, o_hi + g * t.outputs) if out_axis == 0 else slice(o_lo, o_hi)
+            out.append(w[tuple(idx)])
+    return out
+
+
+def adc_fixed(lay, k: int, rank: int | None) -> float | np.ndarray | None:
+    """Row tile ``k``'s calibrated ADC range as a converter takes it (``lay`` a ``LayerPlan``): None (full scale
+    per sample), a float shared by the row tile's arrays, or one range per output channel (each its array's),
+    float32 shaped to broadcast over an output of ``rank`` dimensions."""
+    entry = lay.adc_range[k] if lay.adc_range else None
+    if entry is None or np.ndim(entry) == 0:
+        return entry
+    if rank is None:
+        raise ExportError(f"layer {lay.name!r}: ranges per array need the rank of its output, which the graph "
+                          "does not state; export the float model with shape information")
+    per_channel = np.concatenate([np.full(s.stop - s.start, r, np.float32)
+                                  for s, r in zip(array_channels(lay.tiles), entry, strict=True)])
+    axis = output_axis(lay.op, lay.shape, lay.out_axis) % rank
+    return per_channel.reshape((-1,) + (1,) * (rank - 1 - axis))
+
+
 def totals(tilings: list[Tiling]) -> dict:
     """Model totals: arrays, occupied cells and utilization over every array."""
     arrays = sum(t.arrays for t in tilings)
@@ -121,4 +177,5 @@ def totals(tilings: list[Tiling]) -> dict:
             "utilization": round(used / cells, 6) if cells else 0.0}
 
 
-__all__ = ["Tiling", "in_axis", "row_masks", "tiling", "totals"]
+__all__ = ["Tiling", "adc_fixed", "array_channels", "array_weights", "in_axis", "output_axis", "row_masks", "tiling",
+           "totals"]

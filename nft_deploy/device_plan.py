@@ -95,8 +95,9 @@ class LayerPlan:
     """The layer's arrays (``nft_deploy.arrays``); None without a profile ``array`` section or when digital."""
     dac_range: float | None = None
     """Calibrated DAC input range (``nft_deploy.calibration``); None: the full-scale range per sample."""
-    adc_range: tuple[float, ...] | None = None
-    """Calibrated ADC ranges, one per row tile (one for a layer of one tile); None: full scale per sample."""
+    adc_range: tuple[float | tuple[float, ...], ...] | None = None
+    """Calibrated ADC ranges, one entry per row tile (one for a layer of one tile): a float its arrays share, or
+    one per array of the row tile in (group, column tile) order (``arrays.adc_fixed``); None: full scale."""
 
     @cached_property
     def noise(self) -> NoiseModel:
@@ -146,7 +147,8 @@ class LayerPlan:
             if self.tiles is not None:
                 d["tiles"] = self.tiles.to_dict()
             if self.dac_range is not None or self.adc_range is not None:
-                d.update(dac_range=self.dac_range, adc_range=None if self.adc_range is None else list(self.adc_range))
+                d.update(dac_range=self.dac_range, adc_range=None if self.adc_range is None else [
+                    a if np.ndim(a) == 0 else list(a) for a in self.adc_range])
         if self.groups != 1:
             d["groups"] = self.groups
         if self.node is not None:
@@ -187,7 +189,7 @@ class DevicePlan:
                        layers=tuple(replace(lay, device=prof.for_layer(lay.name)) for lay in self.layers))
 
     def with_ranges(self, ranges: dict) -> DevicePlan:
-        """The plan with calibrated converter ranges (layer -> (DAC range, ADC ranges per row tile))."""
+        """The plan with calibrated converter ranges (layer -> (DAC range, ``LayerPlan.adc_range``))."""
         return replace(self, layers=tuple(
             replace(lay, dac_range=ranges[lay.name][0], adc_range=ranges[lay.name][1]) if lay.name in ranges else lay
             for lay in self.layers))
@@ -220,7 +222,8 @@ class DevicePlan:
                                  stuck_input=d.get("stuck_input"), node=d.get("node"),
                                  drift_input=d.get("drift_input"), groups=d.get("groups", 1),
                                  dac_range=d.get("dac_range"),
-                                 adc_range=tuple(d["adc_range"]) if d.get("adc_range") else None)
+                                 adc_range=tuple(tuple(a) if isinstance(a, list) else a for a in d["adc_range"])
+                                 if d.get("adc_range") else None)
                        for d in doc["layers"])
         return cls(prof, tuple(_tiled(lay) for lay in layers))
 

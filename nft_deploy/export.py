@@ -73,15 +73,22 @@ def export_model(source: str | Path | torch.nn.Module | onnx.ModelProto, *,
                  trust_checkpoint: bool = False, sigma: float | None = None,
                  input_shape: tuple[int, ...] | None = None, opset: int | None = None, exporter: str = "auto",
                  read_seed: int = 0, calibrate: str | None = None, calibration_samples: int = 256,
-                 percentile: float = 99.99, adc_range: str = "percentile") -> ExportResult:
+                 percentile: float = 99.99, adc_range: str = "percentile", adc_ranges_per: str = "row_tile"
+                 ) -> ExportResult:
     """Source -> (float ONNX) -> deployed ONNX, written atomically to ``output`` (default
     ``<input stem>.cim.onnx``, or ``<stem>.float.onnx`` with ``no_device``). ``calibrate`` (a data set, as
     ``evaluate --data`` takes it): fixed converter ranges from the first ``calibration_samples`` training
-    samples at ``percentile``; ``adc_range="max"``: each ADC at its array's worst-case partial sum instead
-    (``nft_deploy.calibration``)."""
+    samples at ``percentile``; ``adc_range="max"``: each ADC at its array's worst-case partial sum instead;
+    ``adc_ranges_per="array"``: one ADC range per array instead of per row tile (``nft_deploy.calibration``)."""
+    from nft_deploy.calibration import check_per
+
+    check_per(adc_ranges_per)
     if adc_range != "percentile" and calibrate is None:
         raise ExportError(f"--adc-range {adc_range}: needs --calibrate DATA (the DAC ranges bound the arrays' "
                           "inputs)")
+    if adc_ranges_per != "row_tile" and calibrate is None:
+        raise ExportError(f"--adc-ranges-per {adc_ranges_per}: needs --calibrate DATA (it says what one "
+                          "calibrated ADC range covers)")
     prof = None if no_device or profile is None else _resolve_profile(profile, sigma)
     out_path = _output_path(source, output, no_device)
     if out_path is not None:
@@ -95,8 +102,8 @@ def export_model(source: str | Path | torch.nn.Module | onnx.ModelProto, *,
     t1 = time.perf_counter()
     report = None
     if prof is not None:
-        ranges = (_calibrated(float_model, prof, calibrate, calibration_samples, percentile, adc_range)
-                  if calibrate is not None else None)
+        ranges = (_calibrated(float_model, prof, calibrate, calibration_samples, percentile, adc_range,
+                              adc_ranges_per) if calibrate is not None else None)
         deployed, report = run_pass(float_model, prof, PassConfig(read_seed=read_seed, source_sha256=src.sha256,
                                                                   ranges=ranges))
         notes += _plan_notes(src, prof, report)
@@ -113,7 +120,7 @@ def export_model(source: str | Path | torch.nn.Module | onnx.ModelProto, *,
 
 
 def _calibrated(float_model: onnx.ModelProto, prof: DeviceProfile, data: str, samples: int, percentile: float,
-                adc_range: str):
+                adc_range: str, per: str):
     """Converter ranges from the first ``samples`` training samples of ``data`` (``--calibrate``)."""
     from nft_deploy.calibration import calibrate
     from nft_deploy.data import load_data
@@ -123,7 +130,7 @@ def _calibrated(float_model: onnx.ModelProto, prof: DeviceProfile, data: str, sa
     ds = load_data(str(data), limit_train=samples, limit_test=1)
     if isinstance(ds.x_train, dict):
         raise ExportError(f"--calibrate {data}: a data set with several named inputs cannot calibrate yet")
-    return calibrate(float_model, prof, ds.x_train[:samples], percentile, adc_range=adc_range)
+    return calibrate(float_model, prof, ds.x_train[:samples], percentile, adc_range=adc_range, per=per)
 
 
 def _resolve_profile(profile: str | Path | DeviceProfile | None, sigma: float | None) -> DeviceProfile:

@@ -57,13 +57,16 @@ def _tiles(t, arrays: tuple) -> tuple:
 
 
 def _range(lay, arrays: tuple) -> tuple:
-    """Calibrated ranges: the DAC's, then the ADC's (min..max over row tiles); ``full`` where none."""
+    """Calibrated ranges: the DAC's, then the ADC's (min..max over row tiles, or over arrays, their count in
+    brackets, where each array has its own); ``full`` where none."""
     if "DAC/ADC range" not in arrays:
         return ()
     if lay is None:
         return ("-",)
-    adc = lay.adc_range or ()
+    entries = lay.adc_range or ()
+    adc = [float(v) for e in entries for v in (e if isinstance(e, (tuple, list)) else (e,))]
     a = "full" if not adc else f"{adc[0]:.3g}" if len(adc) == 1 else f"{min(adc):.3g}..{max(adc):.3g}"
+    a += f" [{len(adc)} arrays]" if len(adc) > len(entries) else ""
     return (f"{'full' if lay.dac_range is None else format(lay.dac_range, '.3g')}/{a}",)
 
 

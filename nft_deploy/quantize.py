@@ -15,19 +15,21 @@ if TYPE_CHECKING:  # torch is imported where it is used: the numpy path does not
     import torch
 
 
-def quantize_activation(x, bits: int, fixed: float | None = None):
+def quantize_activation(x, bits: int, fixed: float | np.ndarray | None = None):
     """Signed DAC/ADC quantization with a dynamic range per sample: ``round(x / m * L) * m / L``,
     ``m = max|x|`` over every axis but the first (the batch), ``L = 2^(bits-1) - 1`` (torch with a
     straight-through gradient, or numpy). Per sample, so a result never depends on its batch.
     ``fixed``: a calibrated range ``m`` instead (``nft_deploy.calibration``), clipping what lies beyond it:
-    ``round(clip(x / m * L, -L, L)) * m / L``."""
+    ``round(clip(x / m * L, -L, L)) * m / L``; an array ``fixed`` is one range per output channel, shaped to
+    broadcast over ``x`` (``arrays.adc_fixed``: ranges per array)."""
     if bits < 2:
         raise ValueError(f"quantize_activation: bits must be >= 2 (signed), got {bits}")
     xp = _xp(x)
     torch_in = _is_torch(x)
     levels = 2 ** (bits - 1) - 1
     if fixed is not None:
-        m = np.float32(fixed) if not torch_in else float(np.float32(fixed))
+        m = np.asarray(fixed, np.float32)
+        m = m if not torch_in else float(m) if m.ndim == 0 else xp.from_numpy(m).to(device=x.device, dtype=x.dtype)
         q = xp.clip(xp.round(x / m * levels), -levels, levels) * m / levels
         return _ste(x, q.detach()) if torch_in else q
     m = _amax(xp.abs(x.detach() if torch_in else x), tuple(range(1, x.ndim)))

@@ -26,7 +26,7 @@ from nft_deploy.profile_types import SIGMA_HELP
               help="torch exporter (auto: dynamo, TorchScript on failure).")
 @click.option("--read-seed", type=int, default=0, show_default=True, help="Base seed of the read-noise nodes.")
 @click.option("--calibrate", "calibrate_data", help="Data set (as evaluate --data) whose inputs set every DAC's and "
-              "ADC's range (per row tile) on the clean deployed graph [default: full scale per sample].")
+              "ADC's range (per row tile, or per array) on the clean deployed graph [default: full scale per sample].")
 @click.option("--calibration-samples", type=int, default=256, show_default=True,
               help="Training samples of --calibrate to run.")
 @click.option("--percentile", type=float, default=99.99, show_default=True,
@@ -34,9 +34,12 @@ from nft_deploy.profile_types import SIGMA_HELP
 @click.option("--adc-range", type=click.Choice(["percentile", "max"]), default="percentile", show_default=True,
               help="With --calibrate, each ADC's range: the --percentile of its partial sums, or max, the "
                    "worst case its array can produce (rows x DAC range x max |W|: an uncalibrated fixed ADC).")
+@click.option("--adc-ranges-per", default="row_tile", show_default=True, metavar="row_tile|array",
+              help="With --calibrate, what one ADC range covers: each row tile's arrays together, or each array "
+                   "(row tile x column tile, per group) alone.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress spinner and no report.")
 def export(source, profile, output, no_device, model_name, input_shape, trust_checkpoint, sigma, opset, exporter,
-           read_seed, calibrate_data, calibration_samples, percentile, adc_range, quiet, **kw):
+           read_seed, calibrate_data, calibration_samples, percentile, adc_range, adc_ranges_per, quiet, **kw):
     """Export SOURCE (checkpoint, state dict, TorchScript or .onnx) to a CIM-deployed ONNX model.
 
     The model gets, per crossbar layer, in-graph weight quantization, a programming-variation input
@@ -51,7 +54,7 @@ def export(source, profile, output, no_device, model_name, input_shape, trust_ch
                               no_device=no_device, trust_checkpoint=trust_checkpoint, sigma=sigma,
                               input_shape=input_shape, opset=opset, exporter=exporter, read_seed=read_seed,
                               calibrate=calibrate_data, calibration_samples=calibration_samples,
-                              percentile=percentile, adc_range=adc_range)
+                              percentile=percentile, adc_range=adc_range, adc_ranges_per=adc_ranges_per)
     for w in caught:
         click.echo(f"Warning: {w.message}", err=True)
     if not quiet:

@@ -22,6 +22,7 @@ from torch import nn
 from torch.func import functional_call
 from torch.overrides import TorchFunctionMode
 
+from nft_deploy.arrays import adc_fixed
 from nft_deploy.converters.handlers import onnx_family, positional, sites, torch_family, weight_of
 from nft_deploy.device_plan import SHARED_WEIGHT, DevicePlan, FoundWeight, LayerPlan, compile_plan, layer_name
 from nft_deploy.errors import ConfigError
@@ -130,8 +131,7 @@ class _Converters(TorchFunctionMode):
         if tiled is not None:  # row tiles: an ADC on each partial sum, then the digital sum
             return tiled
         out = func(*args, **kwargs)
-        fixed = lay.adc_range[0] if lay.adc_range else None
-        return quantize_activation(out, lay.output_bits, fixed) if lay.output_bits else out
+        return quantize_activation(out, lay.output_bits, adc_fixed(lay, 0, out.ndim)) if lay.output_bits else out
 
 
 def graph_layout(lay: LayerPlan, weight):

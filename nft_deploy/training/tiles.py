@@ -1,13 +1,14 @@
 """Row tiles of a mapped torch call, as ``nft_deploy.arrays`` defines them: each row tile's partial sum is
 the call with the other rows' weights zeroed (``arrays.row_masks``), through the ADC when the plan has one
-(straight-through in training), summed in tile order; the bias is added with tile 0. The graph's
+(straight-through in training; with ranges per array, each output channel at its array's: ``arrays.adc_fixed``),
+summed in tile order; the bias is added with tile 0. The graph's
 ``converters.array_nodes`` computes the same nodes."""
 
 from __future__ import annotations
 
 import torch
 
-from nft_deploy.arrays import row_masks
+from nft_deploy.arrays import adc_fixed, row_masks
 from nft_deploy.converters.handlers import torch_family, weight_of
 from nft_deploy.device_plan import LayerPlan
 from nft_deploy.noise import quantize_activation
@@ -35,8 +36,7 @@ def tiled_call(func, args: list, kwargs: dict, site, lay: LayerPlan):
         if k and bias is not None and len(a) > bias:
             a[bias] = None
         part = func(*a, **({key: v for key, v in kwargs.items() if key != "bias"} if k else kwargs))
-        fixed = lay.adc_range[k] if lay.adc_range else None
-        part = quantize_activation(part, lay.output_bits, fixed) if lay.output_bits else part
+        part = quantize_activation(part, lay.output_bits, adc_fixed(lay, k, part.ndim)) if lay.output_bits else part
         out = part if out is None else out + part
     return out
 
