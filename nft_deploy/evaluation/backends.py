@@ -45,9 +45,10 @@ class Backend:
         yield config.workers or 1
 
     def plan_workers(self, workers: int, *, model_bytes: int, data_bytes: int, strategy: str,
-                     workers_given: bool) -> int:
+                     workers_given: bool, batch_size: int = 0, sample_bytes: int | None = None) -> int:
         """The workers one model's run will use, once its size is known (e.g. fewer where they would not fit
-        in memory, with a ``Note`` warning saying so); ``workers_given``: the user asked for ``workers``."""
+        in memory, with a ``Note`` warning saying so); ``workers_given``: the user asked for ``workers``;
+        ``batch_size`` samples of ``sample_bytes`` activations each (None: unknown) run at once."""
         return workers
 
     def run(self, job: Job, chips: list[int], workers: int, advance: Callable[[int], None],

@@ -114,6 +114,13 @@ class DeployedModel:
 
         return split_graph(self.proto, self.chip_inputs, self.weights)
 
+    @cached_property
+    def activation_bytes(self) -> int | None:
+        """Peak bytes of live activations for one sample (``activations.activation_bytes``), None if unknown."""
+        from nft_deploy.evaluation.activations import activation_bytes
+
+        return activation_bytes(self.proto, [i.name for i in self.inputs])
+
     @property
     def prefers_fold(self) -> bool:
         """True when a mapped layer's op family runs faster with chips folded into constants (convolutions)."""

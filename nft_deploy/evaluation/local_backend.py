@@ -1,10 +1,11 @@
 """Chip shards in worker processes on this machine (``--backend local``), sized to the memory there is.
 
-Before workers start, the memory one worker needs is estimated from the model's size and the strategy
-(``worker_bytes``) and compared with what the machine has available: the worker count is reduced (and
-the run says so), or the run stops with one line naming ``--workers`` and ``--strategy``, instead of the
-system killing workers. A worker killed anyway is reported in one line naming its chips and how to rerun.
-"""
+Before workers start, the memory one worker needs is estimated (``worker_bytes``: the model's weights by
+strategy, the data, the runtime, and a batch's activations, from ONNX shape inference in ``activations``)
+and compared with what the machine has available: the worker count is reduced (and the run says so), or
+the run stops with one line naming ``--workers``, ``--strategy`` and, where a batch's activations are most
+of a worker, ``--batch-size``, instead of the system killing workers. A worker killed anyway is reported
+in one line naming its chips and how to rerun."""
 
 from __future__ import annotations
 
@@ -28,6 +29,12 @@ BYTES_PER_WEIGHT_BYTE = {"feed": 3.5, "fold": 6.5}
 read noise drawn per inference; fold 3.6-5.9x: ONNX Runtime copies and pre-packs them), rounded up."""
 RUNTIME_BYTES = 64 * 2**20
 """What a worker needs whatever the model (ONNX Runtime's arenas and session; 17-21 MB measured on LeNet-5)."""
+ACTIVATION_FACTOR = 2.5
+"""A worker's memory per byte of one sample's peak of live activations (``activations.activation_bytes``)
+per sample of batch: what ONNX Runtime adds to that peak (arena rounding, layout copies, scratch buffers).
+The largest ratio ``benchmarks/activation_memory.py`` measured, rounded up: the growth of a worker's peak
+per sample of batch over that peak was 1.7x (LeNet-5), 2.4x (VGG-8), 2.2x (ResNet-18 at 224x224) with two
+batches or more per chip, 1.5x on ResNet-50 (``resnet50_scale.py``, 32 against 256)."""
 
 
 def _init_worker(name: str, job: Job) -> None:
@@ -66,9 +73,16 @@ def available_bytes() -> int | None:
     return None
 
 
-def worker_bytes(model_bytes: int, data_bytes: int, strategy: str) -> int:
-    """Estimated peak memory of one worker (what it does not share with its parent)."""
-    return int(model_bytes * BYTES_PER_WEIGHT_BYTE[strategy]) + data_bytes + RUNTIME_BYTES
+def activation_batch_bytes(batch_size: int, sample_bytes: int | None) -> int:
+    """Memory a batch's activations take in a worker: ``ACTIVATION_FACTOR`` x ``batch_size`` x one sample's
+    peak (``activations.activation_bytes``); 0 when that is unknown (dynamic shapes: left out, as before)."""
+    return int(ACTIVATION_FACTOR * batch_size * sample_bytes) if sample_bytes else 0
+
+
+def worker_bytes(model_bytes: int, data_bytes: int, strategy: str, activations: int = 0) -> int:
+    """Estimated peak memory of one worker (what it does not share with its parent): weights by strategy,
+    the data, the runtime, and ``activations`` (``activation_batch_bytes``)."""
+    return int(model_bytes * BYTES_PER_WEIGHT_BYTE[strategy]) + data_bytes + RUNTIME_BYTES + activations
 
 
 @dataclass(frozen=True)
@@ -79,21 +93,42 @@ class WorkerPlan:
     note: str | None = None
 
 
-def fit_workers(workers: int, per_worker: int, available: int | None, strategy: str, workers_given: bool) -> WorkerPlan:
-    """``workers`` if they fit in ``available`` bytes, else fewer (saying so), else one line to fix it."""
+@dataclass(frozen=True)
+class BatchShare:
+    """A batch's part of ``per_worker`` (``activation_batch_bytes``): where it is most of it, the messages of
+    ``fit_workers`` name the ``--batch-size`` that would fit."""
+
+    size: int
+    bytes: int
+
+    def fitting(self, budget: int) -> int:
+        """The largest batch size whose activations fit in ``budget`` bytes (0 if none; at most ``size`` - 1)."""
+        return 0 if budget <= 0 or self.bytes <= 0 else min(self.size - 1, budget * self.size // self.bytes)
+
+
+def fit_workers(workers: int, per_worker: int, available: int | None, strategy: str, workers_given: bool,
+                batch: BatchShare | None = None) -> WorkerPlan:
+    """``workers`` if they fit in ``available`` bytes, else fewer (saying so), else one line to fix it;
+    both name a smaller ``--batch-size`` when ``batch`` is at least half of ``per_worker``."""
     if available is None or workers * per_worker <= available:
         return WorkerPlan(workers)
     fit = available // per_worker
     gib = 2**30
+    dominant = batch is not None and 2 * batch.bytes >= per_worker
+    rest = per_worker - batch.bytes if dominant else per_worker
     if fit < 1:
         other = "feed" if strategy == "fold" else None
-        hint = f" or --strategy {other} (less memory per worker)" if other else ""
+        hint = f", --strategy {other} (less memory per worker)" if other else ""
+        smaller = batch.fitting(available - rest) if dominant else 0
+        hint += f", a smaller --batch-size {smaller} (a batch of {batch.size} is most of it)" if smaller else ""
         raise EvaluationError(f"--workers: one worker needs about {per_worker / gib:.1f} GiB ({strategy} strategy) "
                               f"and {available / gib:.1f} GiB is available; free memory{hint}, or evaluate fewer "
                               f"samples with --limit")
     verb = "asked for" if workers_given else "would use"
+    smaller = batch.fitting(available // workers - rest) if dominant else 0
+    keep = f" (--batch-size {smaller} would fit all {workers})" if smaller else ""
     return WorkerPlan(int(fit), f"--workers: {verb} {workers}, but each needs about {per_worker / gib:.1f} GiB and "
-                                f"{available / gib:.1f} GiB is available; running {int(fit)}")
+                                f"{available / gib:.1f} GiB is available; running {int(fit)}{keep}")
 
 
 @register_backend("local")
@@ -109,10 +144,11 @@ class LocalBackend(Backend):
         yield resolve_workers(config.workers, config.chips)
 
     def plan_workers(self, workers: int, *, model_bytes: int, data_bytes: int, strategy: str,
-                     workers_given: bool) -> int:
+                     workers_given: bool, batch_size: int = 0, sample_bytes: int | None = None) -> int:
         """Fewer workers (saying so), or one line, rather than workers the system kills."""
-        fit = fit_workers(workers, worker_bytes(model_bytes, data_bytes, strategy), available_bytes(), strategy,
-                          workers_given)
+        batch = BatchShare(batch_size, activation_batch_bytes(batch_size, sample_bytes))
+        fit = fit_workers(workers, worker_bytes(model_bytes, data_bytes, strategy, batch.bytes), available_bytes(),
+                          strategy, workers_given, batch)
         if fit.note:
             warnings.warn(fit.note, Note, stacklevel=3)
         return fit.workers
@@ -157,5 +193,5 @@ def run_local(job: Job, chips: list[int], workers: int, advance, on_shard=None) 
     return backend("local").run(job, chips, workers, advance, on_shard or (lambda shard: None))
 
 
-__all__ = ["BYTES_PER_WEIGHT_BYTE", "RUNTIME_BYTES", "LocalBackend", "WorkerPlan", "available_bytes", "fit_workers", "resolve_workers", "run_local",
-           "worker_bytes"]
+__all__ = ["ACTIVATION_FACTOR", "BYTES_PER_WEIGHT_BYTE", "RUNTIME_BYTES", "BatchShare", "LocalBackend", "WorkerPlan",
+           "activation_batch_bytes", "available_bytes", "fit_workers", "resolve_workers", "run_local", "worker_bytes"]

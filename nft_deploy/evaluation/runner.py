@@ -232,7 +232,8 @@ def prepare_run(model: DeployedModel, x: dict[str, np.ndarray], y: np.ndarray, c
     runs_on = backend(config.backend)  # local: fewer workers (saying so) where they would not fit in memory
     workers = runs_on.plan_workers(
         workers, model_bytes=len(model.split.inference) + sum(w.nbytes for w in model.weights.values()),
-        data_bytes=sum(a.nbytes for a in x.values()), strategy=strategy, workers_given=config.workers is not None)
+        data_bytes=sum(a.nbytes for a in x.values()), strategy=strategy, workers_given=config.workers is not None,
+        batch_size=min(config.batch_size, len(y)), sample_bytes=model.activation_bytes)
     threads = config.threads or max(1, (os.cpu_count() or 1) // workers)
     job = Job(split=model.split, layers=model.layers,
               weights=model.weights, output_name=model.output_name, x=x, y=y, clean_pred=clean_pred,
