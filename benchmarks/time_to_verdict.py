@@ -138,7 +138,8 @@ def main() -> None:
     if not all((args.models / f"{m}.cim.onnx").is_file() for m in MODELS):
         from nft_deploy.demo import DemoConfig, run_demo
 
-        run_demo(DemoConfig(out=args.models))
+        # the demo as it was when results/time_to_verdict.md was measured (default init, sigma 0.3, three methods)
+        run_demo(DemoConfig(out=args.models, sigma=0.3, init="default", methods=MODELS))
     rows, per_model, seed = [], {}, 20261130
     for m, accs in _chips(args).items():
         per_model[m] = {"mean": float(accs.mean()), "p5": float(np.percentile(accs, 5)), "std": float(accs.std(ddof=1))}

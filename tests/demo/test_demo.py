@@ -27,6 +27,15 @@ def test_demo_trains_exports_and_compares_every_method_on_the_same_chips(tmp_pat
     delta = next(ln for ln in md if ln.startswith("| delta accuracy % (paired) |")).split("|")
     assert delta[2].strip() == "baseline" and delta[3].strip().startswith(("+", "-"))
     assert list((result.report_dir / "plots").glob("*.png"))
+    logs = [json.loads((result.report_dir.parent / f"{m}.train.json").read_text()) for m in result.models]
+    assert [log["config"]["init"] for log in logs] == ["kaiming", "kaiming"]  # the regime map's choice
+
+
+def test_demo_init_reaches_training(tmp_path):
+    cfg = DemoConfig(out=tmp_path, methods=("plain", "noise_injection"), init="default", epochs=1, chips=2,
+                     limit_train=64, limit_test=20, quiet=True)
+    run_demo(cfg)
+    assert json.loads((tmp_path / "plain.train.json").read_text())["config"]["init"] == "default"
 
 
 def test_demo_cli_rejects_a_bad_method_in_one_line(tmp_path):
