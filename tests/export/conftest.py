@@ -108,3 +108,17 @@ def net():
     onnx_model = export_model(model, profile=None, no_device=True, input_shape=(20, 6, 6)).model
     x = np.random.default_rng(4).standard_normal((48, 20, 6, 6)).astype(np.float32)
     return model, onnx_model, x
+
+
+def assert_torch_matches_onnxruntime(model, deployed, plan, x: np.ndarray, chips=(0, 1), seed: int = 9) -> None:
+    """The torch engine on ``plan`` and ONNX Runtime on ``deployed`` give the same logits per chip: at most one
+    flipped prediction (a converter's rounding tie) and a median max-abs gap within 1e-4 of the logits' scale."""
+    from nft_deploy.evaluation.runner import chip_logits
+    from nft_deploy.training.montecarlo import chip_weights, plan_logits
+
+    for chip in chips:
+        ort_logits = chip_logits(deployed, x, chip, seed=seed)
+        with torch.no_grad():
+            tch = plan_logits(model, plan, chip_weights(model, plan, seed, chip), torch.from_numpy(x), 64)
+        assert int((ort_logits.argmax(1) != tch.argmax(1)).sum()) <= 1
+        assert np.median(np.abs(ort_logits - tch).max(axis=1)) <= 1e-4 * max(1.0, float(np.abs(ort_logits).max()))

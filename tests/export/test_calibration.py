@@ -18,7 +18,9 @@ from nft_deploy.evaluation.deployed import load_deployed
 from nft_deploy.evaluation.runner import chip_logits
 from nft_deploy.noise import quantize_activation
 from nft_deploy.profiles import load_profile, profile_from_dict
-from nft_deploy.training.montecarlo import chip_weights, model_plan, plan_logits
+from nft_deploy.training.montecarlo import chip_weights, model_plan
+
+from .conftest import assert_torch_matches_onnxruntime
 
 PROFILE = {"schema_version": 1, "name": "cal", "weights": {"bits": 4, "bits_per_cell": 2},
            "programming": {"sigma": 0.05}, "read_noise": {"sigma": 0.02}, "io": {"input_bits": 8, "output_bits": 6},
@@ -103,12 +105,7 @@ def test_torch_and_onnxruntime_agree_per_chip_with_calibrated_ranges(net, profil
     ranges = calibrate(onnx_model, prof, x, percentile=99.0)
     deployed = load_deployed(run_pass(onnx_model, prof, PassConfig(ranges=ranges))[0])
     plan = model_plan(model, prof, x).with_ranges(deployed.plan.ranges)
-    for chip in (0, 1):
-        ort = chip_logits(deployed, x, chip, seed=9)
-        with torch.no_grad():
-            tch = plan_logits(model, plan, chip_weights(model, plan, 9, chip), torch.from_numpy(x), 64)
-        assert int((ort.argmax(1) != tch.argmax(1)).sum()) <= 1
-        assert np.median(np.abs(ort - tch).max(axis=1)) <= 1e-4 * max(1.0, float(np.abs(ort).max()))
+    assert_torch_matches_onnxruntime(model, deployed, plan, x)
     full = chip_logits(load_deployed(run_pass(onnx_model, prof)[0]), x, 0, seed=9)
     assert np.abs(full - chip_logits(deployed, x, 0, seed=9)).max() > 1e-3  # the ranges changed the chip
 
