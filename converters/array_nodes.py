@@ -38,7 +38,7 @@ def insert_row_tiles(em: Emitter, graph: gs.Graph, node: gs.Node, weight_input: 
                      output=gs.Variable(f"{em.prefix}/tile{k}", dtype=out.dtype, shape=out.shape))
         if lay.output_bits:
             part = quantize_output(em, part, lay.output_bits, f"adc{k}", opset,
-                                   fixed=adc_fixed(lay, k, len(out.shape) if out.shape else None))
+                                   fixed=adc_fixed(lay, k, len(out.shape) if out.shape else None, weight_input == 0))
         if total is None:
             total = part
         else:

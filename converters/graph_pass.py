@@ -79,7 +79,8 @@ def run_pass(model: onnx.ModelProto, profile: DeviceProfile, config: PassConfig 
             em = Emitter(graph, f"nft/io/{node.name or lay.name}")
             tiled, out = is_tiled(lay), node.outputs[0]
             insert_io_quantization(em, node, site.data_input, lay.input_bits, None if tiled else lay.output_bits,
-                                   opset, lay.dac_range, adc_fixed(lay, 0, len(out.shape) if out.shape else None))
+                                   opset, lay.dac_range, adc_fixed(lay, 0, len(out.shape) if out.shape else None,
+                                                                  site.weight_input == 0))
             if tiled:  # one node per row tile, an ADC on each partial sum (converters/array_nodes.py)
                 insert_row_tiles(em, graph, node, site.weight_input, site.data_input, lay, opset)
             report.inserted_nodes += em.count

@@ -120,12 +120,18 @@ def row_masks(shape: tuple[int, ...], out_axis: int, t: Tiling) -> list[np.ndarr
     return [(tile_of == k).astype(np.float32).reshape(view) for k in range(t.row_tiles)]
 
 
-def output_axis(op: str, shape: tuple[int, ...], out_axis: int) -> int:
-    """The output channel axis of a mapped node's output: 1 for a convolution (a weight of rank > 2), -2 for
-    ``W @ X`` (a MatMul whose weight is the first operand: output axis 0), -1 for ``X @ W`` and Gemm."""
-    if len(shape) > 2:
-        return 1
-    return -2 if op == "MatMul" and out_axis == 0 else -1
+def output_axis(shape: tuple[int, ...], weight_first: bool) -> int:
+    """The output channel axis of a mapped call's output: 1 for a convolution (a weight of rank > 2), -2 for
+    ``W @ X`` (the weight is the first operand), -1 otherwise (``X @ W``, Gemm, torch's ``linear(x, W)`` on an
+    input of any rank). Decided by the weight's operand position, not by (op, out_axis): torch's ``linear`` on
+    a 3-D input is a MatMul with output axis 0 whose channels are last."""
+    return 1 if len(shape) > 2 else -2 if weight_first else -1
+
+
+def graph_weight_first(lay) -> bool:
+    """In a plan compiled from an ONNX graph, the weight is ``W @ X``'s first operand exactly when a MatMul
+    stores it with output axis 0 (``X @ W`` stores (in, out); a Gemm's weight is input B)."""
+    return lay.op == "MatMul" and lay.out_axis == 0
 
 
 def array_channels(t: Tiling) -> list[slice]:
@@ -152,10 +158,10 @@ def array_weights(w: np.ndarray, out_axis: int, t: Tiling, k: int) -> list[np.nd
     return out
 
 
-def adc_fixed(lay, k: int, rank: int | None) -> float | np.ndarray | None:
+def adc_fixed(lay, k: int, rank: int | None, weight_first: bool) -> float | np.ndarray | None:
     """Row tile ``k``'s calibrated ADC range as a converter takes it (``lay`` a ``LayerPlan``): None (full scale
     per sample), a float shared by the row tile's arrays, or one range per output channel (each its array's),
-    float32 shaped to broadcast over an output of ``rank`` dimensions."""
+    float32 shaped to broadcast over an output of ``rank`` dimensions (``weight_first``: ``output_axis``)."""
     entry = lay.adc_range[k] if lay.adc_range else None
     if entry is None or np.ndim(entry) == 0:
         return entry
@@ -164,7 +170,7 @@ def adc_fixed(lay, k: int, rank: int | None) -> float | np.ndarray | None:
                           "does not state; export the float model with shape information")
     per_channel = np.concatenate([np.full(s.stop - s.start, r, np.float32)
                                   for s, r in zip(array_channels(lay.tiles), entry, strict=True)])
-    axis = output_axis(lay.op, lay.shape, lay.out_axis) % rank
+    axis = output_axis(lay.shape, weight_first) % rank
     return per_channel.reshape((-1,) + (1,) * (rank - 1 - axis))
 
 
@@ -177,5 +183,5 @@ def totals(tilings: list[Tiling]) -> dict:
             "utilization": round(used / cells, 6) if cells else 0.0}
 
 
-__all__ = ["Tiling", "adc_fixed", "array_channels", "array_weights", "in_axis", "output_axis", "row_masks", "tiling",
-           "totals"]
+__all__ = ["Tiling", "adc_fixed", "array_channels", "array_weights", "graph_weight_first", "in_axis", "output_axis",
+           "row_masks", "tiling", "totals"]

@@ -18,7 +18,8 @@ channels that array computes (its column tile of its group) of its row tile's pa
 worst-case full scale of a converter that is not calibrated (CrossSim's ``adc_range_option`` MAX): row tile
 ``k``'s range is ``rows_k * dac_range * max |W|`` (its rows times the DAC's calibrated full input times the
 layer's largest weight; per array, the largest weight of that array's rows and outputs), never below the
-largest value the calibration data reaches (a bias joins row tile 0). It needs a DAC (``io.input_bits``): the
+largest value the calibration data reaches: a bias joins row tile 0 and the bound leaves it out, so only
+the data covers it. It needs a DAC (``io.input_bits``): the
 DAC's range is what bounds the array's input. The ranges are the plan's (``LayerPlan.dac_range``,
 ``LayerPlan.adc_range``): they are written as graph constants and in ``nft.plan``, and the torch engine
 reads them from the deployed model's plan.
@@ -31,7 +32,7 @@ import dataclasses
 import numpy as np
 import onnx
 
-from nft_deploy.arrays import array_channels, array_weights, output_axis, tiling
+from nft_deploy.arrays import array_channels, array_weights, graph_weight_first, output_axis, tiling
 from nft_deploy.errors import ConfigError
 from nft_deploy.profiles import DeviceProfile, ReadNoise, StuckAt
 
@@ -123,7 +124,7 @@ def _splits(plan, taps: dict) -> dict[str, tuple[int, list[slice]]]:
         t = lay.tiles
         if lay.name in taps and t is not None and t.groups * t.col_tiles > 1:
             for a in taps[lay.name][1]:
-                out[a] = (output_axis(lay.op, lay.shape, lay.out_axis), array_channels(t))
+                out[a] = (output_axis(lay.shape, graph_weight_first(lay)), array_channels(t))
     return out
 
 

@@ -80,9 +80,11 @@ def export_model(source: str | Path | torch.nn.Module | onnx.ModelProto, *,
     ``evaluate --data`` takes it): fixed converter ranges from the first ``calibration_samples`` training
     samples at ``percentile``; ``adc_range="max"``: each ADC at its array's worst-case partial sum instead;
     ``adc_ranges_per="array"``: one ADC range per array instead of per row tile (``nft_deploy.calibration``)."""
-    from nft_deploy.calibration import check_per
+    from nft_deploy.calibration import ADC_RANGES, check_per
 
     check_per(adc_ranges_per)
+    if adc_range not in ADC_RANGES:
+        raise ExportError(f"--adc-range: {adc_range!r} is not one of {', '.join(ADC_RANGES)}")
     if adc_range != "percentile" and calibrate is None:
         raise ExportError(f"--adc-range {adc_range}: needs --calibrate DATA (the DAC ranges bound the arrays' "
                           "inputs)")

@@ -8,15 +8,16 @@ import click
 
 from nft_deploy.cli.notes import notes
 from nft_deploy.demo import DEMO_METHODS, DemoConfig, run_demo
+from nft_deploy.training.config import INITS
 
 
 @click.command()
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=Path("runs/demo"),
               show_default=True, help="Folder for checkpoints, ONNX models and the report.")
 @click.option("--profile", default="nft_reference", show_default=True, help="Device profile (name or path).")
-@click.option("--sigma", type=float, default=0.25, show_default=True, help="Programming sigma (profile unit).")
-@click.option("--init", type=click.Choice(["default", "kaiming"]), default="kaiming", show_default=True,
-              help="Weight init; under kaiming (the NFT reference's) noise injection fails at sigma 0.25.")
+@click.option("--sigma", type=float, default=DemoConfig.sigma, show_default=True, help="Programming sigma (profile unit).")
+@click.option("--init", type=click.Choice(INITS), default=DemoConfig.init, show_default=True,
+              help="Weight init; under kaiming (the NFT reference's) noise injection barely trains at the demo's sigma.")
 @click.option("--methods", default=",".join(DEMO_METHODS), show_default=True,
               help="Comma-separated training methods to compare; the first is the baseline.")
 @click.option("--epochs", type=int, default=15, show_default=True)

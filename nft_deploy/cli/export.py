@@ -31,7 +31,7 @@ from nft_deploy.profile_types import SIGMA_HELP
               help="Training samples of --calibrate to run.")
 @click.option("--percentile", type=float, default=99.99, show_default=True,
               help="Percentile of |x| each calibrated converter's range is set to.")
-@click.option("--adc-range", type=click.Choice(["percentile", "max"]), default="percentile", show_default=True,
+@click.option("--adc-range", default="percentile", show_default=True, metavar="percentile|max",
               help="With --calibrate, each ADC's range: the --percentile of its partial sums, or max, the "
                    "worst case its array can produce (rows x DAC range x max |W|: an uncalibrated fixed ADC).")
 @click.option("--adc-ranges-per", default="row_tile", show_default=True, metavar="row_tile|array",

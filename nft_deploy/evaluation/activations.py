@@ -78,7 +78,6 @@ def _sizes(g, data_inputs: list[str]) -> dict[str, int] | None:
             return None
         sizes[name] = n
     return sizes
-    return peak_live(g.node, sizes, data_inputs, [o.name for o in g.output])
 
 
 def peak_live(nodes, sizes: dict[str, int], first: list[str], last: list[str]) -> int:

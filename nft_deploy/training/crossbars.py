@@ -131,7 +131,7 @@ class _Converters(TorchFunctionMode):
         if tiled is not None:  # row tiles: an ADC on each partial sum, then the digital sum
             return tiled
         out = func(*args, **kwargs)
-        return quantize_activation(out, lay.output_bits, adc_fixed(lay, 0, out.ndim)) if lay.output_bits else out
+        return quantize_activation(out, lay.output_bits, adc_fixed(lay, 0, out.ndim, site.weight_arg == 0)) if lay.output_bits else out
 
 
 def graph_layout(lay: LayerPlan, weight):

@@ -36,7 +36,7 @@ def tiled_call(func, args: list, kwargs: dict, site, lay: LayerPlan):
         if k and bias is not None and len(a) > bias:
             a[bias] = None
         part = func(*a, **({key: v for key, v in kwargs.items() if key != "bias"} if k else kwargs))
-        part = quantize_activation(part, lay.output_bits, adc_fixed(lay, k, part.ndim)) if lay.output_bits else part
+        part = quantize_activation(part, lay.output_bits, adc_fixed(lay, k, part.ndim, site.weight_arg == 0)) if lay.output_bits else part
         out = part if out is None else out + part
     return out
 

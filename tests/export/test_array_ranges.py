@@ -22,7 +22,7 @@ from nft_deploy.evaluation.runner import chip_logits
 from nft_deploy.export import export_model
 from nft_deploy.noise import quantize_activation
 from nft_deploy.profiles import load_profile, profile_from_dict
-from nft_deploy.training.montecarlo import chip_weights, model_plan
+from nft_deploy.training.montecarlo import chip_weights, model_plan, plan_logits
 
 from .conftest import assert_torch_matches_onnxruntime
 
@@ -151,12 +151,38 @@ def test_adc_fixed_spreads_each_arrays_range_over_its_channels():
     assert array_channels(t) == [slice(0, 2), slice(2, 3), slice(3, 5), slice(5, 6)]
     lay = LayerPlan("c", "Conv", "c.weight", (6, 4, 3, 3), 0, True, "mapped", None, tiles=t,
                     adc_range=(1.5, (1.0, 2.0, 3.0, 4.0)))
-    assert adc_fixed(lay, 0, 4) == 1.5
-    np.testing.assert_array_equal(adc_fixed(lay, 1, 4).ravel(), [1, 1, 2, 3, 3, 4])
-    assert adc_fixed(lay, 1, 4).shape == (6, 1, 1)
+    assert adc_fixed(lay, 0, 4, False) == 1.5
+    np.testing.assert_array_equal(adc_fixed(lay, 1, 4, False).ravel(), [1, 1, 2, 3, 3, 4])
+    assert adc_fixed(lay, 1, 4, False).shape == (6, 1, 1)
     mm = LayerPlan("m", "MatMul", "m", (6, 4), 0, True, "mapped", None, tiles=tiling((6, 4), 0, 1, 2, 8, 4, False),
                    adc_range=((1.0, 2.0, 3.0),))
-    assert adc_fixed(mm, 0, 3).shape == (6, 1)  # W @ X: output channels on the second-last axis
+    assert adc_fixed(mm, 0, 3, True).shape == (6, 1)  # W @ X: output channels on the second-last axis
+    assert adc_fixed(mm, 0, 3, False).shape == (6,)  # torch's linear(x, W) on a 3-D x: channels last
+
+
+def test_torch_linear_on_a_sequence_quantizes_each_output_channel_at_its_arrays_range():
+    """linear(x, W) on x of shape (N, L, F) is a MatMul with output axis 0 whose channels are last; each
+    row tile's partial sum against a float64 numpy reference with per-channel ranges."""
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(16, 6)).eval()
+    x = np.random.default_rng(1).standard_normal((3, 5, 16)).astype(np.float32)
+    prof = profile_from_dict({"schema_version": 1, "name": "seq", "weights": {"bits": 4, "bits_per_cell": 4,
+                              "quantize": False}, "programming": {"sigma": 0.0}, "io": {"output_bits": 4},
+                              "array": {"rows": 8, "cols": 4, "differential": False}})
+    plan = model_plan(model, prof, x)
+    (lay,) = plan.mapped
+    assert lay.op == "MatMul" and lay.tiles.row_tiles == 2 and lay.tiles.col_tiles == 2
+    ranges = {lay.name: (None, ((1.0, 2.0), (3.0, 0.5)))}  # row tile k: (array of outputs 0-3, of outputs 4-5)
+    plan = plan.with_ranges(ranges)
+    with torch.no_grad():
+        got = plan_logits(model, plan, chip_weights(model, plan, 0, None), torch.from_numpy(x), 64)
+    w, b = model[0].weight.detach().double().numpy(), model[0].bias.detach().double().numpy()
+    want = 0.0
+    for k, rows in enumerate((slice(0, 8), slice(8, 16))):
+        part = x[..., rows].astype(np.float64) @ w[:, rows].T + (b if k == 0 else 0.0)
+        m = np.repeat(ranges[lay.name][1][k], (4, 2))  # per output channel, last axis
+        want = want + np.clip(np.round(part / m * 7), -7, 7) * m / 7
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
 
 
 def test_a_plan_written_with_one_float_per_row_tile_still_loads(net):
@@ -167,7 +193,7 @@ def test_a_plan_written_with_one_float_per_row_tile_still_loads(net):
     row.update(dac_range=1.5, adc_range=[2.0, 3.0, 4.0])  # what export --calibrate wrote before ranges per array
     old = DevicePlan.from_json(json.dumps(doc))
     conv = next(lay for lay in old.layers if lay.name == "conv")
-    assert conv.adc_range == (2.0, 3.0, 4.0) and adc_fixed(conv, 1, 4) == 3.0
+    assert conv.adc_range == (2.0, 3.0, 4.0) and adc_fixed(conv, 1, 4, False) == 3.0
     arrays = load_deployed(run_pass(onnx_model, prof, PassConfig(ranges=calibrate(
         onnx_model, prof, x, per="array")))[0]).plan
     again = DevicePlan.from_json(arrays.to_json())

@@ -147,3 +147,7 @@ def test_export_calibrate_writes_the_ranges_and_plan_shows_them(tmp_path):
                                      "-o", str(tmp_path / "lone.onnx"), "-q"])
     assert lone.exit_code == 1 and "--adc-range max: needs --calibrate DATA" in lone.output, lone.output
     assert not (tmp_path / "lone.onnx").exists()
+    wrong = CliRunner().invoke(main, ["export", str(ckpt), "--profile", "rram_128x128_adc6", "--calibrate",
+                                      str(tmp_path / "cal.npz"), "--adc-range", "min", "-o", str(tmp_path / "w.onnx")])
+    assert wrong.exit_code == 1 and "--adc-range: 'min' is not one of percentile, max" in wrong.output, wrong.output
+    assert not (tmp_path / "w.onnx").exists()
