@@ -189,7 +189,13 @@ class DevicePlan:
                        layers=tuple(replace(lay, device=prof.for_layer(lay.name)) for lay in self.layers))
 
     def with_ranges(self, ranges: dict) -> DevicePlan:
-        """The plan with calibrated converter ranges (layer -> (DAC range, ``LayerPlan.adc_range``))."""
+        """The plan with calibrated converter ranges (layer -> (DAC range, ``LayerPlan.adc_range``)); a range
+        for a layer the plan does not map is refused, never dropped (an engine would silently run it full
+        scale while another uses the range)."""
+        unknown = sorted(set(ranges) - {lay.name for lay in self.mapped})
+        if unknown:
+            raise ExportError(f"converter ranges for layers this plan does not map: {', '.join(unknown)} (the plan "
+                              f"maps {', '.join(lay.name for lay in self.mapped) or 'none'})")
         return replace(self, layers=tuple(
             replace(lay, dac_range=ranges[lay.name][0], adc_range=ranges[lay.name][1]) if lay.name in ranges else lay
             for lay in self.layers))

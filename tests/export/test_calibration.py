@@ -151,3 +151,13 @@ def test_export_calibrate_writes_the_ranges_and_plan_shows_them(tmp_path):
                                       str(tmp_path / "cal.npz"), "--adc-range", "min", "-o", str(tmp_path / "w.onnx")])
     assert wrong.exit_code == 1 and "--adc-range: 'min' is not one of percentile, max" in wrong.output, wrong.output
     assert not (tmp_path / "w.onnx").exists()
+
+
+def test_ranges_for_a_layer_the_plan_does_not_map_are_refused_not_dropped(net):
+    from nft_deploy.errors import ExportError
+
+    model, _, x = net
+    plan = model_plan(model, profile_from_dict(PROFILE), x)
+    assert plan.with_ranges({"fc": (1.0, (2.0,))}).ranges == {"fc": (1.0, (2.0,))}
+    with pytest.raises(ExportError, match="converter ranges for layers this plan does not map: val_1 "):
+        plan.with_ranges({"fc": (1.0, (2.0,)), "val_1": (1.0, None)})
