@@ -45,9 +45,10 @@ def main(argv=None) -> int:
     from nft_deploy.export import export_model
 
     variants = {"full scale per sample (ideal auto-ranging)": {},
-                "fixed worst case (--adc-range max)": {"calibrate": "mnist-5k", "percentile": 100.0, "adc_range": "max"}}
+                "fixed worst case (--adc-range max --percentile 100)": {"calibrate": "mnist-5k", "percentile": 100.0, "adc_range": "max"}}
     variants.update({f"calibrated p{p}": {"calibrate": "mnist-5k", "percentile": float(p)}
                      for p in args.percentiles.split(",")})
+    variants["calibrated p99.99 per array"] = {"calibrate": "mnist-5k", "percentile": 99.99, "adc_ranges_per": "array"}
     rows = ["| ADC/DAC ranges | clean accuracy | mean accuracy | 95% CI | 5th percentile |", "|---|---|---|---|---|"]
     out = {"checkpoint_command": "nft-deploy " + " ".join(TRAIN), "profile": PROFILE, "chips": args.chips, "runs": {}}
     for label, kw in variants.items():
