@@ -47,6 +47,7 @@ METHODS = {  # label -> TrainConfig fields
     "ovf detached": {"method": "ovf", "ovf_feedback_grad": "none"},
     "irs": {"method": "irs"},
     "noise_injection warm-up": {"method": "noise_injection", "sigma_warmup": 5},
+    "temperature warm-up": {"method": "temperature", "sigma_warmup": 5},  # the control for OVF warm-up
     "ovf warm-up": {"method": "ovf", "ovf_feedback_grad": "full", "sigma_warmup": 5},
 }
 SIGMAS = (0.10, 0.15, 0.20, 0.25, 0.30, 0.35)
