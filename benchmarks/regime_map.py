@@ -158,11 +158,14 @@ def plot(summary: list[dict]) -> None:
             cells = sorted((s for s in summary if s["init"] == init and s["method"] == method), key=lambda s: s["sigma"])
             if not cells:
                 continue
-            x = [c["sigma"] for c in cells]
+            jitter = 0.004 * (list(METHODS).index(method) - len(METHODS) / 2)  # methods side by side
+            x = [c["sigma"] + jitter for c in cells]
             p = [c["converged"] / c["runs"] for c in cells]
-            err = np.array([[pi - c["wilson95"][0], c["wilson95"][1] - pi] for pi, c in zip(p, cells, strict=True)]).T
+            # an interval only where a cell has several seeds (one seed's Wilson interval says little)
+            err = np.array([[pi - c["wilson95"][0], c["wilson95"][1] - pi] if c["runs"] > 1 else [0.0, 0.0]
+                            for pi, c in zip(p, cells, strict=True)]).T
             axes[0][j].errorbar(x, p, yerr=err, marker="o", capsize=3, label=method)
-            axes[1][j].plot(x, [100 * c["mc_mean"] for c in cells], marker="o", label=method)
+            axes[1][j].plot([c["sigma"] for c in cells], [100 * c["mc_mean"] for c in cells], marker="o", label=method)
         axes[0][j].set(title=f"init {init}: convergence probability (Wilson 95%)", xlabel="sigma", ylim=(-0.05, 1.05))
         axes[1][j].set(title=f"init {init}: Monte Carlo accuracy, mean over seeds", xlabel="sigma", ylabel="%")
     axes[1][-1].legend(fontsize=8, loc="lower left")
