@@ -5,8 +5,7 @@ injection (the baseline NFT is measured against), the temperature-only ablation,
 the NFT reference device, each exported to a CIM-deployed ONNX model and evaluated by ONNX Runtime on the
 same chips. The setting is the regime map's (benchmarks/results/regime_map_lenet5.md): under the reference's
 kaiming init at sigma 0.25 noise injection converged in 3 of 5 seeds (20 epochs) and NFT in all, the case
-NFT was made for; the
-temperature-only row says how much of NFT's gain its softmax temperature alone gives.
+NFT was made for; the temperature-only row says how much of NFT's gain its softmax temperature alone gives.
 """
 
 from __future__ import annotations
