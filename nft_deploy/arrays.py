@@ -123,8 +123,8 @@ def row_masks(shape: tuple[int, ...], out_axis: int, t: Tiling) -> list[np.ndarr
 def output_axis(shape: tuple[int, ...], weight_first: bool) -> int:
     """The output channel axis of a mapped call's output: 1 for a convolution (a weight of rank > 2), -2 for
     ``W @ X`` (the weight is the first operand), -1 otherwise (``X @ W``, Gemm, torch's ``linear(x, W)`` on an
-    input of any rank). Decided by the weight's operand position, not by (op, out_axis): torch's ``linear`` on
-    a 3-D input is a MatMul with output axis 0 whose channels are last."""
+    input of any rank). Decided by the weight's operand position, not by (op, out_axis): torch's ``linear``
+    takes its weight second and its output channels are last."""
     return 1 if len(shape) > 2 else -2 if weight_first else -1
 
 

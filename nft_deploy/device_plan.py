@@ -24,6 +24,7 @@ import math
 from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from functools import cached_property
+from typing import Any
 
 import numpy as np
 
@@ -65,6 +66,8 @@ class FoundWeight:
     """ONNX node name (graph side only)."""
     groups: int = 1
     """A convolution's ``group`` (1 otherwise): each group is its own matrix on its own arrays."""
+    layout: Any = field(default=None, compare=False)
+    """torch side: how the parameter maps onto the graph's weight (``OpFamily.layout``); None: the same."""
 
 
 @dataclass(frozen=True)
@@ -98,6 +101,9 @@ class LayerPlan:
     adc_range: tuple[float | tuple[float, ...], ...] | None = None
     """Calibrated ADC ranges, one entry per row tile (one for a layer of one tile): a float its arrays share, or
     one per array of the row tile in (group, column tile) order (``arrays.adc_fixed``); None: full scale."""
+    layout: Any = field(default=None, compare=False, repr=False)
+    """torch side: how the parameter maps onto the weight as the graph stores it, which the row's shape,
+    output axis and chip draws describe (``training.crossbars.graph_layout``); None: the same layout."""
 
     @cached_property
     def noise(self) -> NoiseModel:
@@ -269,7 +275,7 @@ def _row(f: FoundWeight, prof: DeviceProfile, strict: bool = True) -> LayerPlan:
         reason = "mapped"
     device = prof.for_layer(f.name)
     lay = LayerPlan(f.name, f.op, f.weight, tuple(f.shape), f.out_axis, reason == "mapped", reason, device,
-                    node=f.node, groups=f.groups)
+                    node=f.node, groups=f.groups, layout=f.layout)
     if not lay.mapped:
         return lay
     nm = lay.noise

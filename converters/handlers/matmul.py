@@ -3,6 +3,10 @@
 ``X @ W`` with ``W [in, out]``: outputs on axis 1. ``W @ X`` (constant first operand ``[out, in]``):
 outputs on axis 0. Two activations (attention scores) are not a crossbar layer: skipped, not fatal.
 torch ``matmul``/``mm``/``@`` with a parameter operand is the same site.
+
+A torch ``linear`` on a 3-D input exports to a MatMul on a folded constant ``W.T`` with a machine name
+(``val_6``); the dynamo exporter records the parameter it came from (``folded_from``) and ``weight_origin``
+gives it back, so the layer keeps its torch name in both engines (``gemm.torch_site`` states the layout).
 """
 
 from __future__ import annotations
@@ -34,5 +38,11 @@ def torch_site(func: str, args: tuple, is_weight) -> TorchSite | None:
     return None
 
 
+def weight_origin(names: list[str]) -> str | None:
+    """The parameter a folded constant was computed from alone (a transpose of ``mix.weight``); None when it
+    came from several tensors (``p.t()`` lists the ``t`` node too) or none."""
+    return names[0] if len(names) == 1 and names[0] else None
+
+
 FAMILY = OpFamily("matmul", ("MatMul",), handle, ("matmul", "mm", "__matmul__"), torch_site,
-                  torch_args=("input", "other"))
+                  torch_args=("input", "other"), weight_origin=weight_origin)

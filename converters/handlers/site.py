@@ -53,8 +53,11 @@ class TorchSite:
     decline: Decline | None = None
     """Set when the weight cannot be mapped (for example a 3-D matmul operand)."""
     shape: tuple[int, ...] | None = None
-    """The weight's shape as the ONNX graph stores it, where it differs from the parameter's (the family's
-    ``layout`` maps one onto the other); None: the parameter's shape."""
+    """The weight's shape as the ONNX graph stores it, where it differs from the parameter's (``layout``, or
+    the family's, maps one onto the other); None: the parameter's shape."""
+    layout: Any = None
+    """This call's parameter-to-graph layout where it is not the family's (a ``linear`` on a 3-D input
+    exports as a MatMul on the transposed weight); None: the family's ``layout``."""
 
 
 @dataclass(frozen=True)

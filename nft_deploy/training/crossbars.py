@@ -4,7 +4,7 @@
 one probe forward under a ``TorchFunctionMode`` sees every call of a family's torch functions
 (``conv2d``, ``linear``, ``matmul``...) and asks the family which argument is the weight. So an
 ``nn.Conv2d``, an ``nn.Linear`` and a bare parameter used by ``torch.matmul`` are found alike, and a
-Linear on a 3-D input is planned as the MatMul it exports to. ``device_plan.compile_plan`` then decides.
+Linear on a 3-D input is planned as the MatMul on ``W.T`` it exports to (the site's ``layout``). ``device_plan.compile_plan`` then decides.
 
 ``on_device`` runs a forward with given (noisy) weights and the plan's DAC/ADC around every mapped call,
 with the maths of ``noise.quantize_activation`` (straight-through in training), the same the graph
@@ -23,7 +23,7 @@ from torch.func import functional_call
 from torch.overrides import TorchFunctionMode
 
 from nft_deploy.arrays import adc_fixed
-from nft_deploy.converters.handlers import onnx_family, positional, sites, torch_family, weight_of
+from nft_deploy.converters.handlers import positional, sites, torch_family, weight_of
 from nft_deploy.device_plan import SHARED_WEIGHT, DevicePlan, FoundWeight, LayerPlan, compile_plan, layer_name
 from nft_deploy.errors import ConfigError
 from nft_deploy.noise import quantize_activation
@@ -65,9 +65,10 @@ class _Probe(TorchFunctionMode):
                 w = weight_of(args, site)
                 name = self.params[id(w)]
                 weights.add(id(w))
+                layout = site.layout or torch_family(func.__name__).layout
                 self.found.setdefault(name, FoundWeight(layer_name(name), site.op, name, site.shape or tuple(w.shape),
                                                         site.out_axis, decline=site.decline,
-                                                        groups=conv_groups(func, args, kwargs)))
+                                                        groups=conv_groups(func, args, kwargs), layout=layout))
             if getattr(func, "__name__", "") not in METADATA_CALLS:
                 listed = [t for a in (*args, *kwargs.values()) for t in (a if isinstance(a, (list, tuple)) else (a,))]
                 self.read_elsewhere |= {self.params[id(a)] for a in listed
@@ -124,28 +125,43 @@ class _Converters(TorchFunctionMode):
         # activation, the ADC on the output
         site = next((s for s in mapped if s.data_arg is not None), mapped[0])
         lay = self.by_id[id(weight_of(args, site))]
+        args = list(args)
         if lay.input_bits and site.data_arg is not None:
-            args = list(args)
             args[site.data_arg] = quantize_activation(args[site.data_arg], lay.input_bits, lay.dac_range)
-        tiled = tiled_call(func, args, kwargs, site, lay)
-        if tiled is not None:  # row tiles: an ADC on each partial sum, then the digital sum
-            return tiled
-        out = func(*args, **kwargs)
-        return quantize_activation(out, lay.output_bits, adc_fixed(lay, 0, out.ndim, site.weight_arg == 0)) if lay.output_bits else out
+        args, kwargs, bias = _digital_bias(func, args, kwargs, lay)
+        out = tiled_call(func, args, kwargs, site, lay)  # row tiles: an ADC on each partial sum, then their sum
+        if out is None:
+            out = func(*args, **kwargs)
+            if lay.output_bits:
+                out = quantize_activation(out, lay.output_bits, adc_fixed(lay, 0, out.ndim, site.weight_arg == 0))
+        return out if bias is None else out + bias
+
+
+def _digital_bias(func, args: list, kwargs: dict, lay: LayerPlan) -> tuple[list, dict, torch.Tensor | None]:
+    """A bias the graph adds after the crossbar's ADC, taken out of the call: a ``linear`` exported as MatMul
+    (+ Add) has one; a Gemm or Conv keeps its bias inside the node (the ADC reads it, in both engines)."""
+    if lay.op != "MatMul":
+        return args, kwargs, None
+    names = torch_family(func.__name__).torch_args
+    at = names.index("bias") if "bias" in names else None
+    if at is not None and len(args) > at:
+        bias, args = args[at], args[:at] + [None] + args[at + 1:]
+    else:
+        kwargs = dict(kwargs)
+        bias = kwargs.pop("bias", None)
+    return args, kwargs, bias
 
 
 def graph_layout(lay: LayerPlan, weight):
     """``weight`` (a torch parameter or its numpy copy) in the layout the graph stores it: the plan's shape
-    and output axis (the same array where the family's exporter keeps the parameter's layout)."""
-    fam = onnx_family(lay.op)
-    return weight if fam is None or fam.layout is None else fam.layout.to_graph(weight)
+    and output axis (the same array where the exporter keeps the parameter's layout)."""
+    return weight if lay.layout is None else lay.layout.to_graph(weight)
 
 
 def in_graph_layout(lay: LayerPlan, weight: torch.Tensor, fn) -> torch.Tensor:
     """``fn`` (noise, a chip) applied to ``weight`` in the graph's layout, mapped back to the parameter's, so a
     chip's draw for an ONNX cell lands on the torch cell the exporter puts there."""
-    fam = onnx_family(lay.op)
-    return fn(weight) if fam is None or fam.layout is None else fam.layout.to_torch(fn(fam.layout.to_graph(weight)))
+    return fn(weight) if lay.layout is None else lay.layout.to_torch(fn(lay.layout.to_graph(weight)))
 
 
 def has_converters(plan: DevicePlan) -> bool:

@@ -6,6 +6,7 @@ summed in tile order; the bias is added with tile 0. The graph's
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 
 from nft_deploy.arrays import adc_fixed, row_masks
@@ -32,7 +33,8 @@ def tiled_call(func, args: list, kwargs: dict, site, lay: LayerPlan):
     out = None
     for k, mask in enumerate(masks):
         a = list(args)
-        a[site.weight_arg] = w * torch.from_numpy(mask).to(device=w.device, dtype=w.dtype)
+        mask = mask if lay.layout is None else lay.layout.to_torch(mask)  # the plan's rows are the graph's
+        a[site.weight_arg] = w * torch.from_numpy(np.ascontiguousarray(mask)).to(device=w.device, dtype=w.dtype)
         if k and bias is not None and len(a) > bias:
             a[bias] = None
         part = func(*a, **({key: v for key, v in kwargs.items() if key != "bias"} if k else kwargs))

@@ -51,6 +51,32 @@ def test_exporter_keeps_batchnorm_names_and_a_dynamic_batch(exporter, tiny):
             np.testing.assert_allclose(y, net(torch.from_numpy(x)).numpy(), atol=1e-5)
 
 
+class Tokens(torch.nn.Module):
+    """Linear on a 3-D and a 4-D input: the dynamo exporter writes ``MatMul(x, val_N) + Add`` with ``val_N``
+    a folded ``W.T``, and records the parameter it came from."""
+
+    def __init__(self):
+        super().__init__()
+        self.mix = torch.nn.Linear(6, 5)
+        self.head = torch.nn.Linear(5, 3)
+
+    def forward(self, x):  # x (N, 1, 4, 6): mix on 4-D, head on 3-D
+        return self.head(torch.relu(self.mix(x)).flatten(1, 2)).mean(1)
+
+
+def test_a_linear_on_a_sequence_is_the_transposed_matmul_in_both_plans():
+    torch.manual_seed(0)
+    net, x = Tokens().eval(), torch.rand(2, 1, 4, 6)
+    exp = torch_to_onnx(net, x, TorchExportConfig(exporter="dynamo"))
+    prof = load_profile("rram_4bit")
+    graph, ours = plan_graph(exp.model, prof), torch_plan(net, prof, x)
+    assert differences(ours, graph) == []
+    assert [(lay.name, lay.op, lay.shape, lay.out_axis) for lay in graph.mapped] == [
+        ("mix", "MatMul", (6, 5), 1), ("head", "MatMul", (5, 3), 1)]
+    rows = [[{k: v for k, v in lay.to_dict().items() if k != "node"} for lay in p.layers] for p in (ours, graph)]
+    assert rows[0] == rows[1]  # and every row's noise (per-channel scale on the graph's output axis) alike
+
+
 def test_plan_differences_name_a_weight_the_exporter_renamed():
     net = _net()
     exp = torch_to_onnx(net, torch.rand(2, 1, 6, 6), TorchExportConfig(exporter="torchscript"))

@@ -161,8 +161,9 @@ def test_adc_fixed_spreads_each_arrays_range_over_its_channels():
 
 
 def test_torch_linear_on_a_sequence_quantizes_each_output_channel_at_its_arrays_range():
-    """linear(x, W) on x of shape (N, L, F) is a MatMul with output axis 0 whose channels are last; each
-    row tile's partial sum against a float64 numpy reference with per-channel ranges."""
+    """linear(x, W) on x of shape (N, L, F) is the MatMul on W.T it exports to (output axis 1, channels last);
+    each row tile's partial sum through its ADC with per-channel ranges, then the bias (the graph's Add after
+    the MatMul), against a float64 numpy reference."""
     torch.manual_seed(0)
     model = torch.nn.Sequential(torch.nn.Linear(16, 6)).eval()
     x = np.random.default_rng(1).standard_normal((3, 5, 16)).astype(np.float32)
@@ -171,7 +172,8 @@ def test_torch_linear_on_a_sequence_quantizes_each_output_channel_at_its_arrays_
                               "array": {"rows": 8, "cols": 4, "differential": False}})
     plan = model_plan(model, prof, x)
     (lay,) = plan.mapped
-    assert lay.op == "MatMul" and lay.tiles.row_tiles == 2 and lay.tiles.col_tiles == 2
+    assert (lay.op, lay.shape, lay.out_axis) == ("MatMul", (16, 6), 1)
+    assert lay.tiles.row_tiles == 2 and lay.tiles.col_tiles == 2
     ranges = {lay.name: (None, ((1.0, 2.0), (3.0, 0.5)))}  # row tile k: (array of outputs 0-3, of outputs 4-5)
     plan = plan.with_ranges(ranges)
     with torch.no_grad():
@@ -179,10 +181,10 @@ def test_torch_linear_on_a_sequence_quantizes_each_output_channel_at_its_arrays_
     w, b = model[0].weight.detach().double().numpy(), model[0].bias.detach().double().numpy()
     want = 0.0
     for k, rows in enumerate((slice(0, 8), slice(8, 16))):
-        part = x[..., rows].astype(np.float64) @ w[:, rows].T + (b if k == 0 else 0.0)
+        part = x[..., rows].astype(np.float64) @ w[:, rows].T
         m = np.repeat(ranges[lay.name][1][k], (4, 2))  # per output channel, last axis
         want = want + np.clip(np.round(part / m * 7), -7, 7) * m / 7
-    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(got, want + b, rtol=1e-5, atol=1e-5)
 
 
 def test_a_plan_written_with_one_float_per_row_tile_still_loads(net):

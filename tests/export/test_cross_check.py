@@ -87,17 +87,22 @@ def _profiles():
 
 
 class MatmulNet(torch.nn.Module):
-    """A user module whose crossbar layers include a bare parameter used by ``torch.matmul``."""
+    """A user module whose crossbar layers include a bare parameter used by ``torch.matmul`` and a Linear on
+    a 3-D input (``mix``, per row of the feature map: exported as MatMul + Add, its bias after the ADC)."""
 
     def __init__(self):
         super().__init__()
         self.conv1 = torch.nn.Conv2d(1, 4, 3, padding=1)
+        self.mix = torch.nn.Linear(8, 8)
+        with torch.no_grad():
+            self.mix.bias.uniform_(-2.0, 2.0)  # a bias a few ADC steps wide: placed before the ADC it shows
         self.proj = torch.nn.Parameter(torch.randn(4 * 8 * 8, 24) * 0.1)
         self.head = torch.nn.Linear(24, 10)
         self.fc = torch.nn.Linear(24, 24)
 
     def forward(self, x):
-        h = torch.relu(torch.matmul(torch.flatten(torch.relu(self.conv1(x)), 1), self.proj))
+        rows = torch.relu(self.mix(torch.relu(self.conv1(x)).flatten(1, 2)))  # (batch, 4 x 8 rows, 8)
+        h = torch.relu(torch.matmul(torch.flatten(rows, 1), self.proj))
         return self.head(torch.relu(self.fc(h)))
 
 
