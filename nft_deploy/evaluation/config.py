@@ -83,6 +83,12 @@ class EvalConfig:
     """onnxruntime (the deployed graph, this module) | torch (a checkpoint in the training-time simulation on
     the same chips, ``torch_engine``: a cross-check of the export; evaluate only, no read noise, in this
     process: workers, threads, strategy and backend do not apply)."""
+    ranges_from: str | None = option(None, "--engine torch: run the converters at the calibrated DAC/ADC ranges "
+                                     "of this deployed model (an export --calibrate of the same checkpoint), so "
+                                     "the two engines can be compared chip by chip [full scale per sample].",
+                                     metavar="DEPLOYED.onnx")
+    """``engine="torch"``: a deployed model (path or ``DeployedModel``) whose calibrated converter ranges the
+    torch plan takes by layer name (``DevicePlan.with_ranges``); None: full-scale converters, as training's."""
     output: str | None = option(None, "Graph output to read as the logits, (N, C) [the first output].",
                                 decls=("--output", "output_name"), metavar="NAME")
     """Name of the graph output read as logits, which must be (N, C); None: the first output."""
@@ -132,6 +138,8 @@ class EvalConfig:
             raise EvaluationError(f"--engine: must be one of {', '.join(ENGINES)}; got {self.engine!r}")
         if self.backend not in backend_names():
             raise EvaluationError(f"--backend: must be one of {', '.join(backend_names())}; got {self.backend!r}")
+        if self.ranges_from is not None and self.engine != "torch":
+            raise EvaluationError("--ranges-from: applies to --engine torch (a deployed graph carries its own ranges)")
         if self.resume is not None and self.engine == "torch":
             raise EvaluationError("--resume: applies to --engine onnxruntime (a torch run keeps no shards)")
         if self.address is not None and not backend(self.backend).uses_address:

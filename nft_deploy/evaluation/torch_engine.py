@@ -115,6 +115,8 @@ def run_torch(model: TorchModel, x: np.ndarray, y: np.ndarray, config: EvalConfi
     param = next(module.parameters(), None)
     xt = torch.from_numpy(x).to(param.device if param is not None else "cpu")
     plan = model_plan(module, model.profile, x, sigma=config.sigma)
+    if config.ranges_from is not None:
+        plan = plan.with_ranges(calibrated_ranges(config.ranges_from, plan, model.name))
     check_times(model.name, plan, config)
     if any(lay.noise.read_std > 0 for lay in plan.mapped):
         warnings.warn(ReadNoiseNote(f"{model.name}: profile {model.profile.name!r} has read noise, which "
@@ -138,6 +140,24 @@ def run_torch(model: TorchModel, x: np.ndarray, y: np.ndarray, config: EvalConfi
             shard.chips.append(acc.finish())
             advance(1)
     return summarize(model.name, model.profile, data_name, config, plan.sigma, STRATEGY, clean, [shard], classes)
+
+
+def calibrated_ranges(source, plan: DevicePlan, model_name: str) -> dict:
+    """The calibrated converter ranges of a deployed model (``--ranges-from``), checked against the torch plan:
+    every calibrated layer must be one the checkpoint maps, else the two engines would not be comparable."""
+    from nft_deploy.evaluation.deployed import load_deployed
+
+    deployed = load_deployed(source)
+    ranges = deployed.plan.ranges
+    if not ranges:
+        raise EvaluationError(f"--ranges-from {deployed.name}: the model has no calibrated converter ranges "
+                              "(export --calibrate DATA writes them)")
+    unknown = sorted(set(ranges) - {lay.name for lay in plan.mapped})
+    if unknown:
+        raise EvaluationError(f"--ranges-from {deployed.name}: layer(s) {', '.join(unknown)} are calibrated there but "
+                              f"not mapped in {model_name} (it maps {', '.join(lay.name for lay in plan.mapped)}): "
+                              "export the same checkpoint on the same profile")
+    return ranges
 
 
 def _clean_pass(model: TorchModel, plan: DevicePlan, xt: torch.Tensor, y: np.ndarray,

@@ -193,3 +193,29 @@ def test_library_compare_refuses_engine_torch(checkpoints, lenet):
     _, deployed = checkpoints("nft_reference")
     with pytest.raises(EvaluationError, match=re.escape(TORCH_EVALUATE_ONLY)):
         compare([deployed, deployed], lenet[1:], engine="torch", chips=1, quiet=True)
+
+
+def test_ranges_from_a_calibrated_export_gives_torch_the_deployed_converters(checkpoints, lenet, npz, tmp_path):
+    """A calibrated export's fixed DAC/ADC ranges, taken by --ranges-from: torch then agrees with ONNX Runtime
+    chip by chip; without them it runs full-scale converters (training's) and differs."""
+    from nft_deploy.export import export_model
+
+    _, x, y = lenet
+    path, _ = checkpoints("pcm_8bit")
+    deployed = load_deployed(export_model(path, profile=None, calibrate=str(npz), calibration_samples=64,
+                                          percentile=90.0).model)
+    assert deployed.plan.ranges
+    common = dict(chips=CHIPS, seed=SEED, quiet=True, workers=1)
+    ort_run = evaluate(deployed, (x, y), **common)
+    full, cal = (evaluate(path, (x, y), engine="torch", ranges_from=r, **common) for r in (None, deployed))
+    flips = math.ceil(2 * SAMPLES / 1000)
+    for run_ in (cal, full):
+        gaps = [abs(a.accuracy - b.accuracy) * SAMPLES for a, b in zip(ort_run.per_chip, run_.per_chip, strict=True)]
+        assert (max(gaps) <= flips) == (run_ is cal), gaps
+    assert abs(ort_run.clean.confidence - cal.clean.confidence) <= 1e-3 < abs(ort_run.clean.confidence - full.clean.confidence)
+    r = run("evaluate", path, "--data", npz, "--chips", 1, "--ranges-from", tmp_path / "none.onnx")
+    assert r.exit_code == 1 and r.output.count("\n") == 1 and "--ranges-from: applies to --engine torch" in r.output
+    onnx.save(load_deployed(path).proto, tmp_path / "uncalibrated.onnx")
+    r = run("evaluate", path, "--data", npz, "--engine", "torch", "--chips", 1, "--ranges-from",
+            tmp_path / "uncalibrated.onnx")
+    assert r.exit_code == 1 and "no calibrated converter ranges" in r.output and r.output.count("\n") == 1, r.output
