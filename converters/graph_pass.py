@@ -102,6 +102,16 @@ def plan_graph(model: onnx.ModelProto, profile: DeviceProfile, name: str = "the 
     return _planned(model, profile, name, strict=False)[3].plan
 
 
+def plan_graph_weights(model: onnx.ModelProto, profile: DeviceProfile, name: str = "the model"
+                       ) -> tuple[DevicePlan, dict[str, np.ndarray]]:
+    """``plan_graph`` and every planned layer's weight as the pass sees it, by the plan's weight name: after
+    folding (``Transpose(W)``) and renaming (a folded ``W.T`` is named after its parameter)."""
+    graph, _, _, report = _planned(model, profile, name, strict=False)
+    tensors = graph.tensors()
+    return report.plan, {lay.weight: np.asarray(tensors[lay.weight].values) for lay in report.plan.layers
+                         if isinstance(tensors.get(lay.weight), gs.Constant)}
+
+
 def _planned(model: onnx.ModelProto, profile: DeviceProfile, name: str = "the model", strict: bool = True):
     """The graph ready for rewriting, its opset, every crossbar-op use and a report holding the plan."""
     meta = {p.key for p in model.metadata_props}

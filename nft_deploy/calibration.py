@@ -100,7 +100,7 @@ def calibrate(float_model: onnx.ModelProto, profile: DeviceProfile, x: np.ndarra
         reached = {n: [float(p.max(initial=0.0)) for p in ps] for n, ps in parts.items()}
         layers = {lay.name: lay for lay in report.plan.mapped}
         return {name: (level[dac][0] if dac else None,
-                       _worst_case(layers[name], float_model, level, reached, dac, adcs, splits))
+                       _worst_case(layers[name], deployed, level, reached, dac, adcs, splits))
                 for name, (dac, adcs) in taps.items()}
     return {name: (level[dac][0] if dac else None, tuple(_entry(level[a], a in splits) for a in adcs) or None)
             for name, (dac, adcs) in taps.items()}
@@ -128,16 +128,17 @@ def _splits(plan, taps: dict) -> dict[str, tuple[int, list[slice]]]:
     return out
 
 
-def _worst_case(lay, float_model: onnx.ModelProto, level: dict, reached: dict, dac: str | None,
+def _worst_case(lay, deployed: onnx.ModelProto, level: dict, reached: dict, dac: str | None,
                 adcs: tuple[str, ...], splits: dict) -> tuple[float | tuple[float, ...], ...] | None:
     """Row tile k's ADC range: rows_k x the DAC's range x max |W| (the layer's, or per array the array's), or
-    what the data reached if more."""
+    what the data reached if more. ``deployed``: the clean deployed graph, whose weights have the plan's names
+    (a folded ``W.T`` is named after its parameter there, not in the float model)."""
     if not adcs:
         return None
     if dac is None:
         raise ConfigError(f"--adc-range max: layer {lay.name!r} has an ADC but no DAC; the worst-case partial "
                           "sum needs the profile's io.input_bits (the DAC's range bounds the array's input)")
-    w = next((np.abs(onnx.numpy_helper.to_array(i)) for i in float_model.graph.initializer if i.name == lay.weight),
+    w = next((np.abs(onnx.numpy_helper.to_array(i)) for i in deployed.graph.initializer if i.name == lay.weight),
              None)
     if w is None:
         raise ConfigError(f"--adc-range max: layer {lay.name!r}: its weight {lay.weight!r} is not an initializer")

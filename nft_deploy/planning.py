@@ -40,12 +40,9 @@ def plan_with_noise(model, profile: str | Path | DeviceProfile | None = None, *,
     src = load_source(model, model=model_name, model_kwargs=model_kwargs, trust_checkpoint=trust_checkpoint,
                       input_shape=input_shape)
     if src.onnx_model is not None:
-        from onnx import numpy_helper
-
-        result = _onnx_plan(src.onnx_model, str(src.path or "<model>"), profile, sigma)
-        weights = {i.name: i for i in src.onnx_model.graph.initializer}
-        return result, {lay.name: lay.noise_to_rms(numpy_helper.to_array(weights[lay.weight]))
-                        for lay in result.mapped if lay.weight in weights}
+        result, weights = _onnx_plan(src.onnx_model, str(src.path or "<model>"), profile, sigma)
+        return result, {lay.name: lay.noise_to_rms(weights[lay.weight]) for lay in result.mapped
+                        if lay.weight in weights}
     if src.kind == "torchscript":
         raise ExportError(f"{src.path}: a TorchScript module runs no Python calls to probe; plan its ONNX export "
                           "instead (`nft-deploy export FILE --no-device --input-shape C,H,W`, then `plan` the .onnx)")
@@ -64,19 +61,25 @@ def plan_with_noise(model, profile: str | Path | DeviceProfile | None = None, *,
     return result, {lay.name: noise_to_rms(lay, params[lay.weight]) for lay in result.mapped if lay.weight in params}
 
 
-def _onnx_plan(proto, name: str, profile, sigma: float | None) -> DevicePlan:
+def _onnx_plan(proto, name: str, profile, sigma: float | None) -> tuple[DevicePlan, dict]:
+    """The plan of an ONNX model and its layers' weights by weight name (a deployed graph stores them under
+    the plan's names; a float graph's are the pass's, after folding and renaming)."""
+    from onnx import numpy_helper
+
     from nft_deploy.chips import META_PLAN
-    from nft_deploy.converters.graph_pass import plan_graph
+    from nft_deploy.converters.graph_pass import plan_graph_weights
 
     meta = {p.key: p.value for p in proto.metadata_props}
     if META_PLAN in meta:
         if profile is not None:
             raise ExportError(f"{name}: --profile: the model is already deployed; its plan is fixed (use --sigma, "
                               "or plan the float model or the checkpoint with another profile)")
-        return DevicePlan.from_json(meta[META_PLAN], f"{name}:{META_PLAN}").with_sigma(sigma)
+        result = DevicePlan.from_json(meta[META_PLAN], f"{name}:{META_PLAN}").with_sigma(sigma)
+        wanted = {lay.weight for lay in result.mapped}
+        return result, {i.name: numpy_helper.to_array(i) for i in proto.graph.initializer if i.name in wanted}
     if profile is None:
         raise ExportError(f"{name}: --profile: required for a float ONNX model (a built-in name or a .json path)")
-    return plan_graph(proto, load_profile(profile, sigma), name)
+    return plan_graph_weights(proto, load_profile(profile, sigma), name)
 
 
 __all__ = ["plan", "plan_with_noise"]

@@ -107,7 +107,7 @@ def evaluate(model, data, profile, sweep_spec, **kw):
 
 @click.command()
 @click.argument("models", nargs=-1, required=True, type=click.Path())
-@_eval_options()
+@_eval_options(skip=("ranges_from",))
 @_doc("Evaluate several MODELS on the same chips and data; deltas and paired CIs against the first.")
 def compare(models, data, profile, **kw):
     from nft_deploy.evaluation.compare import compare as run_compare
@@ -119,7 +119,7 @@ def compare(models, data, profile, **kw):
 
 @click.command()
 @click.argument("models", nargs=-1, required=True, type=click.Path())
-@_eval_options(skip=("ci_width",))
+@_eval_options(skip=("ci_width", "ranges_from"))
 @click.option("--sigmas", "sigma_spec", required=True, help="START:STOP:STEP (stop included) or a comma list.")
 @_doc("Accuracy of every model at every programming sigma: one table, one plot. With --time (a drifting "
       "profile), at every time too: every chip is read at every sigma and time, the table has a column per time "
@@ -134,7 +134,7 @@ def sweep(models, data, profile, sigma_spec, **kw):
 
 @click.command()
 @click.argument("model", type=click.Path())
-@_eval_options(skip=("ci_width",))
+@_eval_options(skip=("ci_width", "ranges_from"))
 @click.option("--min-accuracy", type=float, default=None, help="Minimum accuracy (fraction, e.g. 0.95): of the "
               "mean over chips, or of the chip at --percentile.")
 @click.option("--percentile", type=float, default=None, help="Apply --min-accuracy to this percentile of chips (5: "

@@ -144,20 +144,34 @@ def run_torch(model: TorchModel, x: np.ndarray, y: np.ndarray, config: EvalConfi
 
 def calibrated_ranges(source, plan: DevicePlan, model_name: str) -> dict:
     """The calibrated converter ranges of a deployed model (``--ranges-from``), checked against the torch plan:
-    every calibrated layer must be one the checkpoint maps, else the two engines would not be comparable."""
+    both must map the same layers with the same converters and arrays, and every converter of the torch plan
+    must have its range, else the two engines would not run the same device."""
+    from nft_deploy.errors import NftDeployError
     from nft_deploy.evaluation.deployed import load_deployed
 
-    deployed = load_deployed(source)
+    try:
+        deployed = load_deployed(source)
+    except NftDeployError as e:
+        raise EvaluationError(f"--ranges-from: {e}") from None
+    fix = f"export {model_name} on its own profile with --calibrate DATA and pass that file"
     ranges = deployed.plan.ranges
     if not ranges:
-        raise EvaluationError(f"--ranges-from {deployed.name}: the model has no calibrated converter ranges "
-                              "(export --calibrate DATA writes them)")
-    unknown = sorted(set(ranges) - {lay.name for lay in plan.mapped})
-    if unknown:
-        raise EvaluationError(f"--ranges-from {deployed.name}: layer(s) {', '.join(unknown)} are calibrated there but "
-                              f"not mapped in {model_name} (it maps {', '.join(lay.name for lay in plan.mapped)}): "
-                              "export the same checkpoint on the same profile")
+        raise EvaluationError(f"--ranges-from {deployed.name}: the model has no calibrated converter ranges ({fix})")
+    ours, theirs = _converter_rows(plan), _converter_rows(deployed.plan)
+    differ = sorted(set(ours) ^ set(theirs) | {n for n in ours.keys() & theirs.keys() if ours[n] != theirs[n]})
+    uncalibrated = sorted(lay.name for lay in plan.mapped if (lay.input_bits or lay.output_bits) and lay.name not in ranges)
+    if differ or uncalibrated:
+        what = (f"layer(s) {', '.join(differ)} are mapped differently (op, shape, converter bits or arrays)" if differ
+                else f"layer(s) {', '.join(uncalibrated)} have converters but no calibrated range there")
+        raise EvaluationError(f"--ranges-from {deployed.name}: not a calibrated export of {model_name}: {what}; {fix}")
     return ranges
+
+
+def _converter_rows(plan: DevicePlan) -> dict:
+    """What two plans must share for one's converter ranges to fit the other, per mapped layer."""
+    return {lay.name: (lay.op, lay.shape, lay.out_axis, lay.input_bits, lay.output_bits,
+                       lay.tiles and (lay.tiles.groups, lay.tiles.row_tiles, lay.tiles.col_tiles))
+            for lay in plan.mapped}
 
 
 def _clean_pass(model: TorchModel, plan: DevicePlan, xt: torch.Tensor, y: np.ndarray,

@@ -77,6 +77,25 @@ def test_a_linear_on_a_sequence_is_the_transposed_matmul_in_both_plans():
     assert rows[0] == rows[1]  # and every row's noise (per-channel scale on the graph's output axis) alike
 
 
+def test_plan_noise_and_worst_case_adc_find_a_renamed_weight():
+    """``plan``'s noise/rms and ``--adc-range max`` read the weight under the plan's name (the float graph
+    holds it as ``val_N``): the same noise/rms as torch's, and a worst case of rows x DAC range x max |W|."""
+    from nft_deploy.calibration import calibrate
+    from nft_deploy.planning import plan_with_noise
+
+    torch.manual_seed(0)
+    net, x = Tokens().eval(), torch.rand(2, 1, 4, 6)
+    exp = torch_to_onnx(net, x, TorchExportConfig(exporter="dynamo"))
+    graph_ratio = plan_with_noise(exp.model, "pcm_8bit")[1]
+    torch_ratio = plan_with_noise(net, "pcm_8bit", input_shape=(1, 4, 6))[1]
+    assert graph_ratio.keys() == torch_ratio.keys() == {"mix", "head"}
+    for name in graph_ratio:
+        assert graph_ratio[name] == pytest.approx(torch_ratio[name], rel=1e-6)
+    ranges = calibrate(exp.model, load_profile("pcm_8bit"), x.numpy(), adc_range="max")
+    dac, (adc,) = ranges["mix"]
+    assert adc >= 6 * dac * float(net.mix.weight.abs().max()) * (1 - 1e-6)  # 6 rows
+
+
 def test_plan_differences_name_a_weight_the_exporter_renamed():
     net = _net()
     exp = torch_to_onnx(net, torch.rand(2, 1, 6, 6), TorchExportConfig(exporter="torchscript"))

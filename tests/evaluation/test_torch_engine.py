@@ -219,3 +219,6 @@ def test_ranges_from_a_calibrated_export_gives_torch_the_deployed_converters(che
     r = run("evaluate", path, "--data", npz, "--engine", "torch", "--chips", 1, "--ranges-from",
             tmp_path / "uncalibrated.onnx")
     assert r.exit_code == 1 and "no calibrated converter ranges" in r.output and r.output.count("\n") == 1, r.output
+    other = export_model(path, profile="rram_128x128_adc6", calibrate=str(npz), calibration_samples=64).model
+    with pytest.raises(EvaluationError, match=r"--ranges-from .*not a calibrated export of .*pcm_8bit.pt: layer\(s\) "):
+        evaluate(path, (x, y), engine="torch", ranges_from=load_deployed(other), chips=1, quiet=True)
