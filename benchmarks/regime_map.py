@@ -7,6 +7,7 @@ when the same command runs again, so an interrupted map continues where it stopp
     .venv/bin/python benchmarks/regime_map.py --edge-seeds 0,1,2,3,4         # 5 seeds where convergence is mixed
     .venv/bin/python benchmarks/regime_map.py --render                       # tables and plots from the runs
     .venv/bin/python benchmarks/regime_map.py --setting lenet5 ...           # LeNet-5: regime_map_lenet5.*
+    .venv/bin/python benchmarks/regime_map.py --setting lenet5-fashion ...   # Fashion-MNIST: ..._lenet5_fashion.*
 
 Cells: method x sigma x init on VGG-8 width 1/8, mnist-5k, Adam 1e-3, cosine, batch 128 (the issue's
 protocol; 20 epochs by default). Each run's deployed accuracy is a torch Monte Carlo over --chips chips
@@ -54,6 +55,8 @@ SIGMAS = (0.10, 0.15, 0.20, 0.25, 0.30, 0.35)
 SETTINGS = {  # --setting -> (TrainConfig fields, the md header's words); results regime_map[_<setting>].*
     "vgg8": ({"model": "vgg8", "width": 0.125, "data": "mnist-5k"}, "VGG-8 width 1/8, mnist-5k"),
     "lenet5": ({"model": "lenet5", "width": 1.0, "data": "mnist-5k"}, "LeNet-5, mnist-5k"),
+    "lenet5-fashion": ({"model": "lenet5", "width": 1.0, "data": "fashion-mnist", "limit_train": 5000,
+                        "limit_test": 1000}, "LeNet-5, Fashion-MNIST (first 5,000 training and 1,000 test images)"),
 }
 SETTING = "vgg8"
 INITS = ("default", "kaiming")
@@ -175,7 +178,7 @@ def plot(summary: list[dict]) -> None:
 
 
 def _stem() -> str:
-    return "regime_map" if SETTING == "vgg8" else f"regime_map_{SETTING}"
+    return "regime_map" if SETTING == "vgg8" else f"regime_map_{SETTING.replace('-', '_')}"
 
 
 def main() -> None:
@@ -199,7 +202,8 @@ def main() -> None:
     if args.render:
         return render(done_runs())
     torch.set_num_threads(args.threads)
-    data = load_data(SETTINGS[SETTING][0]["data"])
+    fields = SETTINGS[SETTING][0]
+    data = load_data(fields["data"], limit_train=fields.get("limit_train"), limit_test=fields.get("limit_test"))
     methods = [m for m in args.methods.split(",") if m]
     unknown = [m for m in methods if m not in METHODS]
     if unknown:
