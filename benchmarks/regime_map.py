@@ -34,6 +34,7 @@ import numpy as np
 import torch
 
 from nft_deploy.data import load_data
+from nft_deploy.evaluation.metrics import t_quantile
 from nft_deploy.training import TrainConfig, torch_monte_carlo, train
 from nft_deploy.training.protocol import converged, wilson_interval
 
@@ -108,6 +109,36 @@ def summarise(rows: list[dict]) -> list[dict]:
     return out
 
 
+def compact_cell(rs: list[dict]) -> str:
+    """The README's cell: one seed's Monte Carlo accuracy % (* when it did not converge); several seeds' mean
+    with a 95% t-interval over seeds, converged k/n and its Wilson 95% interval."""
+    acc = [100 * r["mc_mean"] for r in rs]
+    k = sum(bool(r["converged"]) for r in rs)
+    if len(rs) == 1:
+        return f"{acc[0]:.1f}" + ("" if k else "*")
+    half = t_quantile(0.975, len(rs) - 1) * float(np.std(acc, ddof=1)) / np.sqrt(len(rs))
+    lo, hi = wilson_interval(k, len(rs))
+    return f"{np.mean(acc):.1f} ± {half:.1f}, {k}/{len(rs)} [{lo:.2f}, {hi:.2f}]"
+
+
+def compact_tables(rows: list[dict]) -> list[str]:
+    """One Markdown table per init in the README's form (``compact_cell``)."""
+    lines = []
+    for init in INITS:
+        sub = [r for r in rows if r["init"] == init]
+        if not sub:
+            continue
+        sigmas = sorted({round(r["sigma"], 4) for r in sub})
+        lines += [f"### init {init} (README form)", "",
+                  "| method | " + " | ".join(f"sigma {s:.2f}" for s in sigmas) + " |", "|---|" + "---|" * len(sigmas)]
+        for method in METHODS:
+            cells = [[r for r in sub if r["method"] == method and round(r["sigma"], 4) == s] for s in sigmas]
+            if any(cells):
+                lines.append(f"| {method} | " + " | ".join(compact_cell(c) if c else "-" for c in cells) + " |")
+        lines.append("")
+    return lines
+
+
 def render(rows: list[dict]) -> None:
     summary = summarise(rows)
     lines = ["# Regime map: where noisy training converges", "",
@@ -139,6 +170,7 @@ def render(rows: list[dict]) -> None:
                 row.append(f"{c['converged']}/{c['runs']} [{lo:.2f}, {hi:.2f}] MC {100 * c['mc_mean']:.1f}{conv}")
             lines.append("| " + " | ".join(row) + " |")
         lines.append("")
+    lines += compact_tables(rows)
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / f"{_stem()}.md").write_text("\n".join(lines) + "\n")
     (RESULTS / f"{_stem()}.json").write_text(json.dumps({"summary": summary}, indent=2) + "\n")
