@@ -153,8 +153,10 @@ def _find_weights(graph: gs.Graph, report: PassReport, origins: dict[str, list[s
     """Every node of a registered op family with its weights, each as the plan's ``FoundWeight`` (one
     object per weight, however many nodes share it) and its site (None where the node is declined); op
     types without a family are counted as passed through. A folded weight that its family traces to one
-    torch parameter (``OpFamily.weight_origin``) is renamed after it."""
-    uses, seen, names = [], {}, None
+    torch parameter (``OpFamily.weight_origin``) is renamed after it; a second folded copy of the same
+    parameter (one ``Linear`` called twice on 3-D inputs) is replaced by the first, so the two calls read one
+    programmed weight, as in torch."""
+    uses, seen, names, renamed = [], {}, None, {}
     for node in graph.nodes:
         handler = handler_for(node.op)
         if handler is None:
@@ -177,9 +179,13 @@ def _find_weights(graph: gs.Graph, report: PassReport, origins: dict[str, list[s
         for site in sites(answer):
             w = node.inputs[site.weight_input]
             name = origin(origins.get(w.name, [])) if origin and origins else None
-            if name and name != w.name and name not in (names := names or set(graph.tensors())):
+            twin = renamed.get(name)
+            if twin is not None and twin.shape == w.shape and np.array_equal(twin.values, w.values):
+                node.inputs[site.weight_input] = w = twin
+            elif name and name != w.name and name not in (names := names or set(graph.tensors())):
                 names.add(name)
                 w.name = name
+                renamed[name] = w
             shared = any(handler_for(user.op) is None for user in w.outputs)
             found = seen.setdefault(w.name, FoundWeight(layer_name(w.name), node.op, w.name,
                                                         tuple(int(d) for d in w.shape), site.out_axis, node=node.name,

@@ -88,7 +88,8 @@ def _profiles():
 
 class MatmulNet(torch.nn.Module):
     """A user module whose crossbar layers include a bare parameter used by ``torch.matmul`` and a Linear on
-    a 3-D input (``mix``, per row of the feature map: exported as MatMul + Add, its bias after the ADC)."""
+    a 3-D input called twice (``mix``, per row of the feature map: exported as MatMul + Add on two folded
+    copies of W.T, its bias after the ADC; one programmed weight in both engines)."""
 
     def __init__(self):
         super().__init__()
@@ -102,6 +103,7 @@ class MatmulNet(torch.nn.Module):
 
     def forward(self, x):
         rows = torch.relu(self.mix(torch.relu(self.conv1(x)).flatten(1, 2)))  # (batch, 4 x 8 rows, 8)
+        rows = torch.relu(self.mix(rows))  # mix again: the exporter folds a second copy of W.T
         h = torch.relu(torch.matmul(torch.flatten(rows, 1), self.proj))
         return self.head(torch.relu(self.fc(h)))
 
