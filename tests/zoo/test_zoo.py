@@ -72,17 +72,17 @@ def case(request, library):
     want = [o.numpy() for o in (out if isinstance(out, tuple) else (out,))]
     float_onnx = _user_export(module, sample)
     deployed = {p: export_model(float_onnx, profile=p) for p in PROFILES}
-    return spec, float_onnx, deployed, x.numpy(), want
+    return spec, float_onnx, deployed, x.numpy(), want, module
 
 
 def test_float_and_deployed_models_pass_the_full_checker(case):
-    _, float_onnx, deployed, _, _ = case
+    _, float_onnx, deployed, _, _, _ = case
     for model in (float_onnx, *(r.model for r in deployed.values())):
         onnx.checker.check_model(model, full_check=True)
 
 
 def test_stock_onnxruntime_runs_both_deployments_and_ideal_reproduces_the_float_outputs(case):
-    spec, _, deployed, x, want = case
+    spec, _, deployed, x, want, _ = case
     for name, result in deployed.items():
         got = stock_run(result.model, x)
         assert len(got) == len(want) == spec.outputs
@@ -119,7 +119,7 @@ def accounting(float_onnx: onnx.ModelProto, plan) -> dict:
 
 
 def test_the_plan_accounts_for_every_weight_bearing_node(case):
-    spec, float_onnx, deployed, _, _ = case
+    spec, float_onnx, deployed, _, _, _ = case
     counts = accounting(float_onnx, deployed["rram_4bit"].report.plan)
     assert counts["mapped"] > 0
     if "LSTM" in spec.covers or "GRU" in spec.covers:  # both weights of both cells
@@ -131,7 +131,7 @@ def test_the_plan_accounts_for_every_weight_bearing_node(case):
 def test_a_short_evaluate_runs_two_chips(case):
     """Two chips on a few samples with random labels (token ids fed as int64); a model with two outputs is
     scored on its first; a model whose output is not (N, C) logits (a U-Net's map) is refused in one line."""
-    spec, _, deployed, x, want = case
+    spec, _, deployed, x, want, _ = case
     if want[0].ndim != 2:
         with pytest.raises(NftDeployError, match=r"is not \(N, C\) logits"):
             evaluate(deployed["rram_4bit"].model, (x, np.zeros(len(x), np.int64)), chips=2, workers=1, quiet=True)
@@ -141,3 +141,43 @@ def test_a_short_evaluate_runs_two_chips(case):
     result = evaluate(deployed["rram_4bit"].model, (x, y), chips=2, workers=1, quiet=True, batch_size=SAMPLES)
     assert result.chips == 2 and result.samples == SAMPLES and result.num_classes == classes
     assert 0.0 <= result.accuracy.mean <= 1.0
+
+
+PLANS_DIFFER = {  # zoo models whose torch and graph plans differ, and why (export names them in its report)
+    "vit_mini": "nn.MultiheadAttention is one composite torch call whose inner matmuls the torch probe does not see",
+    "gpt2_mini": "HF Conv1D computes torch.addmm, which no op family's torch functions include",
+}
+
+
+def test_training_and_the_graph_plan_the_same_layers_and_agree_per_chip(case):
+    """The torch probe (training, the torch engine) and the graph pass on the user's dynamo export compile the
+    same plan rows, Linear layers on 3-D and 4-D activations (transformers, mixers, ConvNeXt) included, and
+    one chip's logits agree between torch and ONNX Runtime (read noise off) within 1e-4 of their scale."""
+    import dataclasses
+
+    from nft_deploy.converters.graph_pass import plan_graph, run_pass
+
+    from nft_deploy.device_plan import differences
+    from nft_deploy.evaluation.deployed import load_deployed
+    from nft_deploy.evaluation.runner import chip_logits
+    from nft_deploy.profiles import ReadNoise, load_profile
+    from nft_deploy.training.crossbars import torch_plan
+    from nft_deploy.training.montecarlo import torch_chip_logits
+
+    spec, float_onnx, _, x, want, module = case
+    prof = dataclasses.replace(load_profile("rram_4bit"), read_noise=ReadNoise())
+    found = differences(torch_plan(module, prof, torch.from_numpy(x)), plan_graph(float_onnx, prof))
+    if spec.name in PLANS_DIFFER:
+        assert found, f"{spec.name} now plans alike in both engines: remove it from PLANS_DIFFER"
+        return
+    assert found == []
+    if spec.outputs != 1 or want[0].ndim != 2 or spec.tokens or "LSTM" in spec.covers or "GRU" in spec.covers:
+        return  # per-chip logits: one (N, C) output of float inputs (the torch engine feeds float32); recurrent
+        # cells are cross-checked in tests/export
+    ort = chip_logits(load_deployed(run_pass(float_onnx, prof)[0]), x, chip=1, seed=5)
+    tch = torch_chip_logits(module, prof, x, chip=1, seed=5)
+    # relative to the logits' own scale: untrained zoo models' logits range from 1e-13 to 1 (measured agreement
+    # 1e-6 of the scale or better)
+    scale = float(np.abs(ort).max())
+    assert np.abs(ort - want[0]).max() > 1e-4 * scale > 0, "the chip changed no logit: the check would prove nothing"
+    np.testing.assert_allclose(tch, ort, rtol=0, atol=1e-4 * scale)
