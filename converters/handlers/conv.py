@@ -19,7 +19,7 @@ def conv_family(name: str, op: str, torch_functions: tuple[str, ...], out_axis: 
 
     def torch_site(func: str, args: tuple, is_weight) -> TorchSite | None:
         if len(args) > 1 and is_weight(args[1]):
-            return TorchSite(op=op, weight_arg=1, data_arg=0, out_axis=out_axis)
+            return TorchSite(op=op, weight_arg=1, data_arg=0, out_axis=out_axis, bias_arg=2)
         return None
 
     return OpFamily(name, (op,), handle, torch_functions, torch_site, fold_chips=True)

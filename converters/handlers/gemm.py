@@ -6,7 +6,8 @@ torch ``linear(input, weight, bias)`` exports to Gemm for a 2-D input and to Mat
 so its site names the op it becomes: ``mapping.op_types`` then means the same in both engines. The MatMul's
 weight is the exporter's transposed copy ``W.T [in, out]`` (outputs on axis 1, named after the parameter by
 ``matmul.weight_origin``), so the site states that layout (``TRANSPOSED``) and both engines draw a chip's
-cells alike; the bias is a separate Add, after the ADC."""
+cells alike; the bias is a separate Add, after the ADC. ``torch.addmm(b, x, W)`` (HF's ``Conv1D`` in GPT-2)
+exports to Gemm with ``transB=0``: the weight ``[in, out]`` as stored, outputs on axis 1."""
 
 from __future__ import annotations
 
@@ -41,13 +42,17 @@ TRANSPOSED = Transposed()
 
 
 def torch_site(func: str, args: tuple, is_weight) -> TorchSite | None:
+    if func == "addmm":  # addmm(bias, x, W [in, out]): HF's Conv1D (GPT-2), a Gemm with transB=0
+        if len(args) > 2 and is_weight(args[2]) and args[2].ndim == 2:
+            return TorchSite(op="Gemm", weight_arg=2, data_arg=1, out_axis=1, bias_arg=0)
+        return None
     if len(args) > 1 and is_weight(args[1]):
         w = args[1]
         if getattr(args[0], "ndim", 2) == 2 or w.ndim != 2:
-            return TorchSite(op="Gemm", weight_arg=1, data_arg=0, out_axis=0)
+            return TorchSite(op="Gemm", weight_arg=1, data_arg=0, out_axis=0, bias_arg=2)
         return TorchSite(op="MatMul", weight_arg=1, data_arg=0, out_axis=1, shape=(w.shape[1], w.shape[0]),
-                         layout=TRANSPOSED)
+                         layout=TRANSPOSED, bias_arg=2)
     return None
 
 
-FAMILY = OpFamily("gemm", ("Gemm",), handle, ("linear",), torch_site)
+FAMILY = OpFamily("gemm", ("Gemm",), handle, ("linear", "addmm"), torch_site)

@@ -55,6 +55,10 @@ class TorchSite:
     shape: tuple[int, ...] | None = None
     """The weight's shape as the ONNX graph stores it, where it differs from the parameter's (``layout``, or
     the family's, maps one onto the other); None: the parameter's shape."""
+    bias_arg: int | None = None
+    """Position of the call's bias argument (``linear``/``conv*``: 2, ``addmm``: 0); None: the call has none.
+    Row tiles add it once (with tile 0); a bias the graph adds after the node (a MatMul's ``Add``) is added
+    after the ADC."""
     layout: Any = None
     """This call's parameter-to-graph layout where it is not the family's (a ``linear`` on a 3-D input
     exports as a MatMul on the transposed weight); None: the family's ``layout``."""

@@ -128,7 +128,7 @@ class _Converters(TorchFunctionMode):
         args = list(args)
         if lay.input_bits and site.data_arg is not None:
             args[site.data_arg] = quantize_activation(args[site.data_arg], lay.input_bits, lay.dac_range)
-        args, kwargs, bias = _digital_bias(func, args, kwargs, lay)
+        args, kwargs, bias = _digital_bias(args, kwargs, site, lay)
         out = tiled_call(func, args, kwargs, site, lay)  # row tiles: an ADC on each partial sum, then their sum
         if out is None:
             out = func(*args, **kwargs)
@@ -137,13 +137,12 @@ class _Converters(TorchFunctionMode):
         return out if bias is None else out + bias
 
 
-def _digital_bias(func, args: list, kwargs: dict, lay: LayerPlan) -> tuple[list, dict, torch.Tensor | None]:
+def _digital_bias(args: list, kwargs: dict, site, lay: LayerPlan) -> tuple[list, dict, torch.Tensor | None]:
     """A bias the graph adds after the crossbar's ADC, taken out of the call: a ``linear`` exported as MatMul
     (+ Add) has one; a Gemm or Conv keeps its bias inside the node (the ADC reads it, in both engines)."""
     if lay.op != "MatMul":
         return args, kwargs, None
-    names = torch_family(func.__name__).torch_args
-    at = names.index("bias") if "bias" in names else None
+    at = site.bias_arg
     if at is not None and len(args) > at:
         bias, args = args[at], args[:at] + [None] + args[at + 1:]
     else:

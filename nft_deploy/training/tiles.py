@@ -10,7 +10,7 @@ import numpy as np
 import torch
 
 from nft_deploy.arrays import adc_fixed, row_masks
-from nft_deploy.converters.handlers import torch_family, weight_of
+from nft_deploy.converters.handlers import weight_of
 from nft_deploy.device_plan import LayerPlan
 from nft_deploy.noise import quantize_activation
 
@@ -27,16 +27,15 @@ def tiled_call(func, args: list, kwargs: dict, site, lay: LayerPlan):
     masks = row_masks(lay.shape, lay.out_axis, lay.tiles) if lay.tiles is not None else []
     if not masks:
         return None
-    names = torch_family(func.__name__).torch_args
-    bias = names.index("bias") if "bias" in names else None
+    bias = site.bias_arg
     w = weight_of(args, site)
     out = None
     for k, mask in enumerate(masks):
         a = list(args)
         mask = mask if lay.layout is None else lay.layout.to_torch(mask)  # the plan's rows are the graph's
         a[site.weight_arg] = w * torch.from_numpy(np.ascontiguousarray(mask)).to(device=w.device, dtype=w.dtype)
-        if k and bias is not None and len(a) > bias:
-            a[bias] = None
+        if k and bias is not None and len(a) > bias and isinstance(a[bias], torch.Tensor):
+            a[bias] = torch.zeros_like(a[bias])  # the bias joins tile 0 only (addmm takes no None)
         part = func(*a, **({key: v for key, v in kwargs.items() if key != "bias"} if k else kwargs))
         part = quantize_activation(part, lay.output_bits, adc_fixed(lay, k, part.ndim, site.weight_arg == 0)) if lay.output_bits else part
         out = part if out is None else out + part

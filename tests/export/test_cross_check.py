@@ -86,10 +86,22 @@ def _profiles():
     return named + [profile_from_dict(HOSTILE), profile_from_dict(SUBSET), profile_from_dict(ARRAYED)]
 
 
+class Conv1D(torch.nn.Module):
+    """HF transformers' ``Conv1D`` (GPT-2): ``addmm(bias, x, W)`` with ``W [in, out]``, a Gemm with transB=0."""
+
+    def __init__(self, n_in: int, n_out: int):
+        super().__init__()
+        self.weight = torch.nn.Parameter(torch.randn(n_in, n_out) * 0.2)
+        self.bias = torch.nn.Parameter(torch.randn(n_out))
+
+    def forward(self, x):
+        return torch.addmm(self.bias, x, self.weight)
+
+
 class MatmulNet(torch.nn.Module):
     """A user module whose crossbar layers include a bare parameter used by ``torch.matmul`` and a Linear on
     a 3-D input called twice (``mix``, per row of the feature map: exported as MatMul + Add on two folded
-    copies of W.T, its bias after the ADC; one programmed weight in both engines)."""
+    copies of W.T, its bias after the ADC; one programmed weight in both engines), and GPT-2's ``Conv1D``."""
 
     def __init__(self):
         super().__init__()
@@ -97,15 +109,16 @@ class MatmulNet(torch.nn.Module):
         self.mix = torch.nn.Linear(8, 8)
         with torch.no_grad():
             self.mix.bias.uniform_(-2.0, 2.0)  # a bias a few ADC steps wide: placed before the ADC it shows
-        self.proj = torch.nn.Parameter(torch.randn(4 * 8 * 8, 24) * 0.1)
+        self.proj = torch.nn.Parameter(torch.randn(4 * 8 * 8, 40) * 0.1)
         self.head = torch.nn.Linear(24, 10)
         self.fc = torch.nn.Linear(24, 24)
+        self.c_fc = Conv1D(40, 24)  # 40 rows: two row tiles on the 32-row arrays of ARRAYED
 
     def forward(self, x):
         rows = torch.relu(self.mix(torch.relu(self.conv1(x)).flatten(1, 2)))  # (batch, 4 x 8 rows, 8)
         rows = torch.relu(self.mix(rows))  # mix again: the exporter folds a second copy of W.T
         h = torch.relu(torch.matmul(torch.flatten(rows, 1), self.proj))
-        return self.head(torch.relu(self.fc(h)))
+        return self.head(torch.relu(self.fc(torch.relu(self.c_fc(h)))))
 
 
 @pytest.fixture(scope="module")

@@ -145,7 +145,6 @@ def test_a_short_evaluate_runs_two_chips(case):
 
 PLANS_DIFFER = {  # zoo models whose torch and graph plans differ, and why (export names them in its report)
     "vit_mini": "nn.MultiheadAttention is one composite torch call whose inner matmuls the torch probe does not see",
-    "gpt2_mini": "HF Conv1D computes torch.addmm, which no op family's torch functions include",
 }
 
 
