@@ -12,7 +12,7 @@ from __future__ import annotations
 import hashlib
 import time
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import onnx
@@ -155,8 +155,8 @@ def _find_weights(graph: gs.Graph, report: PassReport, origins: dict[str, list[s
     types without a family are counted as passed through. A folded weight that its family traces to one
     torch parameter (``OpFamily.weight_origin``) is renamed after it; a second folded copy of the same
     parameter (one ``Linear`` called twice on 3-D inputs) is replaced by the first, so the two calls read one
-    programmed weight, as in torch."""
-    uses, seen, names, renamed = [], {}, None, {}
+    programmed weight, as in torch. A weight several nodes read lists them all (``FoundWeight.nodes``)."""
+    uses, seen, names, renamed, readers = [], {}, None, {}, {}
     for node in graph.nodes:
         handler = handler_for(node.op)
         if handler is None:
@@ -180,7 +180,8 @@ def _find_weights(graph: gs.Graph, report: PassReport, origins: dict[str, list[s
             w = node.inputs[site.weight_input]
             name = origin(origins.get(w.name, [])) if origin and origins else None
             twin = renamed.get(name)
-            if twin is not None and twin.shape == w.shape and np.array_equal(twin.values, w.values):
+            if (twin is not None and twin.shape == w.shape and twin.values.dtype == w.values.dtype
+                    and np.array_equal(twin.values, w.values)):
                 node.inputs[site.weight_input] = w = twin
             elif name and name != w.name and name not in (names := names or set(graph.tensors())):
                 names.add(name)
@@ -192,8 +193,11 @@ def _find_weights(graph: gs.Graph, report: PassReport, origins: dict[str, list[s
                                                         decline=SHARED_WEIGHT if shared else None,
                                                         groups=int(node.attrs.get("group", 1))))
             pairs.append((found, None if shared else site))
+            readers.setdefault(id(found), []).append(node.name)
         uses.append((node, pairs))
-    return uses
+    several = {key: replace(f, nodes=tuple(readers[key])) for f in seen.values()
+               if len(readers.get(key := id(f), ())) > 1}
+    return [(node, [(several.get(id(f), f), s) for f, s in pairs]) for node, pairs in uses] if several else uses
 
 
 def _lift_constant_nodes(graph: gs.Graph) -> None:

@@ -74,10 +74,11 @@ def calibrate(float_model: onnx.ModelProto, profile: DeviceProfile, x: np.ndarra
         raise ConfigError("--calibrate: the calibration data holds no sample")
     deployed, report = run_pass(float_model, clean_profile(profile))
     taps = _taps(deployed, report.plan)
-    names = sorted({t for dac, adcs in taps.values() for t in ((dac,) if dac else ()) + adcs})
+    names = sorted({n for dac, adcs in taps.values() for tap in ((dac,) if dac else ()) + adcs for n in tap})
     if not names:
         return {}
     splits = _splits(report.plan, taps) if per == "array" else {}
+    split_of = {n: s for tap, s in splits.items() for n in tap}
     graph = deployed.graph
     graph.output.extend(onnx.helper.make_tensor_value_info(n, onnx.TensorProto.FLOAT, None) for n in names)
     opts = ort.SessionOptions()
@@ -89,12 +90,15 @@ def calibrate(float_model: onnx.ModelProto, profile: DeviceProfile, x: np.ndarra
         outs = sess.run(names, {feed: np.ascontiguousarray(x[i: i + batch_size], np.float32)})
         for n, v in zip(names, outs, strict=True):
             a = np.abs(v)
-            if n in splits:  # one part per array: its output channels
-                axis, channels = splits[n]
+            if n in split_of:  # one part per array: its output channels
+                axis, channels = split_of[n]
                 seen[n].append([np.moveaxis(a, axis, 0)[c].ravel() for c in channels])
             else:
                 seen[n].append([a.ravel()])
-    parts = {n: [np.concatenate(p) for p in zip(*v, strict=True)] for n, v in seen.items()}
+    by_name = {n: [np.concatenate(p) for p in zip(*v, strict=True)] for n, v in seen.items()}
+    # one converter, every node that reads the layer's weight: the percentile of all they convert
+    parts = {tap: [np.concatenate(p) for p in zip(*(by_name[n] for n in tap), strict=True)]
+             for dac, adcs in taps.values() for tap in ((dac,) if dac else ()) + adcs}
     level = {n: [_positive(float(np.percentile(p, percentile))) for p in ps] for n, ps in parts.items()}
     if adc_range == "max":
         reached = {n: [float(p.max(initial=0.0)) for p in ps] for n, ps in parts.items()}
@@ -163,21 +167,26 @@ def _positive(v: float) -> float:
     return v if v > 0 else 1.0
 
 
-def _taps(deployed: onnx.ModelProto, plan) -> dict[str, tuple[str | None, tuple[str, ...]]]:
-    """Layer -> (the tensor its DAC converts, the tensors its ADCs convert), found by the converters' node
-    names (``nft/io/<node>/dac_abs``, ``.../adc_abs``, ``.../adc<k>_abs`` per row tile)."""
+Tap = tuple[str, ...]
+"""The tensors one converter converts: one per graph node that reads the layer's weight (a layer called
+twice has one DAC and one ADC per row tile, programmed once, converting both calls)."""
+
+
+def _taps(deployed: onnx.ModelProto, plan) -> dict[str, tuple[Tap | None, tuple[Tap, ...]]]:
+    """Layer -> (what its DAC converts, what its ADCs convert per row tile), found by the converters' node
+    names (``nft/io/<node>/dac_abs``, ``.../adc_abs``, ``.../adc<k>_abs`` per row tile) of every node that
+    reads the layer's weight."""
     by_name = {n.name: n for n in deployed.graph.node}
     out = {}
     for lay in plan.mapped:
         if not lay.has_converters:
             continue
-        prefix = f"nft/io/{lay.node or lay.name}"
-        dac = by_name.get(f"{prefix}/dac_abs")
+        prefixes = [f"nft/io/{node}" for node in lay.nodes or (lay.node or lay.name,)]
         tiles = lay.tiles.row_tiles if lay.tiles is not None and lay.tiles.row_tiles > 1 else 0
-        adc_nodes = [by_name.get(f"{prefix}/adc{k}_abs") for k in range(tiles)] if tiles else [by_name.get(
-            f"{prefix}/adc_abs")]
-        out[lay.name] = (dac.input[0] if dac is not None else None,
-                         tuple(n.input[0] for n in adc_nodes if n is not None))
+        adcs = [f"adc{k}_abs" for k in range(tiles)] if tiles else ["adc_abs"]
+        dac = tuple(n.input[0] for p in prefixes if (n := by_name.get(f"{p}/dac_abs")) is not None)
+        out[lay.name] = (dac or None, tuple(tap for a in adcs if (tap := tuple(
+            n.input[0] for p in prefixes if (n := by_name.get(f"{p}/{a}")) is not None))))
     return out
 
 

@@ -7,11 +7,9 @@ and resolves the layer's noise model (overrides, then sigma), cells per weight a
 Training noise, the torch Monte Carlo, the graph pass, the evaluator's chip draws and the reports all
 read the plan; nothing else decides.
 
-Names: a layer is named by its weight's name without a trailing ``.weight``. The torch exporters keep
-parameter names as initializer names, so the torch module path (``features.0``), the torch parameter
-(``features.0.weight``) and the ONNX initializer (``features.0.weight``) name the same layer; a bare
-parameter used by ``torch.matmul`` (``proj``) is layer ``proj`` in both. Two weights with one layer name
-are ambiguous and refused.
+Names: a layer is its weight's name without a trailing ``.weight``: the torch module path (``features.0``),
+parameter and ONNX initializer (``features.0.weight``) name one layer, a bare ``torch.matmul`` parameter
+(``proj``) is layer ``proj``; two weights with one layer name are refused.
 
 ``--sigma S`` (``DeviceProfile.with_sigma``): the top-level programming sigma becomes S and every
 override keeps its ratio to it.
@@ -66,8 +64,8 @@ class FoundWeight:
     """ONNX node name (graph side only)."""
     groups: int = 1
     """A convolution's ``group`` (1 otherwise): each group is its own matrix on its own arrays."""
-    layout: Any = field(default=None, compare=False)
-    """torch side: how the parameter maps onto the graph's weight (``OpFamily.layout``); None: the same."""
+    layout: Any = field(default=None, compare=False, repr=False)  # LayerPlan.layout
+    nodes: tuple[str, ...] = field(default=(), compare=False)  # LayerPlan.nodes
 
 
 @dataclass(frozen=True)
@@ -101,9 +99,11 @@ class LayerPlan:
     adc_range: tuple[float | tuple[float, ...], ...] | None = None
     """Calibrated ADC ranges, one entry per row tile (one for a layer of one tile): a float its arrays share, or
     one per array of the row tile in (group, column tile) order (``arrays.adc_fixed``); None: full scale."""
+    nodes: tuple[str, ...] = field(default=(), compare=False, repr=False)
+    """Graph side: every node that reads the weight where several do (each has its own converters); () for one."""
     layout: Any = field(default=None, compare=False, repr=False)
-    """torch side: how the parameter maps onto the weight as the graph stores it, which the row's shape,
-    output axis and chip draws describe (``training.crossbars.graph_layout``); None: the same layout."""
+    """torch side: the parameter onto the graph's weight, which the row's shape, axis and chips describe
+    (``OpFamily.layout``, ``training.crossbars.graph_layout``); None: the same layout."""
 
     @cached_property
     def noise(self) -> NoiseModel:
@@ -275,7 +275,7 @@ def _row(f: FoundWeight, prof: DeviceProfile, strict: bool = True) -> LayerPlan:
         reason = "mapped"
     device = prof.for_layer(f.name)
     lay = LayerPlan(f.name, f.op, f.weight, tuple(f.shape), f.out_axis, reason == "mapped", reason, device,
-                    node=f.node, groups=f.groups, layout=f.layout)
+                    node=f.node, groups=f.groups, layout=f.layout, nodes=f.nodes)
     if not lay.mapped:
         return lay
     nm = lay.noise

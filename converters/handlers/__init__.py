@@ -18,6 +18,7 @@ from nft_deploy.converters.handlers.site import (
     OpFamily,
     TorchSite,
     WeightSite,
+    bias_position,
     positional,
     sites,
     weight_of,
@@ -76,6 +77,6 @@ def torch_family(func_name: str) -> OpFamily | None:
     return next((fam for fam in OP_FAMILIES.values() if func_name in fam.torch_functions), None)
 
 
-__all__ = ["OP_FAMILIES", "REFUSED", "Decline", "OpFamily", "TorchSite", "WeightSite", "handler_for",
+__all__ = ["OP_FAMILIES", "REFUSED", "Decline", "OpFamily", "TorchSite", "WeightSite", "bias_position", "handler_for",
            "mappable_ops", "onnx_family", "positional", "register_op_family", "sites", "torch_family",
            "unregister_op_family", "weight_of"]

@@ -56,7 +56,8 @@ class TorchSite:
     """The weight's shape as the ONNX graph stores it, where it differs from the parameter's (``layout``, or
     the family's, maps one onto the other); None: the parameter's shape."""
     bias_arg: int | None = None
-    """Position of the call's bias argument (``linear``/``conv*``: 2, ``addmm``: 0); None: the call has none.
+    """Position of the call's bias argument (``linear``/``conv*``: 2, ``addmm``: 0); None: the family's
+    ``torch_args`` position of ``bias``, if it names one (``bias_position``).
     Row tiles add it once (with tile 0); a bias the graph adds after the node (a MatMul's ``Add``) is added
     after the ADC."""
     layout: Any = None
@@ -109,6 +110,14 @@ def positional(family: OpFamily, args: tuple, kwargs: dict) -> tuple[tuple, dict
         if i == len(args) and name in rest:
             args.append(rest.pop(name))
     return tuple(args), rest
+
+
+def bias_position(family: OpFamily, site: TorchSite) -> int | None:
+    """Where the call's bias argument is: the site's ``bias_arg``, else the family's ``torch_args`` position of
+    ``bias`` (a plugin family written before ``bias_arg``), else None."""
+    if site.bias_arg is not None:
+        return site.bias_arg
+    return family.torch_args.index("bias") if "bias" in family.torch_args else None
 
 
 def weight_of(args: tuple, site: TorchSite):

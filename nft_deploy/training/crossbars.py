@@ -23,7 +23,7 @@ from torch.func import functional_call
 from torch.overrides import TorchFunctionMode
 
 from nft_deploy.arrays import adc_fixed
-from nft_deploy.converters.handlers import positional, sites, torch_family, weight_of
+from nft_deploy.converters.handlers import bias_position, positional, sites, torch_family, weight_of
 from nft_deploy.device_plan import SHARED_WEIGHT, DevicePlan, FoundWeight, LayerPlan, compile_plan, layer_name
 from nft_deploy.errors import ConfigError
 from nft_deploy.noise import quantize_activation
@@ -128,7 +128,7 @@ class _Converters(TorchFunctionMode):
         args = list(args)
         if lay.input_bits and site.data_arg is not None:
             args[site.data_arg] = quantize_activation(args[site.data_arg], lay.input_bits, lay.dac_range)
-        args, kwargs, bias = _digital_bias(args, kwargs, site, lay)
+        args, kwargs, bias = _digital_bias(args, kwargs, bias_position(torch_family(func.__name__), site), lay)
         out = tiled_call(func, args, kwargs, site, lay)  # row tiles: an ADC on each partial sum, then their sum
         if out is None:
             out = func(*args, **kwargs)
@@ -137,12 +137,11 @@ class _Converters(TorchFunctionMode):
         return out if bias is None else out + bias
 
 
-def _digital_bias(args: list, kwargs: dict, site, lay: LayerPlan) -> tuple[list, dict, torch.Tensor | None]:
+def _digital_bias(args: list, kwargs: dict, at: int | None, lay: LayerPlan) -> tuple[list, dict, torch.Tensor | None]:
     """A bias the graph adds after the crossbar's ADC, taken out of the call: a ``linear`` exported as MatMul
     (+ Add) has one; a Gemm or Conv keeps its bias inside the node (the ADC reads it, in both engines)."""
     if lay.op != "MatMul":
         return args, kwargs, None
-    at = site.bias_arg
     if at is not None and len(args) > at:
         bias, args = args[at], args[:at] + [None] + args[at + 1:]
     else:

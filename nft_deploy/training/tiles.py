@@ -10,7 +10,7 @@ import numpy as np
 import torch
 
 from nft_deploy.arrays import adc_fixed, row_masks
-from nft_deploy.converters.handlers import weight_of
+from nft_deploy.converters.handlers import bias_position, torch_family, weight_of
 from nft_deploy.device_plan import LayerPlan
 from nft_deploy.noise import quantize_activation
 
@@ -27,7 +27,7 @@ def tiled_call(func, args: list, kwargs: dict, site, lay: LayerPlan):
     masks = row_masks(lay.shape, lay.out_axis, lay.tiles) if lay.tiles is not None else []
     if not masks:
         return None
-    bias = site.bias_arg
+    bias = bias_position(torch_family(func.__name__), site)
     w = weight_of(args, site)
     out = None
     for k, mask in enumerate(masks):

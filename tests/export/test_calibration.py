@@ -161,3 +161,38 @@ def test_ranges_for_a_layer_the_plan_does_not_map_are_refused_not_dropped(net):
     assert plan.with_ranges({"fc": (1.0, (2.0,))}).ranges == {"fc": (1.0, (2.0,))}
     with pytest.raises(ExportError, match="converter ranges for layers this plan does not map: val_1 "):
         plan.with_ranges({"fc": (1.0, (2.0,)), "val_1": (1.0, None)})
+
+
+class Twice(torch.nn.Module):
+    """One Linear called twice on 3-D activations (the exporter folds two copies of W.T; one layer): its one
+    DAC and ADC convert both calls, and the second call's activations are 4x the first's."""
+
+    def __init__(self):
+        super().__init__()
+        self.mix = torch.nn.Linear(6, 6, bias=False)
+        with torch.no_grad():
+            self.mix.weight.copy_(4 * torch.eye(6))
+        self.head = torch.nn.Linear(6, 3)
+
+    def forward(self, x):  # x (N, 1, 4, 6)
+        return self.head(self.mix(self.mix(x.flatten(1, 2)))).mean(1)
+
+
+def test_a_layer_called_twice_is_calibrated_on_what_both_calls_convert():
+    from nft_deploy.export import export_model
+
+    torch.manual_seed(0)
+    x = np.random.default_rng(0).uniform(-1, 1, (16, 1, 4, 6)).astype(np.float32)
+    float_onnx = export_model(Twice().eval(), profile=None, no_device=True, input_shape=(1, 4, 6)).model
+    prof = profile_from_dict({"schema_version": 1, "name": "io", "weights": {"quantize": False},
+                              "programming": {"sigma": 0.0}, "io": {"input_bits": 8, "output_bits": 8}})
+    _, report = run_pass(float_onnx, prof)
+    assert [len(lay.nodes) for lay in report.plan.mapped if lay.name == "mix"] == [2]
+    ranges = calibrate(float_onnx, prof, x, percentile=100.0)
+    dac, (adc,) = ranges["mix"]
+    # call 1 converts x (max |x|) and 4x on its output; call 2 converts that 4x and 16x: the maxima are call 2's
+    top = float(np.abs(x).max())
+    assert dac == pytest.approx(4 * top, rel=0.02) and adc == pytest.approx(16 * top, rel=0.02)
+    lower = calibrate(float_onnx, prof, x, percentile=50.0)["mix"]  # the median of both calls' values together
+    both = np.concatenate([np.abs(x).ravel(), 4 * np.abs(x).ravel()])
+    assert lower[0] == pytest.approx(float(np.percentile(both, 50)), rel=0.02)
