@@ -143,6 +143,11 @@ def test_a_short_evaluate_runs_two_chips(case):
     assert 0.0 <= result.accuracy.mean <= 1.0
 
 
+EDGE_CROSSING = {"resnet18", "regnet_x_400mf", "efficientnet_b0", "lcnet_050"}
+"""Deep CNNs whose float32 sums cross a 6-bit ADC's rounding edge early and carry it on (measured with
+rram_128x128_adc6: up to 20% of the logit scale on a sample, no flipped prediction): their converters are
+checked on 250 samples in tests/export/test_cross_check.py; here only without converters."""
+
 PLANS_DIFFER = {  # zoo models whose torch and graph plans differ, and why (export names them in its report)
     "vit_mini": "nn.MultiheadAttention is one composite torch call whose inner matmuls the torch probe does not see",
 }
@@ -151,7 +156,8 @@ PLANS_DIFFER = {  # zoo models whose torch and graph plans differ, and why (expo
 def test_training_and_the_graph_plan_the_same_layers_and_agree_per_chip(case):
     """The torch probe (training, the torch engine) and the graph pass on the user's dynamo export compile the
     same plan rows, Linear layers on 3-D and 4-D activations (transformers, mixers, ConvNeXt) included, and
-    one chip's logits agree between torch and ONNX Runtime (read noise off) within 1e-4 of their scale."""
+    one chip's logits agree between torch and ONNX Runtime (read noise off) within 1e-4 of their scale, without
+    converters (rram_4bit) and with DACs, 6-bit ADCs and 128x128 arrays (rram_128x128_adc6)."""
     import dataclasses
 
     from nft_deploy.converters.graph_pass import plan_graph, run_pass
@@ -164,19 +170,22 @@ def test_training_and_the_graph_plan_the_same_layers_and_agree_per_chip(case):
     from nft_deploy.training.montecarlo import torch_chip_logits
 
     spec, float_onnx, _, x, want, module = case
-    prof = dataclasses.replace(load_profile("rram_4bit"), read_noise=ReadNoise())
-    found = differences(torch_plan(module, prof, torch.from_numpy(x)), plan_graph(float_onnx, prof))
-    if spec.name in PLANS_DIFFER:
-        assert found, f"{spec.name} now plans alike in both engines: remove it from PLANS_DIFFER"
-        return
-    assert found == []
-    if spec.outputs != 1 or want[0].ndim != 2 or spec.tokens or "LSTM" in spec.covers or "GRU" in spec.covers:
-        return  # per-chip logits: one (N, C) output of float inputs (the torch engine feeds float32); recurrent
-        # cells are cross-checked in tests/export
-    ort = chip_logits(load_deployed(run_pass(float_onnx, prof)[0]), x, chip=1, seed=5)
-    tch = torch_chip_logits(module, prof, x, chip=1, seed=5)
-    # relative to the logits' own scale: untrained zoo models' logits range from 1e-13 to 1 (measured agreement
-    # 1e-6 of the scale or better)
-    scale = float(np.abs(ort).max())
-    assert np.abs(ort - want[0]).max() > 1e-4 * scale > 0, "the chip changed no logit: the check would prove nothing"
-    np.testing.assert_allclose(tch, ort, rtol=0, atol=1e-4 * scale)
+    for name in ("rram_4bit", "rram_128x128_adc6"):
+        prof = dataclasses.replace(load_profile(name), read_noise=ReadNoise())
+        found = differences(torch_plan(module, prof, torch.from_numpy(x)), plan_graph(float_onnx, prof))
+        if spec.name in PLANS_DIFFER:
+            assert found, f"{spec.name} now plans alike in both engines: remove it from PLANS_DIFFER"
+            return
+        assert found == []
+        if (spec.outputs != 1 or want[0].ndim != 2 or spec.tokens or "LSTM" in spec.covers or "GRU" in spec.covers
+                or (spec.name in EDGE_CROSSING and prof.io.output_bits)):
+            continue  # per-chip logits: one (N, C) output of float inputs (the torch engine feeds float32);
+            # recurrent cells are cross-checked in tests/export
+        deployed = load_deployed(run_pass(float_onnx, prof)[0])
+        ort, clean = (chip_logits(deployed, x, chip=c, seed=5) for c in (1, None))
+        tch = torch_chip_logits(module, prof, x, chip=1, seed=5)
+        # relative to the logits' own scale: untrained zoo models' logits range from 1e-13 to 1 (measured
+        # agreement 2e-6 of the scale or better)
+        scale = float(np.abs(ort).max())
+        assert np.abs(ort - clean).max() > 1e-4 * scale > 0, "the chip changed no logit: the check proves nothing"
+        np.testing.assert_allclose(tch, ort, rtol=0, atol=1e-4 * scale, err_msg=f"{spec.name} on {name}")
