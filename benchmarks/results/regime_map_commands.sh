@@ -29,6 +29,7 @@ $R0 --inits kaiming --methods "ovf warm-up" --sigmas 0.3 --seeds 1,2,3,4
 $R0 --inits kaiming --methods "noise_injection x4" --sigmas 0.25 --seeds 0,1,2,3,4
 $R0 --inits kaiming --methods "plain" --sigmas 0.25 --seeds 0                              
 $R0 --inits kaiming --methods "irs,plain" --sigmas 0.1,0.15 --seeds 0                      
+$R0 --inits kaiming --methods "plain" --sigmas 0.25 --seeds 1,2,3,4
 
 # LeNet-5, mnist-5k (regime_map_lenet5.*)
 L="nice -n 5 .venv/bin/python benchmarks/regime_map.py --setting lenet5 --threads 1"
