@@ -4,7 +4,8 @@
 one probe forward under a ``TorchFunctionMode`` sees every call of a family's torch functions
 (``conv2d``, ``linear``, ``matmul``...) and asks the family which argument is the weight. So an
 ``nn.Conv2d``, an ``nn.Linear`` and a bare parameter used by ``torch.matmul`` are found alike, and a
-Linear on a 3-D input is planned as the MatMul on ``W.T`` it exports to (the site's ``layout``). ``device_plan.compile_plan`` then decides.
+Linear on a 3-D input is planned as the MatMul on ``W.T`` it exports to (the site's ``layout``).
+``device_plan.compile_plan`` then decides.
 
 ``on_device`` runs a forward with given (noisy) weights and the plan's DAC/ADC around every mapped call,
 with the maths of ``noise.quantize_activation`` (straight-through in training), the same the graph
@@ -128,8 +129,9 @@ class _Converters(TorchFunctionMode):
         args = list(args)
         if lay.input_bits and site.data_arg is not None:
             args[site.data_arg] = quantize_activation(args[site.data_arg], lay.input_bits, lay.dac_range)
-        args, kwargs, bias = _digital_bias(args, kwargs, bias_position(torch_family(func.__name__), site), lay)
-        out = tiled_call(func, args, kwargs, site, lay)  # row tiles: an ADC on each partial sum, then their sum
+        at = bias_position(torch_family(func.__name__), site)
+        args, kwargs, bias = _digital_bias(args, kwargs, at, lay)
+        out = tiled_call(func, args, kwargs, site, lay, at)  # row tiles: an ADC on each partial sum, then their sum
         if out is None:
             out = func(*args, **kwargs)
             if lay.output_bits:

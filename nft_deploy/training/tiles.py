@@ -10,7 +10,7 @@ import numpy as np
 import torch
 
 from nft_deploy.arrays import adc_fixed, row_masks
-from nft_deploy.converters.handlers import bias_position, torch_family, weight_of
+from nft_deploy.converters.handlers import weight_of
 from nft_deploy.device_plan import LayerPlan
 from nft_deploy.noise import quantize_activation
 
@@ -22,12 +22,12 @@ def conv_groups(func, args: tuple, kwargs: dict) -> int:
     return int(args[6] if len(args) > 6 else kwargs.get("groups", 1))
 
 
-def tiled_call(func, args: list, kwargs: dict, site, lay: LayerPlan):
-    """The call as the sum of its row tiles' (ADC-quantized) partial sums; None when the layer is one row tile."""
+def tiled_call(func, args: list, kwargs: dict, site, lay: LayerPlan, bias: int | None):
+    """The call as the sum of its row tiles' (ADC-quantized) partial sums, its bias (argument ``bias``,
+    ``handlers.bias_position``) with tile 0; None when the layer is one row tile."""
     masks = row_masks(lay.shape, lay.out_axis, lay.tiles) if lay.tiles is not None else []
     if not masks:
         return None
-    bias = bias_position(torch_family(func.__name__), site)
     w = weight_of(args, site)
     out = None
     for k, mask in enumerate(masks):
